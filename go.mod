@@ -1,0 +1,3 @@
+module github.com/imsflow/imsflow
+
+go 1.26
