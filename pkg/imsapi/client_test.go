@@ -204,8 +204,10 @@ func TestOperations(t *testing.T) {
 			},
 		},
 		{
-			name:   "job status under the project path",
-			call:   func(ctx context.Context, c *Client) (any, error) { return c.Job(ctx, "9a175ac892fa134201930039db1a27b1") },
+			name: "job status under the project path",
+			call: func(ctx context.Context, c *Client) (any, error) {
+				return c.Job(ctx, "9a175ac892fa134201930039db1a27b1")
+			},
 			method: http.MethodGet,
 			path:   "/v1/" + testProject + "/jobs/9a175ac892fa134201930039db1a27b1",
 			respond: `{"job_id":"9a175ac892fa134201930039db1a27b1","job_type":"imsNativeExportImageJob",

@@ -62,6 +62,15 @@ func (s *FlexString) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// MarshalJSON encodes "" as null, as IMS writes error_code and fail_reason
+// of a job that did not fail.
+func (s FlexString) MarshalJSON() ([]byte, error) {
+	if s == "" {
+		return []byte("null"), nil
+	}
+	return json.Marshal(string(s))
+}
+
 // FlexBool decodes true, false, "true", "false" (any case) and null (false).
 // IMS sends some flags as booleans and others as strings.
 type FlexBool bool
