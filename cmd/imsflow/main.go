@@ -1,0 +1,58 @@
+// Command imsflow is imsflow's command line: today the "ims" commands, a
+// direct line to the IMS API configured from the environment; the pipeline
+// commands (dev, demo, emulator, export, bulk, watch, status) join it as
+// they are built.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], nil, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // the operation failed
+	exitUsage = 2 // bad command line or configuration
+)
+
+const usage = `imsflow moves VM and disk images in and out of Huawei Cloud IMS.
+
+Usage:
+  imsflow ims <command> [flags]   call the IMS API directly (see "imsflow ims -h")
+  imsflow help                    this text
+
+IMS settings come from the environment: IMS_ENDPOINT and either
+HUAWEICLOUD_SDK_AK + HUAWEICLOUD_SDK_SK (+ HUAWEICLOUD_SDK_SECURITY_TOKEN)
+or IMS_AUTH_TOKEN; see "imsflow ims -h" for all of them.
+`
+
+// run is main without the process: environ nil means the process
+// environment.
+func run(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "ims":
+		return runIMS(ctx, args[1:], environ, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "imsflow: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+}
