@@ -21,7 +21,7 @@ type ExportRequest struct {
 // Validate returns the documented rules r breaks (see [ValidationError]).
 func (r *ExportRequest) Validate() error {
 	if r == nil {
-		return &ValidationError{Field: "request", Rule: "required", Code: "IMG.0001", Message: "is nil"}
+		return nilRequest()
 	}
 	var v validator
 	_, key := v.bucketURL("bucket_url", r.BucketURL)

@@ -37,7 +37,7 @@ type QuickImportRequest struct {
 // Validate returns the documented rules r breaks (see [ValidationError]).
 func (r *QuickImportRequest) Validate() error {
 	if r == nil {
-		return &ValidationError{Field: "request", Rule: "required", Code: "IMG.0001", Message: "is nil"}
+		return nilRequest()
 	}
 	var v validator
 	v.name("name", r.Name)
@@ -92,7 +92,7 @@ type DataImageRequest struct {
 // Validate returns the documented rules r breaks (see [ValidationError]).
 func (r *DataImageRequest) Validate() error {
 	if r == nil {
-		return &ValidationError{Field: "request", Rule: "required", Code: "IMG.0001", Message: "is nil"}
+		return nilRequest()
 	}
 	var v validator
 	v.name("name", r.Name)
@@ -138,7 +138,7 @@ type ImageRequest struct {
 // Validate returns the documented rules r breaks (see [ValidationError]).
 func (r *ImageRequest) Validate() error {
 	if r == nil {
-		return &ValidationError{Field: "request", Rule: "required", Code: "IMG.0001", Message: "is nil"}
+		return nilRequest()
 	}
 	var v validator
 	v.name("name", r.Name)

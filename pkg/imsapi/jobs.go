@@ -103,16 +103,7 @@ type SubJobResult struct {
 //
 //meta:operation GET /v1/cloudimages/job/{job_id}
 func (c *Client) JobProgress(ctx context.Context, jobID string) (*Job, error) {
-	var v validator
-	v.id("job_id", jobID)
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	var job Job
-	if err := c.do(ctx, http.MethodGet, "/v1/cloudimages/job/"+jobID, nil, nil, &job); err != nil {
-		return nil, err
-	}
-	return &job, nil
+	return c.getJob(ctx, jobID, "/v1/cloudimages/job/"+jobID, false)
 }
 
 // Job returns a job's state (ShowJob), the older job API under the project
@@ -123,16 +114,20 @@ func (c *Client) JobProgress(ctx context.Context, jobID string) (*Job, error) {
 //
 //meta:operation GET /v1/{project_id}/jobs/{job_id}
 func (c *Client) Job(ctx context.Context, jobID string) (*Job, error) {
+	return c.getJob(ctx, jobID, fmt.Sprintf("/v1/%s/jobs/%s", c.projectID, jobID), true)
+}
+
+func (c *Client) getJob(ctx context.Context, jobID, path string, needsProject bool) (*Job, error) {
 	var v validator
 	v.id("job_id", jobID)
-	if c.projectID == "" {
+	if needsProject && c.projectID == "" {
 		v.add("project_id", "required", "IMG.0001", "is required for GET /v1/{project_id}/jobs/{job_id}; configure it with WithProjectID")
 	}
 	if err := v.err(); err != nil {
 		return nil, err
 	}
 	var job Job
-	if err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/%s/jobs/%s", c.projectID, jobID), nil, nil, &job); err != nil {
+	if err := c.do(ctx, http.MethodGet, path, nil, nil, &job); err != nil {
 		return nil, err
 	}
 	return &job, nil

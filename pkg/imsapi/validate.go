@@ -49,6 +49,10 @@ func ValidationErrors(err error) []*ValidationError {
 	return out
 }
 
+func nilRequest() error {
+	return &ValidationError{Field: "request", Rule: "required", Code: "IMG.0001", Message: "is nil"}
+}
+
 // Rules and the IMS codes that go with them.
 const (
 	// MaxNameLength is the longest image name, in characters.
