@@ -1,0 +1,514 @@
+// Package imsemu is a local IMS: an HTTP server that answers the IMS paths
+// imsflow uses with the bodies, validation, error codes, signature checks,
+// job lifecycle and throttling that Huawei Cloud documents. Tests, the demo
+// and local runs use it in place of the real service.
+//
+// Start one in a test with [New] and point an [imsapi.Client] at its URL;
+// drive its [Clock] to move jobs along; tell it about bucket objects with
+// [Server.PutObject]; script failures with [Server.AddFailureRule] and
+// faults with [Server.SetFaults]; read what it accepted with
+// [Server.Submissions] and [Server.Stats]. The same controls are served as
+// JSON under /_emulator/ for the standalone "imsflow emulator".
+package imsemu
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/imsflow/imsflow/pkg/imsapi"
+)
+
+// Defaults of [Config].
+const (
+	DefaultImportSpeed    = 256 << 20 // bytes per emulated second
+	DefaultExportSpeed    = 512 << 20
+	DefaultInitDuration   = 2 * time.Second
+	DefaultMaxRunningJobs = 40 // IMS's documented limit of concurrent image-creation tasks
+	DefaultImageQuota     = 50 // IMS's documented default private-image quota per region
+	MaxSignatureSkew      = 15 * time.Minute
+	maxBody               = 12 << 20 // the gateway refuses larger bodies (APIGW.0201)
+)
+
+// Config configures an emulator. The zero value works: no credentials are
+// accepted until some are given, so give Credentials or Tokens.
+type Config struct {
+	// Credentials maps access keys to the secret keys they sign with.
+	Credentials map[string]imsapi.Secret
+	// Tokens are accepted in X-Auth-Token.
+	Tokens []imsapi.Secret
+	// ProjectID is the project of GET /v1/{project_id}/jobs/{job_id}; ""
+	// accepts any.
+	ProjectID string
+	// Clock drives jobs, image states and rate limits (default: real time).
+	Clock Clock
+	// ImportSpeed and ExportSpeed are the bytes a job handles per emulated
+	// second; a job's RUNNING phase lasts size/speed.
+	ImportSpeed, ExportSpeed int64
+	// TimeScale divides every job duration: with 3600 an import that IMS
+	// would run for an hour takes a second.
+	TimeScale float64
+	// InitDuration is the emulated time a job stays INIT.
+	InitDuration time.Duration
+	// RateLimit is each AK's (or token's) allowed requests per second, with
+	// bursts of RateBurst; above it the answer is 429 APIGW.0308. 0: no limit.
+	RateLimit float64
+	RateBurst int
+	// MaxRunningJobs caps running image-creation (import) jobs; the next
+	// submission gets 400 IMG.0194. 0 means DefaultMaxRunningJobs, negative
+	// no cap.
+	MaxRunningJobs int
+	// ImageQuota caps the private images of the project (400 IMG.0015).
+	// 0 means DefaultImageQuota, negative no cap.
+	ImageQuota int
+	// Faults are injected into API requests from the start.
+	Faults Faults
+	// Seed makes request IDs, image IDs and injected faults repeatable.
+	Seed uint64
+	// OSVersions is the os_version catalogue (default: DefaultOSVersions).
+	OSVersions []OSVersion
+}
+
+// Faults are failures injected into API requests (not into /_emulator/).
+type Faults struct {
+	// ErrorRate is the fraction of requests answered 500 or 503, at random.
+	ErrorRate float64 `json:"error_rate"`
+	// DropRate is the fraction of requests whose connection is closed
+	// without an answer, after the request was read (and, for a
+	// submission, after it was accepted when AcceptBeforeDrop is set).
+	DropRate float64 `json:"drop_rate"`
+	// AcceptBeforeDrop makes a dropped submission take effect first, the
+	// case where IMS started a job but the caller never heard of it.
+	AcceptBeforeDrop bool `json:"accept_before_drop"`
+	// Latency is added before every answer.
+	Latency Duration `json:"latency"`
+}
+
+// Duration is a time.Duration that reads and writes JSON as "1.5s".
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler; it takes "250ms" or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		v, err := time.ParseDuration(s)
+		*d = Duration(v)
+		return err
+	}
+	var n int64
+	err := json.Unmarshal(b, &n)
+	*d = Duration(n)
+	return err
+}
+
+// Server is a running emulator.
+type Server struct {
+	// URL is the base URL to give imsapi.New, e.g. "http://127.0.0.1:41237".
+	URL string
+
+	cfg      Config
+	clock    Clock
+	listener net.Listener
+	http     *http.Server
+	handler  http.Handler
+
+	mu          sync.Mutex
+	rand        *rand.Rand
+	faults      Faults
+	failNext    []int
+	objects     map[objectKey]Object
+	buckets     map[string]bool
+	images      []*image // in creation order
+	imageByID   map[string]*image
+	jobs        map[string]*job
+	pending     jobHeap // jobs not yet finished, by end time
+	running     int     // import jobs in pending
+	rules       []FailureRule
+	limiters    map[string]*rate.Limiter
+	submissions []Submission
+	stats       Stats
+}
+
+// New starts an emulator on a loopback port; Close stops it.
+func New(cfg Config) (*Server, error) {
+	return Listen("127.0.0.1:0", cfg)
+}
+
+// Listen starts an emulator on addr ("host:port").
+func Listen(addr string, cfg Config) (*Server, error) {
+	s, err := newServer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("imsemu: listen on %s: %w", addr, err)
+	}
+	s.listener = ln
+	s.URL = "http://" + ln.Addr().String()
+	s.http = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.http.Serve(ln) }()
+	return s, nil
+}
+
+func newServer(cfg Config) (*Server, error) {
+	if cfg.TimeScale < 0 || cfg.ImportSpeed < 0 || cfg.ExportSpeed < 0 || cfg.RateLimit < 0 || cfg.InitDuration < 0 {
+		return nil, errors.New("imsemu: speeds, time scale, init duration and rate limit cannot be negative")
+	}
+	if err := cfg.Faults.validate(); err != nil {
+		return nil, err
+	}
+	cfg.ImportSpeed = cmp.Or(cfg.ImportSpeed, DefaultImportSpeed)
+	cfg.ExportSpeed = cmp.Or(cfg.ExportSpeed, DefaultExportSpeed)
+	cfg.TimeScale = cmp.Or(cfg.TimeScale, 1)
+	if cfg.InitDuration == 0 {
+		cfg.InitDuration = DefaultInitDuration
+	}
+	cfg.MaxRunningJobs = cmp.Or(cfg.MaxRunningJobs, DefaultMaxRunningJobs)
+	cfg.ImageQuota = cmp.Or(cfg.ImageQuota, DefaultImageQuota)
+	cfg.RateBurst = max(cfg.RateBurst, 1)
+	if cfg.OSVersions == nil {
+		cfg.OSVersions = DefaultOSVersions
+	}
+	s := &Server{
+		cfg:       cfg,
+		clock:     cmp.Or[Clock](cfg.Clock, realClock{}),
+		rand:      rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		faults:    cfg.Faults,
+		objects:   map[objectKey]Object{},
+		buckets:   map[string]bool{},
+		imageByID: map[string]*image{},
+		jobs:      map[string]*job{},
+		limiters:  map[string]*rate.Limiter{},
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the emulator's HTTP handler, to serve it elsewhere.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close stops the server at once, closing every connection.
+func (s *Server) Close() error {
+	if s.http == nil {
+		return nil
+	}
+	return s.http.Close()
+}
+
+// Shutdown stops the server gracefully: it stops accepting connections and
+// waits for answers under way, until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.http == nil {
+		return nil
+	}
+	return s.http.Shutdown(ctx)
+}
+
+// Client returns an imsapi client of this emulator signed with the first
+// configured access key (or its first token), with no client-side rate
+// limit unless opts set one.
+func (s *Server) Client(opts ...imsapi.Option) (*imsapi.Client, error) {
+	var creds imsapi.Credentials
+	for ak, sk := range s.cfg.Credentials {
+		creds = imsapi.AKSK{AccessKey: ak, SecretKey: sk}
+		break
+	}
+	if creds == nil && len(s.cfg.Tokens) > 0 {
+		creds = imsapi.Token{Token: s.cfg.Tokens[0]}
+	}
+	if creds == nil {
+		return nil, errors.New("imsemu: no credentials configured")
+	}
+	all := []imsapi.Option{imsapi.WithRateLimiter(rate.NewLimiter(rate.Inf, 0))}
+	if s.cfg.ProjectID != "" {
+		all = append(all, imsapi.WithProjectID(s.cfg.ProjectID))
+	}
+	return imsapi.New(s.URL, creds, append(all, opts...)...)
+}
+
+// SetFaults replaces the injected faults.
+func (s *Server) SetFaults(f Faults) error {
+	if err := f.validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = f
+	return nil
+}
+
+// FailNext makes the next len(statuses) API requests answer with these
+// HTTP statuses (500, 503, 429, ...), in order, before anything else.
+func (s *Server) FailNext(statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failNext = append(s.failNext, statuses...)
+}
+
+func (f Faults) validate() error {
+	if f.ErrorRate < 0 || f.ErrorRate > 1 || f.DropRate < 0 || f.DropRate > 1 || f.Latency < 0 {
+		return fmt.Errorf("imsemu: fault rates must be within 0..1 and latency not negative: %+v", f)
+	}
+	return nil
+}
+
+// ---- the request pipeline --------------------------------------------
+
+// errorBody is IMS's error envelope.
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// gatewayBody is the API gateway's error envelope.
+type gatewayBody struct {
+	ErrorCode string `json:"error_code"`
+	ErrorMsg  string `json:"error_msg"`
+	RequestID string `json:"request_id"`
+}
+
+// apiError is an answer other than 2xx, from a handler.
+type apiError struct {
+	status  int
+	code    string
+	message string
+	gateway bool // gateway envelope instead of IMS's
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func imsError(code, format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+type handlerFunc func(r *request) (any, *apiError)
+
+// request is one authenticated API request as a handler sees it.
+type request struct {
+	*http.Request
+	body      []byte
+	accessKey string // or "token:<n>"
+	now       time.Time
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	api := func(pattern string, op string, h handlerFunc) {
+		mux.Handle(pattern, s.api(op, h))
+	}
+	api("POST /v2/cloudimages/quickimport/action", OpQuickImport, s.quickImport)
+	api("POST /v1/cloudimages/dataimages/action", OpDataImageImport, s.dataImageImport)
+	api("POST /v2/cloudimages/action", OpImageImport, s.imageImport)
+	api("POST /v1/cloudimages/{image_id}/file", OpExport, s.export)
+	api("GET /v1/cloudimages/job/{job_id}", OpJobProgress, s.jobProgress)
+	api("GET /v1/{project_id}/jobs/{job_id}", OpJob, s.jobStatus)
+	api("GET /v2/cloudimages", OpListImages, s.listImages)
+	api("GET /v1/cloudimages/os_version", OpOSVersions, s.osVersions)
+	api("GET /v1/cloudimages/quota", OpQuota, s.quota)
+	s.adminRoutes(mux)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, s.newRequestID(), gatewayBody{
+			ErrorCode: "APIGW.0101", ErrorMsg: "The API does not exist or has not been published in the environment",
+		})
+	})
+	return mux
+}
+
+// api wraps a handler in what the gateway and IMS do around it: body
+// limit, latency and dropped connections, authentication, the per-AK rate
+// limit, injected errors, then the handler under the state lock.
+func (s *Server) api(op string, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reqID := s.newRequestID()
+		status := s.serveAPI(w, r, op, h, reqID)
+		s.mu.Lock()
+		s.stats.count(op, status)
+		s.mu.Unlock()
+	})
+}
+
+// serveAPI answers one request and returns the status sent (0 for a drop).
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op string, h handlerFunc, reqID string) int {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return 0
+	}
+	if len(body) > maxBody {
+		return writeJSON(w, http.StatusRequestEntityTooLarge, reqID, gatewayBody{ErrorCode: "APIGW.0201", ErrorMsg: "Request entity too large", RequestID: reqID})
+	}
+	s.mu.Lock()
+	faults := s.faults
+	drop := faults.DropRate > 0 && s.rand.Float64() < faults.DropRate
+	s.mu.Unlock()
+	if faults.Latency > 0 {
+		select {
+		case <-time.After(time.Duration(faults.Latency)):
+		case <-r.Context().Done():
+			return 0
+		}
+	}
+	if drop && !(faults.AcceptBeforeDrop && r.Method == http.MethodPost) {
+		return s.drop(w)
+	}
+
+	ak, aerr := s.authenticate(r, body)
+	if aerr != nil {
+		return writeAPIError(w, reqID, aerr)
+	}
+	now := s.clock.Now()
+	s.mu.Lock()
+	if aerr := s.admit(ak, now); aerr != nil {
+		s.mu.Unlock()
+		return writeAPIError(w, reqID, aerr)
+	}
+	s.advance(now)
+	out, aerr := h(&request{Request: r, body: body, accessKey: ak, now: now})
+	s.mu.Unlock()
+	if drop {
+		return s.drop(w)
+	}
+	if aerr != nil {
+		return writeAPIError(w, reqID, aerr)
+	}
+	return writeJSON(w, http.StatusOK, reqID, out)
+}
+
+func (s *Server) drop(w http.ResponseWriter) int {
+	s.mu.Lock()
+	s.stats.Dropped++
+	s.mu.Unlock()
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return 0
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// authenticate checks the AK/SK signature or the token, as the gateway does.
+func (s *Server) authenticate(r *http.Request, body []byte) (string, *apiError) {
+	if tok := r.Header.Get(imsapi.HeaderAuthToken); tok != "" {
+		for i, t := range s.cfg.Tokens {
+			if t.Reveal() == tok {
+				return fmt.Sprintf("token:%d", i), nil
+			}
+		}
+		return "", &apiError{status: http.StatusUnauthorized, code: "APIGW.0301", gateway: true,
+			message: "Incorrect IAM authentication information: decrypt token fail"}
+	}
+	var ak string
+	lookup := func(a string) (imsapi.Secret, bool) {
+		ak = a
+		sk, ok := s.cfg.Credentials[a]
+		return sk, ok
+	}
+	err := imsapi.VerifySignature(r, body, lookup, time.Now(), MaxSignatureSkew)
+	switch {
+	case errors.Is(err, imsapi.ErrSignatureExpired):
+		return "", &apiError{status: http.StatusUnauthorized, code: "APIGW.0303", gateway: true,
+			message: "Incorrect app authentication information: " + err.Error()}
+	case err != nil:
+		return "", &apiError{status: http.StatusUnauthorized, code: "APIGW.0301", gateway: true,
+			message: "Incorrect IAM authentication information: " + strings.TrimPrefix(err.Error(), "imsapi: ")}
+	}
+	return ak, nil
+}
+
+// admit applies FailNext, the per-AK rate limit and injected errors.
+// It runs under s.mu.
+func (s *Server) admit(ak string, now time.Time) *apiError {
+	if len(s.failNext) > 0 {
+		status := s.failNext[0]
+		s.failNext = s.failNext[1:]
+		s.stats.Injected++
+		return injected(status)
+	}
+	if s.cfg.RateLimit > 0 {
+		l := s.limiters[ak]
+		if l == nil {
+			l = rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst)
+			s.limiters[ak] = l
+		}
+		if !l.AllowN(now, 1) {
+			s.stats.Throttled++
+			return &apiError{status: http.StatusTooManyRequests, code: "APIGW.0308", gateway: true,
+				message: fmt.Sprintf("The throttling threshold has been reached: policy user over ratelimit,limit:%g,time:1 second", s.cfg.RateLimit)}
+		}
+	}
+	if s.faults.ErrorRate > 0 && s.rand.Float64() < s.faults.ErrorRate {
+		s.stats.Injected++
+		return injected([]int{http.StatusInternalServerError, http.StatusServiceUnavailable}[s.rand.IntN(2)])
+	}
+	return nil
+}
+
+func injected(status int) *apiError {
+	switch status {
+	case http.StatusTooManyRequests:
+		return &apiError{status: status, code: "APIGW.0308", gateway: true, message: "The throttling threshold has been reached: policy user over ratelimit"}
+	case http.StatusServiceUnavailable:
+		return &apiError{status: status, code: "APIGW.0503", gateway: true, message: "Service unavailable (injected fault)"}
+	default:
+		return &apiError{status: status, code: "IMG.0061", message: "An unknown error occurred (injected fault)."}
+	}
+}
+
+func writeAPIError(w http.ResponseWriter, reqID string, e *apiError) int {
+	if e.gateway {
+		return writeJSON(w, e.status, reqID, gatewayBody{ErrorCode: e.code, ErrorMsg: e.message, RequestID: reqID})
+	}
+	var b errorBody
+	b.Error.Code, b.Error.Message = e.code, e.message
+	return writeJSON(w, e.status, reqID, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, reqID string, v any) int {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	if reqID != "" {
+		w.Header().Set(imsapi.HeaderRequestID, reqID)
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+	return status
+}
+
+// newRequestID returns 32 hex digits, like IMS's request and job IDs.
+func (s *Server) newRequestID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hexID()
+}
+
+// hexID runs under s.mu.
+func (s *Server) hexID() string {
+	var b [16]byte
+	for i := range b {
+		b[i] = byte(s.rand.UintN(256))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// uuid runs under s.mu.
+func (s *Server) uuid() string {
+	h := s.hexID()
+	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
+}

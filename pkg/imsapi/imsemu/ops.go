@@ -1,0 +1,447 @@
+package imsemu
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/imsflow/imsflow/pkg/imsapi"
+)
+
+// OSVersion is one entry of the emulator's os_version catalogue.
+type OSVersion struct {
+	Platform string
+	Version  string // the exact os_version string
+	Bit      int
+	Type     string // Linux or Windows
+	BMS      bool   // listed under ?tag=bms
+	UEFI     bool   // listed under ?tag=uefi
+}
+
+// DefaultOSVersions is a small catalogue in IMS's own spelling.
+var DefaultOSVersions = []OSVersion{
+	{"CentOS", "CentOS 7.0 64bit", 64, imsapi.OSLinux, true, false},
+	{"CentOS", "CentOS 7.9 64bit", 64, imsapi.OSLinux, true, true},
+	{"Ubuntu", "Ubuntu 20.04 server 64bit", 64, imsapi.OSLinux, true, true},
+	{"Ubuntu", "Ubuntu 22.04 server 64bit", 64, imsapi.OSLinux, true, true},
+	{"Debian", "Debian GNU/Linux 11.0.0 64bit", 64, imsapi.OSLinux, false, true},
+	{"EulerOS", "EulerOS 2.5 64bit", 64, imsapi.OSLinux, true, true},
+	{"Other", "Huawei Cloud EulerOS 2.0 64bit", 64, imsapi.OSLinux, true, true},
+	{"Oracle Linux", "Oracle Linux Server release 7.6 64bit", 64, imsapi.OSLinux, false, false},
+	{"SUSE", "SUSE Linux Enterprise Server 15 SP1 64bit", 64, imsapi.OSLinux, false, true},
+	{"Windows", "Windows Server 2016 Standard 64bit", 64, imsapi.OSWindows, false, true},
+	{"Windows", "Windows Server 2019 Standard 64bit", 64, imsapi.OSWindows, true, true},
+	{"Other", "Other Linux(64 bit)", 64, imsapi.OSLinux, false, false},
+}
+
+func (s *Server) osVersion(v string) (OSVersion, bool) {
+	for _, o := range s.cfg.OSVersions {
+		if o.Version == v {
+			return o, true
+		}
+	}
+	return OSVersion{}, false
+}
+
+// Formats IMS imports, by file extension.
+var (
+	normalFormats = []string{"vmdk", "vhd", "qcow2", "raw", "vhdx", "qed", "vdi", "qcow", "zvhd2", "zvhd"}
+	quickFormats  = []string{"raw", "zvhd2"}
+)
+
+// decode reads the JSON body into v, as IMS does: malformed JSON or a
+// field of the wrong type is IMG.0001.
+func decode(r *request, v any) *apiError {
+	if err := json.Unmarshal(r.body, v); err != nil {
+		return imsError("IMG.0001", "The request body is invalid: %v.", err)
+	}
+	return nil
+}
+
+// validationError turns the first broken documented rule into IMS's answer.
+func validationError(err error) *apiError {
+	if err == nil {
+		return nil
+	}
+	if all := imsapi.ValidationErrors(err); len(all) > 0 {
+		return imsError(all[0].Code, "Invalid parameter %s: %s.", all[0].Field, all[0].Message)
+	}
+	return imsError("IMG.0001", "%v", err)
+}
+
+// source is the object an import reads, checked as IMS checks it.
+type source struct {
+	obj    Object
+	format string
+}
+
+func (s *Server) importSource(imageURL string, allowed []string, limit int64, minDisk int, iso bool) (source, *apiError) {
+	bucket, key, _ := strings.Cut(imageURL, ":")
+	if !s.buckets[bucket] {
+		return source{}, imsError("IMG.0069", "The OBS bucket %s does not exist or cannot be accessed.", bucket)
+	}
+	obj, ok := s.objects[objectKey{bucket, key}]
+	if !ok {
+		return source{}, imsError("IMG.0057", "The image file %s does not exist or cannot be accessed.", imageURL)
+	}
+	if c := strings.ToUpper(obj.StorageClass); c != "" && c != "STANDARD" {
+		return source{}, imsError("IMG.0057", "The image file %s is in storage class %s; only Standard storage can be imported.", imageURL, obj.StorageClass)
+	}
+	if obj.Size == 0 {
+		return source{}, imsError("IMG.0057", "The image file %s is empty.", imageURL)
+	}
+	format := strings.TrimPrefix(strings.ToLower(path.Ext(key)), ".")
+	if iso {
+		if format != "iso" {
+			return source{}, imsError("IMG.0057", "The file %s is not an ISO file, which type IsoImage needs.", imageURL)
+		}
+	} else if !slices.Contains(allowed, format) {
+		return source{}, imsError("IMG.0057", "The format of %s is not supported here; use one of %s.", imageURL, strings.Join(allowed, ", "))
+	}
+	if obj.Size > limit {
+		return source{}, imsError("IMG.0059", "The image file is %d bytes; at most %d (%d GB) can be imported this way.", obj.Size, limit, limit/imsapi.GiB)
+	}
+	disk := obj.VirtualSize
+	if disk == 0 && format == "raw" {
+		disk = obj.Size
+	}
+	if need := int((disk + imsapi.GiB - 1) / imsapi.GiB); disk > 0 && minDisk < need {
+		return source{}, imsError("IMG.0055", "min_disk %d GB is smaller than the %d GB disk in the file.", minDisk, need)
+	}
+	return source{obj: obj, format: format}, nil
+}
+
+// admitImport applies the image quota and the running-jobs cap.
+func (s *Server) admitImport() *apiError {
+	if q := s.cfg.ImageQuota; q > 0 && s.privateImages() >= q {
+		return imsError("IMG.0015", "The image quota (%d) has been reached.", q)
+	}
+	if m := s.cfg.MaxRunningJobs; m > 0 && s.running >= m {
+		s.stats.Capped++
+		return imsError(imsapi.CodeTooManyImports, "Too many image import tasks are running (%d); try again later.", s.running)
+	}
+	return nil
+}
+
+// newImport creates the image record (queued) and its job.
+func (s *Server) newImport(r *request, op, jobType string, src source, im imsapi.Image, tags []string, imageTags []imsapi.ImageTag) (any, *apiError) {
+	im.ID = s.uuid()
+	im.Status = imsapi.ImageQueued
+	im.Visibility, im.ImageType, im.RootOrigin, im.ContainerFormat = "private", "private", "file", "bare"
+	im.Owner = s.cfg.ProjectID
+	im.ImageSize = strconv.FormatInt(src.obj.Size, 10)
+	im.DiskFormat = diskFormat(src.format)
+	im.Tags = append(im.Tags, tags...)
+	for _, t := range imageTags {
+		im.Tags = append(im.Tags, t.Key+"."+t.Value)
+	}
+	stamp := r.now.UTC().Format("2006-01-02T15:04:05Z")
+	im.CreatedAt, im.UpdatedAt = stamp, stamp
+	img := &image{info: im, created: r.now}
+	j := &job{jobType: jobType, image: img, imageID: im.ID, imageName: im.Name,
+		run:  duration(src.obj.Size, s.cfg.ImportSpeed, s.cfg.TimeScale),
+		fail: s.failureFor(op, src.obj.Key)}
+	img.job = j
+	s.addImage(img)
+	url := src.obj.Bucket + ":" + src.obj.Key
+	return imsapi.JobRef{JobID: s.startJob(r, j, op, im.Name, url)}, nil
+}
+
+// diskFormat is the disk_format an imported image reports: the file's own
+// when IMS lists it as a disk format, else zvhd2 (IMS converts).
+func diskFormat(f string) string {
+	if slices.Contains([]string{"vhd", "zvhd", "zvhd2", "raw", "qcow2"}, f) {
+		return f
+	}
+	return "zvhd2"
+}
+
+func (s *Server) withOS(im *imsapi.Image, version string) *apiError {
+	if version == "" {
+		return nil
+	}
+	o, ok := s.osVersion(version)
+	if !ok {
+		return imsError("IMG.0056", "The os_version %q is invalid; see GET /v1/cloudimages/os_version.", version)
+	}
+	im.OSVersion, im.OSType, im.Platform, im.OSBit = o.Version, o.Type, o.Platform, strconv.Itoa(o.Bit)
+	return nil
+}
+
+func platform(im *imsapi.Image, arch, firmware string) {
+	im.Architecture = cmpOr(arch, imsapi.ArchX86)
+	im.HWFirmwareType = cmpOr(firmware, imsapi.FirmwareBIOS)
+	if im.Architecture == imsapi.ArchARM {
+		im.HWFirmwareType = imsapi.FirmwareUEFI
+		im.SupportARM = true
+	}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func (s *Server) quickImport(r *request) (any, *apiError) {
+	var req imsapi.QuickImportRequest
+	if e := decode(r, &req); e != nil {
+		return nil, e
+	}
+	if e := validationError(req.Validate()); e != nil {
+		return nil, e
+	}
+	im := imsapi.Image{Name: req.Name, Description: req.Description, MinDisk: req.MinDisk, LazyLoading: true,
+		EnterpriseProjectID: req.EnterpriseProjectID}
+	jobType := imsapi.JobTypeImportImage
+	if req.Type == imsapi.TypeDataImage {
+		jobType = imsapi.JobTypeImportDataImage
+		im.VirtualEnvType, im.OSType = imsapi.TypeDataImage, cmpOr(req.OSType, imsapi.OSLinux)
+	} else {
+		im.VirtualEnvType = envType(req.Type)
+		if e := s.withOS(&im, req.OSVersion); e != nil {
+			return nil, e
+		}
+	}
+	platform(&im, req.Architecture, req.HWFirmwareType)
+	src, e := s.importSource(req.ImageURL, quickFormats, imsapi.MaxQuickImportSize, req.MinDisk, false)
+	if e != nil {
+		return nil, e
+	}
+	if src.format == "raw" {
+		bitmap := strings.TrimSuffix(src.obj.Key, path.Ext(src.obj.Key)) + ".mf"
+		if _, ok := s.objects[objectKey{src.obj.Bucket, bitmap}]; !ok {
+			return nil, imsError("IMG.0057", "The bitmap file %s:%s of the RAW file is missing; quick import of RAW needs it.", src.obj.Bucket, bitmap)
+		}
+	}
+	if e := s.admitImport(); e != nil {
+		return nil, e
+	}
+	return s.newImport(r, OpQuickImport, jobType, src, im, req.Tags, req.ImageTags)
+}
+
+func envType(t string) string {
+	switch t {
+	case imsapi.TypeBMS, imsapi.TypeIronic:
+		return "Ironic"
+	case imsapi.TypeIsoImage:
+		return imsapi.TypeIsoImage
+	}
+	return "FusionCompute"
+}
+
+func (s *Server) dataImageImport(r *request) (any, *apiError) {
+	var req imsapi.DataImageRequest
+	if e := decode(r, &req); e != nil {
+		return nil, e
+	}
+	if e := validationError(req.Validate()); e != nil {
+		return nil, e
+	}
+	im := imsapi.Image{Name: req.Name, Description: req.Description, MinDisk: req.MinDisk, VirtualEnvType: imsapi.TypeDataImage,
+		OSType: cmpOr(req.OSType, imsapi.OSLinux), SystemCMKID: req.CMKID, EnterpriseProjectID: req.EnterpriseProjectID}
+	src, e := s.importSource(req.ImageURL, normalFormats, imsapi.MaxNormalImportSize, req.MinDisk, false)
+	if e != nil {
+		return nil, e
+	}
+	if e := s.admitImport(); e != nil {
+		return nil, e
+	}
+	return s.newImport(r, OpDataImageImport, imsapi.JobTypeImportDataImage, src, im, req.Tags, req.ImageTags)
+}
+
+func (s *Server) imageImport(r *request) (any, *apiError) {
+	var req imsapi.ImageRequest
+	if e := decode(r, &req); e != nil {
+		return nil, e
+	}
+	if e := validationError(req.Validate()); e != nil {
+		return nil, e
+	}
+	im := imsapi.Image{Name: req.Name, Description: req.Description, MinDisk: req.MinDisk, MinRAM: req.MinRAM,
+		VirtualEnvType: envType(req.Type), OSType: req.OSType, SystemCMKID: req.CMKID,
+		EnterpriseProjectID: req.EnterpriseProjectID, IsConfigInit: imsapi.FlexBool(req.IsConfig)}
+	if e := s.withOS(&im, req.OSVersion); e != nil {
+		return nil, e
+	}
+	platform(&im, req.Architecture, req.HWFirmwareType)
+	src, e := s.importSource(req.ImageURL, normalFormats, imsapi.MaxNormalImportSize, req.MinDisk, req.Type == imsapi.TypeIsoImage)
+	if e != nil {
+		return nil, e
+	}
+	if e := s.admitImport(); e != nil {
+		return nil, e
+	}
+	return s.newImport(r, OpImageImport, imsapi.JobTypeImportImage, src, im, req.Tags, req.ImageTags)
+}
+
+func (s *Server) export(r *request) (any, *apiError) {
+	id := r.PathValue("image_id")
+	img := s.imageByID[id]
+	if img == nil || img.deleted {
+		return nil, imsError(imsapi.CodeImageNotExist, "The image %s does not exist.", id)
+	}
+	var req imsapi.ExportRequest
+	if e := decode(r, &req); e != nil {
+		return nil, e
+	}
+	if e := validationError(req.Validate()); e != nil {
+		return nil, e
+	}
+	im := img.view(r.now)
+	size, _ := im.SizeBytes()
+	switch {
+	case im.Status != imsapi.ImageActive:
+		return nil, imsError("IMG.0071", "The image is %s; only active images can be exported.", im.Status)
+	case im.ImageType == "gold":
+		return nil, imsError("IMG.0077", "Public images cannot be exported.")
+	case im.ImageType == "market" || im.ProductCode != "" || im.AccountCode != "":
+		return nil, imsError("IMG.0079", "KooGallery and charged images cannot be exported.")
+	case im.ImageType != "private":
+		return nil, imsError("IMG.0071", "Only private images can be exported; this one is %s.", im.ImageType)
+	case bool(im.WholeImage):
+		return nil, imsError("IMG.0128", "Full-ECS images cannot be exported.")
+	case im.VirtualEnvType == imsapi.TypeIsoImage:
+		return nil, imsError("IMG.0071", "ISO images cannot be exported.")
+	case size >= imsapi.MaxExportSize:
+		return nil, imsError("IMG.0160", "The image is %d bytes; only images under 1 TB can be exported.", size)
+	case size > imsapi.MaxNormalExportSize && !req.IsQuickExport:
+		return nil, imsError("IMG.0160", "Only images under 128 GB can be exported without quick export; this one is %d bytes.", size)
+	case req.IsQuickExport && im.Encrypted():
+		return nil, imsError("IMG.0071", "Encrypted images cannot be quick exported; decrypt the image or use a normal export.")
+	}
+	for _, j := range s.pending {
+		if j.op == OpExport && j.imageID == id {
+			return nil, imsError("IMG.0148", "The image is already being exported (job %s).", j.id)
+		}
+	}
+	bucket, key, _ := strings.Cut(req.BucketURL, ":")
+	if !s.buckets[bucket] {
+		return nil, imsError("IMG.0069", "The OBS bucket %s does not exist or cannot be accessed.", bucket)
+	}
+	if _, exists := s.objects[objectKey{bucket, key}]; exists {
+		return nil, imsError("IMG.0070", "The object %s already exists in the bucket.", req.BucketURL)
+	}
+	j := &job{jobType: imsapi.JobTypeExportImage, image: img, imageID: id, imageName: im.Name,
+		run:    duration(size, s.cfg.ExportSpeed, s.cfg.TimeScale),
+		fail:   s.failureFor(OpExport, key),
+		target: Object{Bucket: bucket, Key: key, Size: size, StorageClass: "STANDARD"}}
+	return imsapi.JobRef{JobID: s.startJob(r, j, OpExport, im.Name, req.BucketURL)}, nil
+}
+
+func (s *Server) jobProgress(r *request) (any, *apiError) {
+	return s.jobView(r, true)
+}
+
+func (s *Server) jobStatus(r *request) (any, *apiError) {
+	if p := r.PathValue("project_id"); s.cfg.ProjectID != "" && p != s.cfg.ProjectID {
+		return nil, imsError("IMG.0001", "The project %s in the path is not the credentials' project.", p)
+	}
+	return s.jobView(r, false)
+}
+
+func (s *Server) jobView(r *request, progressAPI bool) (any, *apiError) {
+	id := r.PathValue("job_id")
+	j := s.jobs[id]
+	if j == nil {
+		return nil, &apiError{status: http.StatusNotFound, code: "IMG.0001", message: fmt.Sprintf("The job %s does not exist.", id)}
+	}
+	return j.view(r.now, progressAPI), nil
+}
+
+func (s *Server) listImages(r *request) (any, *apiError) {
+	q := r.URL.Query()
+	limit := imsapi.DefaultPageSize
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return nil, imsError("IMG.0001", "limit %q must be a number from 1 to 1000.", v)
+		}
+		limit = n
+	}
+	filters := map[string]func(imsapi.Image) string{
+		"id": func(i imsapi.Image) string { return i.ID }, "name": func(i imsapi.Image) string { return i.Name },
+		"status":      func(i imsapi.Image) string { return i.Status },
+		"__imagetype": func(i imsapi.Image) string { return i.ImageType },
+		"__os_type":   func(i imsapi.Image) string { return i.OSType }, "__platform": func(i imsapi.Image) string { return i.Platform },
+		"disk_format":      func(i imsapi.Image) string { return i.DiskFormat },
+		"virtual_env_type": func(i imsapi.Image) string { return i.VirtualEnvType },
+		"architecture":     func(i imsapi.Image) string { return i.Architecture },
+	}
+	var matched []imsapi.Image
+	// IMS lists newest first.
+	for i := len(s.images) - 1; i >= 0; i-- {
+		im := s.images[i]
+		if im.deleted {
+			continue
+		}
+		v := im.view(r.now)
+		ok := true
+		for k, get := range filters {
+			if want := q.Get(k); want != "" && get(v) != want {
+				ok = false
+			}
+		}
+		if t := q.Get("tag"); t != "" && !slices.Contains(v.Tags, t) {
+			ok = false
+		}
+		if ok {
+			matched = append(matched, v)
+		}
+	}
+	if m := q.Get("marker"); m != "" {
+		i := slices.IndexFunc(matched, func(im imsapi.Image) bool { return im.ID == m })
+		if i < 0 {
+			return nil, imsError("IMG.0001", "The marker %s is not an image of this list.", m)
+		}
+		matched = matched[i+1:]
+	}
+	if len(matched) > limit {
+		matched = matched[:limit]
+	}
+	return map[string][]imsapi.Image{"images": cmpOrEmpty(matched)}, nil
+}
+
+func cmpOrEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func (s *Server) osVersions(r *request) (any, *apiError) {
+	tag := r.URL.Query().Get("tag")
+	if tag != "" && tag != imsapi.OSTagBMS && tag != imsapi.OSTagUEFI {
+		return nil, imsError("IMG.0001", "tag %q must be bms or uefi.", tag)
+	}
+	var out imsapi.OSVersions
+	for _, o := range s.cfg.OSVersions {
+		if (tag == imsapi.OSTagBMS && !o.BMS) || (tag == imsapi.OSTagUEFI && !o.UEFI) {
+			continue
+		}
+		v := imsapi.OSVersion{Platform: o.Platform, OSVersionKey: o.Version, OSVersion: o.Version, OSBit: o.Bit, OSType: o.Type}
+		i := slices.IndexFunc(out, func(p imsapi.OSPlatform) bool { return p.Platform == o.Platform })
+		if i < 0 {
+			out = append(out, imsapi.OSPlatform{Platform: o.Platform})
+			i = len(out) - 1
+		}
+		out[i].VersionList = append(out[i].VersionList, v)
+	}
+	return cmpOrEmpty(out), nil
+}
+
+func (s *Server) quota(r *request) (any, *apiError) {
+	q := s.cfg.ImageQuota
+	if q < 0 {
+		q = 1 << 30
+	}
+	return map[string]imsapi.Quota{"quotas": {Resources: []imsapi.QuotaResource{
+		{Type: imsapi.QuotaImage, Used: s.privateImages(), Quota: q, Min: 1, Max: max(q, 1000)},
+		{Type: imsapi.QuotaImageMember, Used: 0, Quota: 128, Min: 1, Max: 128},
+	}}}, nil
+}

@@ -1,0 +1,420 @@
+package imsemu
+
+import (
+	"container/heap"
+	"encoding/json"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/imsflow/imsflow/pkg/imsapi"
+)
+
+// Operations, as counted in [Stats] and logged in [Submission].
+const (
+	OpQuickImport     = "quick_import"
+	OpDataImageImport = "data_image_import"
+	OpImageImport     = "image_import"
+	OpExport          = "export"
+	OpJobProgress     = "job_progress"
+	OpJob             = "job"
+	OpListImages      = "list_images"
+	OpOSVersions      = "os_versions"
+	OpQuota           = "quota"
+)
+
+// Object is a bucket object the emulator knows: what an import reads and
+// an export writes.
+type Object struct {
+	Bucket string `json:"bucket"`
+	Key    string `json:"key"`
+	Size   int64  `json:"size"`
+	// StorageClass is STANDARD when empty; IMS imports only from and exports
+	// only to Standard storage.
+	StorageClass string `json:"storage_class,omitempty"`
+	// VirtualSize is the size of the disk inside the file, when known
+	// (min_disk must cover it); 0 means unknown.
+	VirtualSize int64 `json:"virtual_size,omitempty"`
+}
+
+type objectKey struct{ bucket, key string }
+
+// PutObject adds or replaces an object (and so its bucket).
+func (s *Server) PutObject(o Object) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.putObject(o)
+}
+
+func (s *Server) putObject(o Object) {
+	s.buckets[o.Bucket] = true
+	s.objects[objectKey{o.Bucket, o.Key}] = o
+}
+
+// AddBucket makes an empty bucket known (an export target).
+func (s *Server) AddBucket(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buckets[name] = true
+}
+
+// Object returns an object, for example one an export wrote.
+func (s *Server) Object(bucket, key string) (Object, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance(s.clock.Now())
+	o, ok := s.objects[objectKey{bucket, key}]
+	return o, ok
+}
+
+// FailureRule makes matching jobs end in FAIL with IMS's error code and
+// reason. A rule matches on the object key (glob, as path.Match) of an
+// import's image_url or an export's bucket_url, and optionally on the
+// operation.
+type FailureRule struct {
+	// KeyPattern is a path.Match pattern of the object key, e.g. "*broken*".
+	KeyPattern string `json:"key_pattern"`
+	// Operation limits the rule to one of the Op* operations ("" for all submissions).
+	Operation string `json:"operation,omitempty"`
+	// ErrorCode and FailReason are what the job reports.
+	ErrorCode  string `json:"error_code"`
+	FailReason string `json:"fail_reason"`
+	// AtPercent is the progress (0..1) at which the job fails (default 0.5).
+	AtPercent float64 `json:"at_percent,omitempty"`
+}
+
+// AddFailureRule adds a rule; the first matching rule applies.
+func (s *Server) AddFailureRule(r FailureRule) error {
+	if _, err := path.Match(r.KeyPattern, ""); err != nil || r.KeyPattern == "" {
+		return errBadPattern(r.KeyPattern)
+	}
+	if r.ErrorCode == "" {
+		r.ErrorCode = "IMG.1075"
+	}
+	if r.FailReason == "" {
+		r.FailReason = "registering the image file failed"
+	}
+	if r.AtPercent <= 0 || r.AtPercent >= 1 {
+		r.AtPercent = 0.5
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rules = append(s.rules, r)
+	return nil
+}
+
+type errBadPattern string
+
+func (e errBadPattern) Error() string { return "imsemu: bad key pattern " + string(e) }
+
+func (s *Server) failureFor(op, key string) *FailureRule {
+	for i := range s.rules {
+		r := &s.rules[i]
+		if r.Operation != "" && r.Operation != op {
+			continue
+		}
+		if ok, _ := path.Match(r.KeyPattern, key); ok {
+			return r
+		}
+	}
+	return nil
+}
+
+// Submission is one accepted job submission.
+type Submission struct {
+	Seq       int             `json:"seq"`
+	Time      time.Time       `json:"time"`
+	Operation string          `json:"operation"`
+	AccessKey string          `json:"access_key"`
+	JobID     string          `json:"job_id"`
+	ImageID   string          `json:"image_id"`
+	Name      string          `json:"name,omitempty"`
+	URL       string          `json:"url"` // image_url of an import, bucket_url of an export
+	Body      json.RawMessage `json:"body"`
+}
+
+// Submissions returns every accepted submission, oldest first.
+func (s *Server) Submissions() []Submission {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Submission(nil), s.submissions...)
+}
+
+// Stats are the emulator's counters.
+type Stats struct {
+	// Requests counts API requests by operation; Statuses by HTTP status
+	// sent (0: connection dropped).
+	Requests map[string]int `json:"requests"`
+	Statuses map[int]int    `json:"statuses"`
+	// Throttled counts 429 APIGW.0308 answers of the rate limit; Capped the
+	// IMG.0194 answers of the running-jobs cap; Injected the faults; Dropped
+	// the connections closed without an answer.
+	Throttled int `json:"throttled"`
+	Capped    int `json:"capped"`
+	Injected  int `json:"injected"`
+	Dropped   int `json:"dropped"`
+	// Jobs by outcome, and running image-creation jobs now and at most.
+	JobsSubmitted int `json:"jobs_submitted"`
+	JobsSucceeded int `json:"jobs_succeeded"`
+	JobsFailed    int `json:"jobs_failed"`
+	RunningJobs   int `json:"running_jobs"`
+	MaxRunning    int `json:"max_running"`
+}
+
+func (st *Stats) count(op string, status int) {
+	if st.Requests == nil {
+		st.Requests, st.Statuses = map[string]int{}, map[int]int{}
+	}
+	st.Requests[op]++
+	st.Statuses[status]++
+}
+
+// Stats returns a copy of the counters, as of the emulator's clock.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance(s.clock.Now())
+	st := s.stats
+	st.Requests, st.Statuses = map[string]int{}, map[int]int{}
+	for k, v := range s.stats.Requests {
+		st.Requests[k] = v
+	}
+	for k, v := range s.stats.Statuses {
+		st.Statuses[k] = v
+	}
+	st.RunningJobs = s.running
+	return st
+}
+
+// ---- images ------------------------------------------------------------
+
+type image struct {
+	info    imsapi.Image
+	created time.Time
+	job     *job // the import job while it runs
+	deleted bool
+}
+
+// status follows the import job: queued while INIT, saving while RUNNING.
+func (im *image) view(now time.Time) imsapi.Image {
+	v := im.info
+	if j := im.job; j != nil && !j.finished {
+		if now.Before(j.runStart()) {
+			v.Status = imsapi.ImageQueued
+		} else {
+			v.Status = imsapi.ImageSaving
+		}
+	}
+	v.Tags = append([]string(nil), im.info.Tags...)
+	return v
+}
+
+// AddImage puts an image into the store as if it existed already (a public
+// image, a whole-ECS image, an encrypted one...), for export tests. Empty
+// ID, status and image type become a new ID, active and private.
+func (s *Server) AddImage(im imsapi.Image) imsapi.Image {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if im.ID == "" {
+		im.ID = s.uuid()
+	}
+	if im.Status == "" {
+		im.Status = imsapi.ImageActive
+	}
+	if im.ImageType == "" {
+		im.ImageType = "private"
+	}
+	if im.Visibility == "" {
+		im.Visibility = "private"
+	}
+	now := s.clock.Now()
+	if im.CreatedAt == "" {
+		im.CreatedAt = now.UTC().Format(time.RFC3339)
+		im.UpdatedAt = im.CreatedAt
+	}
+	s.addImage(&image{info: im, created: now})
+	return im
+}
+
+func (s *Server) addImage(im *image) {
+	s.images = append(s.images, im)
+	s.imageByID[im.info.ID] = im
+}
+
+// Images returns every image as IMS would list it now.
+func (s *Server) Images() []imsapi.Image {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock.Now()
+	s.advance(now)
+	out := make([]imsapi.Image, 0, len(s.images))
+	for _, im := range s.images {
+		if !im.deleted {
+			out = append(out, im.view(now))
+		}
+	}
+	return out
+}
+
+func (s *Server) privateImages() int {
+	n := 0
+	for _, im := range s.images {
+		if !im.deleted && im.info.ImageType == "private" && im.info.Status != imsapi.ImageKilled {
+			n++
+		}
+	}
+	return n
+}
+
+// ---- jobs ----------------------------------------------------------------
+
+type job struct {
+	id, jobType, subJobID string
+	op                    string
+	image                 *image // the imported image, or the exported one
+	imageID, imageName    string
+	submitted             time.Time
+	init, run             time.Duration
+	fail                  *FailureRule
+	finished              bool
+	// export target
+	target Object
+	index  int // in the heap
+}
+
+func (j *job) runStart() time.Time { return j.submitted.Add(j.init) }
+
+// end is when the job reaches SUCCESS or FAIL.
+func (j *job) end() time.Time {
+	run := j.run
+	if j.fail != nil {
+		run = time.Duration(float64(run) * j.fail.AtPercent)
+	}
+	return j.runStart().Add(run)
+}
+
+func (j *job) isImport() bool { return j.op != OpExport }
+
+// view is the job as the job APIs report it at now.
+func (j *job) view(now time.Time, progressAPI bool) imsapi.Job {
+	v := imsapi.Job{
+		JobID: j.id, JobType: j.jobType,
+		BeginTime: imsapi.Timestamp{Time: j.submitted.UTC()},
+		Entities:  imsapi.JobEntities{ImageID: j.imageID, ImageName: j.imageName},
+	}
+	percent := 0.0
+	switch {
+	case now.Before(j.runStart()):
+		v.Status = imsapi.JobInit
+		v.Entities.CurrentTask = "ImportImageTask:ObtainImageInfoTask"
+	case now.Before(j.end()):
+		v.Status = imsapi.JobRunning
+		percent = float64(now.Sub(j.runStart())) / float64(j.run)
+		v.Entities.CurrentTask = j.task()
+	case j.fail != nil:
+		v.Status = imsapi.JobFail
+		percent = j.fail.AtPercent
+		v.EndTime = imsapi.Timestamp{Time: j.end().UTC()}
+		v.ErrorCode, v.FailReason = imsapi.FlexString(j.fail.ErrorCode), imsapi.FlexString(j.fail.FailReason)
+	default:
+		v.Status = imsapi.JobSuccess
+		percent = 1
+		v.EndTime = imsapi.Timestamp{Time: j.end().UTC()}
+	}
+	percent = float64(int(percent*100)) / 100 // IMS reports two decimals
+	v.Entities.ProcessPercent = &percent
+	if progressAPI && j.isImport() {
+		v.Entities.SubJobID = j.subJobID
+	}
+	return v
+}
+
+func (j *job) task() string {
+	if j.isImport() {
+		return "ImportImageTask:RegisterImageTask"
+	}
+	return "ExportImageTask:UploadImageFileTask"
+}
+
+// advance finishes every job whose end has come: the imported image turns
+// active (or killed), the exported object appears. It runs under s.mu
+// before every answer, so state is always as of the clock.
+func (s *Server) advance(now time.Time) {
+	for len(s.pending) > 0 && !s.pending[0].end().After(now) {
+		j := heap.Pop(&s.pending).(*job)
+		j.finished = true
+		if j.isImport() {
+			s.running--
+		}
+		ok := j.fail == nil
+		if ok {
+			s.stats.JobsSucceeded++
+		} else {
+			s.stats.JobsFailed++
+		}
+		stamp := j.end().UTC().Format(time.RFC3339)
+		switch {
+		case j.isImport() && ok:
+			j.image.info.Status = imsapi.ImageActive
+			j.image.info.UpdatedAt = stamp
+			j.image.job = nil
+		case j.isImport():
+			j.image.info.Status = imsapi.ImageKilled
+			j.image.info.UpdatedAt = stamp
+			j.image.job = nil
+		case ok:
+			s.putObject(j.target)
+		}
+	}
+}
+
+// startJob records a new job and its submission. It runs under s.mu.
+func (s *Server) startJob(r *request, j *job, op, name, url string) string {
+	j.id = s.hexID()
+	j.op = op
+	j.submitted = r.now
+	j.init = scale(s.cfg.InitDuration, s.cfg.TimeScale)
+	if j.isImport() {
+		j.subJobID = s.hexID()
+		s.running++
+		s.stats.MaxRunning = max(s.stats.MaxRunning, s.running)
+	}
+	s.jobs[j.id] = j
+	heap.Push(&s.pending, j)
+	s.stats.JobsSubmitted++
+	s.submissions = append(s.submissions, Submission{
+		Seq: len(s.submissions) + 1, Time: r.now, Operation: op, AccessKey: r.accessKey,
+		JobID: j.id, ImageID: j.imageID, Name: name, URL: url, Body: append(json.RawMessage(nil), r.body...),
+	})
+	return j.id
+}
+
+// duration is how long a job of size bytes runs at speed, scaled; at least
+// one second of emulated time.
+func duration(size, speed int64, timeScale float64) time.Duration {
+	d := max(time.Duration(float64(size)/float64(speed)*float64(time.Second)), time.Second)
+	return scale(d, timeScale)
+}
+
+func scale(d time.Duration, timeScale float64) time.Duration {
+	return max(time.Duration(float64(d)/timeScale), time.Millisecond)
+}
+
+func keyOf(bucketURL string) string {
+	_, key, _ := strings.Cut(bucketURL, ":")
+	return key
+}
+
+// jobHeap orders unfinished jobs by end time.
+type jobHeap []*job
+
+func (h jobHeap) Len() int           { return len(h) }
+func (h jobHeap) Less(i, k int) bool { return h[i].end().Before(h[k].end()) }
+func (h jobHeap) Swap(i, k int)      { h[i], h[k] = h[k], h[i]; h[i].index = i; h[k].index = k }
+func (h *jobHeap) Push(x any)        { j := x.(*job); j.index = len(*h); *h = append(*h, j) }
+func (h *jobHeap) Pop() any {
+	old := *h
+	j := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return j
+}
