@@ -1,7 +1,7 @@
-// Command imsflow is imsflow's command line: today the "ims" commands, a
-// direct line to the IMS API configured from the environment; the pipeline
-// commands (dev, demo, emulator, export, bulk, watch, status) join it as
-// they are built.
+// Command imsflow is imsflow's command line: the "ims" commands, a direct
+// line to the IMS API configured from the environment, and "emulator", the
+// local IMS; the pipeline commands (dev, demo, export, bulk, watch, status)
+// join them as they are built.
 package main
 
 import (
@@ -31,6 +31,7 @@ const usage = `imsflow moves VM and disk images in and out of Huawei Cloud IMS.
 
 Usage:
   imsflow ims <command> [flags]   call the IMS API directly (see "imsflow ims -h")
+  imsflow emulator [flags]        run the local IMS emulator (see "imsflow emulator -h")
   imsflow help                    this text
 
 IMS settings come from the environment: IMS_ENDPOINT and either
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	switch args[0] {
 	case "ims":
 		return runIMS(ctx, args[1:], environ, stdout, stderr)
+	case "emulator":
+		return runEmulator(ctx, args[1:], environ, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

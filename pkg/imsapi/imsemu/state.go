@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"encoding/json"
 	"path"
-	"strings"
 	"time"
 
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -398,11 +397,6 @@ func duration(size, speed int64, timeScale float64) time.Duration {
 
 func scale(d time.Duration, timeScale float64) time.Duration {
 	return max(time.Duration(float64(d)/timeScale), time.Millisecond)
-}
-
-func keyOf(bucketURL string) string {
-	_, key, _ := strings.Cut(bucketURL, ":")
-	return key
 }
 
 // jobHeap orders unfinished jobs by end time.

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imsflow/imsflow/pkg/imsapi"
+)
+
+// TestEmulatorCommand starts "imsflow emulator" on a free port with an
+// object catalogue and a failure rule from files, drives it with the real
+// client through the printed endpoint, and stops it with the context.
+func TestEmulatorCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	objects := filepath.Join(dir, "objects.json")
+	rules := filepath.Join(dir, "failures.json")
+	if err := os.WriteFile(objects, []byte(`[{"bucket":"images","key":"a.zvhd2","size":1073741824}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rules, []byte(`[{"key_pattern":"broken*","error_code":"IMG.0057","fail_reason":"damaged"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"emulator", "-addr", "127.0.0.1:0", "-objects", objects, "-failures", rules, "-time-scale", "1000"},
+			map[string]string{}, pw, io.Discard)
+		_ = pw.Close()
+	}()
+	lines := bufio.NewScanner(pr)
+	var endpoint, exports string
+	for lines.Scan() && exports == "" {
+		line := lines.Text()
+		if u, ok := strings.CutPrefix(line, "IMS emulator listening on "); ok {
+			endpoint = u
+		}
+		if strings.Contains(line, "export IMS_ENDPOINT=") {
+			exports = line
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	if endpoint == "" || !strings.Contains(exports, "HUAWEICLOUD_SDK_SK="+devSecretKey) {
+		t.Fatalf("printed endpoint %q, exports %q", endpoint, exports)
+	}
+	c, err := imsapi.New(endpoint, imsapi.AKSK{AccessKey: "IMSFLOWLOCALAK", SecretKey: devSecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := c.QuickImport(ctx, &imsapi.QuickImportRequest{Name: "a", ImageURL: "images:a.zvhd2", MinDisk: 10, Type: imsapi.TypeDataImage})
+	if err != nil {
+		t.Fatalf("quick import against the command's emulator: %v", err)
+	}
+	if _, err := c.JobProgress(ctx, ref.JobID); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("exit code %d", code)
+	}
+}
+
+func TestEmulatorCommandBadInput(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"missing objects file", []string{"-objects", "/nonexistent/objects.json"}, nil, "objects.json"},
+		{"bad time scale", []string{"-time-scale", "0"}, nil, "time scale positive"},
+		{"bad env", nil, map[string]string{"IMSEMU_RATE_LIMIT": "lots"}, "RateLimit"},
+		{"bad fault rate", []string{"-addr", "127.0.0.1:0", "-error-rate", "3"}, nil, "fault rates"},
+	}
+	for _, tt := range tests {
+		env := tt.env
+		if env == nil {
+			env = map[string]string{}
+		}
+		code, _, errOut := runCLI(t, env, append([]string{"emulator"}, tt.args...)...)
+		if code != exitUsage || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%s: code %d, stderr %q; want %q", tt.name, code, errOut, tt.want)
+		}
+	}
+}
