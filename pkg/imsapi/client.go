@@ -105,6 +105,7 @@ func WithHTTPClient(hc *http.Client) Option {
 			return fmt.Errorf("%w: nil HTTP client", ErrInvalidArgument)
 		}
 		cp := *hc
+		cp.CheckRedirect = noRedirects
 		c.hc = &cp
 		return nil
 	}
@@ -183,7 +184,7 @@ func New(endpoint string, creds Credentials, opts ...Option) (*Client, error) {
 	c := &Client{
 		base:      u,
 		creds:     creds,
-		hc:        &http.Client{Timeout: DefaultTimeout},
+		hc:        &http.Client{Timeout: DefaultTimeout, CheckRedirect: noRedirects},
 		limiter:   rate.NewLimiter(DefaultRateLimit, DefaultRateBurst),
 		userAgent: userAgent,
 		now:       time.Now,
@@ -195,6 +196,11 @@ func New(endpoint string, creds Credentials, opts ...Option) (*Client, error) {
 	}
 	return c, nil
 }
+
+// noRedirects stops the client at a redirect, which then comes back as an
+// *APIError: following one would send the signature, X-Auth-Token and
+// X-Security-Token to another host, and IMS does not redirect.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // ProjectID returns the project ID given with [WithProjectID], or "".
 func (c *Client) ProjectID() string { return c.projectID }
@@ -212,7 +218,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	u := *c.base
 	u.Path += path
-	u.RawQuery = query.Encode()
+	// Spaces go as %20, as the canonical query signs them (and as Huawei's
+	// SDK sends them), not as Encode's "+".
+	u.RawQuery = strings.ReplaceAll(query.Encode(), "+", "%20")
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("imsapi: %s %s: %w", method, path, err)
@@ -255,10 +263,13 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		if isTransportRead(err) {
 			return &TransportError{Method: method, Path: path, Err: fmt.Errorf("reading response: %w", err), MaybeApplied: true}
 		}
-		return fmt.Errorf("imsapi: %s %s: decoding %d response: %w", method, path, resp.StatusCode, err)
+		return fmt.Errorf("imsapi: %s %s: %w %d response: %w", method, path, errUndecodable, resp.StatusCode, err)
 	}
 	return nil
 }
+
+// errUndecodable marks a 2xx answer whose body could not be decoded.
+var errUndecodable = errors.New("undecodable")
 
 // unwrapURLError drops *url.Error's "Post \"https://...\":" prefix: the
 // TransportError names method and path itself.

@@ -133,6 +133,17 @@ func TestOperations(t *testing.T) {
 			want:     &JobRef{JobID: testJobID},
 		},
 		{
+			name: "quick import data disk sends os_type Linux when it is empty",
+			call: func(ctx context.Context, c *Client) (any, error) {
+				return c.QuickImport(ctx, &QuickImportRequest{Name: "data-02", ImageURL: "images:d.zvhd2", MinDisk: 100, Type: TypeDataImage})
+			},
+			method:   http.MethodPost,
+			path:     "/v2/cloudimages/quickimport/action",
+			wantBody: `{"name":"data-02","image_url":"images:d.zvhd2","min_disk":100,"type":"DataImage","os_type":"Linux"}`,
+			respond:  `{"job_id":"` + testJobID + `"}`,
+			want:     &JobRef{JobID: testJobID},
+		},
+		{
 			name: "data image import",
 			call: func(ctx context.Context, c *Client) (any, error) {
 				return c.ImportDataImage(ctx, &DataImageRequest{
@@ -237,11 +248,11 @@ func TestOperations(t *testing.T) {
 			},
 			method:  http.MethodGet,
 			path:    "/v2/cloudimages",
-			query:   "__imagetype=private&limit=2&name=web+01&status=active&tag=src.obs",
+			query:   "__imagetype=private&limit=2&name=web%2001&status=active&tag=src.obs",
 			respond: `{"images":[{"id":"a","name":"web 01","status":"active","min_disk":40,"__image_size":"1048576","__whole_image":"false","__system__cmkid":"k1","protected":false,"tags":["src.obs"]}]}`,
 			want: &ImagePage{Images: []Image{{
 				ID: "a", Name: "web 01", Status: ImageActive, MinDisk: 40, ImageSize: "1048576", SystemCMKID: "k1", Tags: []string{"src.obs"},
-			}}},
+			}}, NextMarker: "a"},
 		},
 		{
 			name:   "os versions",
@@ -412,7 +423,8 @@ func TestAllImagesPages(t *testing.T) {
 	if !reflect.DeepEqual(got, ids) {
 		t.Errorf("AllImages = %v, want %v", got, ids)
 	}
-	if want := []string{"", "i2", "i4"}; !reflect.DeepEqual(markers, want) {
+	// The last page is the empty one after i5.
+	if want := []string{"", "i2", "i4", "i5"}; !reflect.DeepEqual(markers, want) {
 		t.Errorf("markers sent = %q, want %q", markers, want)
 	}
 }
@@ -552,5 +564,37 @@ func TestCredentialsNeverPrint(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestNoRedirects: a redirect is an error, and nothing (signature, token,
+// security token, body) goes to the other host.
+func TestNoRedirects(t *testing.T) {
+	t.Parallel()
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("the redirect target got %s %s with headers %v", r.Method, r.URL, r.Header)
+	}))
+	t.Cleanup(other.Close)
+	for _, creds := range []Credentials{AKSK{AccessKey: testAK, SecretKey: testSK, SecurityToken: "st"}, Token{Token: "tok"}} {
+		for _, opts := range [][]Option{nil, {WithHTTPClient(&http.Client{})}} {
+			c, slot := setup(t, creds, opts...)
+			slot.set(func(w http.ResponseWriter, r *http.Request, _ []byte) {
+				http.Redirect(w, r, other.URL+"/v1/cloudimages/quota", http.StatusTemporaryRedirect)
+			})
+			_, err := c.Quota(t.Context())
+			if apiErr, ok := errors.AsType[*APIError](err); !ok || apiErr.StatusCode != http.StatusTemporaryRedirect {
+				t.Errorf("redirect: %v, want an *APIError 307", err)
+			}
+		}
+	}
+}
+
+func TestSubmitUndecodableAnswer(t *testing.T) {
+	t.Parallel()
+	c, slot := setup(t, testAKSK())
+	slot.set(func(w http.ResponseWriter, r *http.Request, _ []byte) { _, _ = io.WriteString(w, `<html>ok</html>`) })
+	_, err := c.ExportImage(t.Context(), testImageID, &ExportRequest{BucketURL: "b12:k.qcow2", FileFormat: FormatQCOW2})
+	if !errors.Is(err, ErrNoJobID) || !MaybeApplied(err) {
+		t.Errorf("2xx with an undecodable body: %v, want ErrNoJobID and MaybeApplied", err)
 	}
 }

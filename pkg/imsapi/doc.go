@@ -44,8 +44,9 @@
 // {"error_code","error_msg","request_id"} bodies. A failure without an
 // answer is a [*TransportError]. [IsRetryable] tells which are worth
 // repeating (throttling 429 APIGW.0308, 400 IMG.0060/IMG.0194/IMG.0187,
-// 408, 5xx, network errors, timeouts); [RetryAfter] gives the server's
-// requested delay. errors.Is works with [ErrNotFound], [ErrThrottled] and
+// 408, 5xx, network errors, timeouts); [MaybeApplied] tells whether a
+// failed submission may have started a job all the same; [RetryAfter]
+// gives the server's requested delay. errors.Is works with [ErrNotFound], [ErrThrottled] and
 // [ErrUnauthorized].
 //
 // The client never retries by itself: retrying at two levels multiplies

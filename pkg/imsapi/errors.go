@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // Sentinel errors callers branch on with [errors.Is]. An [*APIError] matches
@@ -85,8 +86,12 @@ func (e *APIError) Throttled() bool {
 }
 
 // Retryable reports whether the same request may succeed later: throttling
-// (see [APIError.Throttled]), HTTP 408, and any 5xx.
+// (see [APIError.Throttled]), HTTP 408, and 5xx but 501 and 505.
 func (e *APIError) Retryable() bool {
+	switch e.StatusCode {
+	case http.StatusNotImplemented, http.StatusHTTPVersionNotSupported:
+		return false
+	}
 	return e.Throttled() || e.StatusCode == http.StatusRequestTimeout || e.StatusCode >= 500
 }
 
@@ -150,6 +155,22 @@ func IsRetryable(err error) bool {
 	return false
 }
 
+// MaybeApplied reports whether a failed submission (POST) may have taken
+// effect all the same: the connection broke after the request may have
+// reached IMS, or the gateway answered 408 or 5xx, which it can do after IMS
+// accepted the job. Before submitting again, look for the job's image (by
+// its name or a tag), or the same image may be created twice.
+func MaybeApplied(err error) bool {
+	if tErr, ok := errors.AsType[*TransportError](err); ok {
+		return tErr.MaybeApplied && tErr.Method == http.MethodPost
+	}
+	if apiErr, ok := errors.AsType[*APIError](err); ok {
+		return apiErr.Method == http.MethodPost && !apiErr.Throttled() &&
+			(apiErr.StatusCode == http.StatusRequestTimeout || apiErr.StatusCode >= 500)
+	}
+	return errors.Is(err, ErrNoJobID)
+}
+
 // RetryAfter returns the delay the service asked for in a Retry-After
 // header, and false when err carries none.
 func RetryAfter(err error) (time.Duration, bool) {
@@ -176,7 +197,11 @@ func newAPIError(method, path string, resp *http.Response, now time.Time) *APIEr
 		e.Message = strings.ToLower(http.StatusText(resp.StatusCode))
 	}
 	if len(e.Message) > maxErrorMessageLength {
-		e.Message = e.Message[:maxErrorMessageLength] + "..."
+		cut := maxErrorMessageLength
+		for cut > 0 && !utf8.RuneStart(e.Message[cut]) {
+			cut--
+		}
+		e.Message = e.Message[:cut] + "..."
 	}
 	if e.RequestID == "" {
 		e.RequestID = resp.Header.Get(HeaderRequestID)

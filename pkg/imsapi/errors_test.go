@@ -3,6 +3,7 @@ package imsapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -109,6 +110,10 @@ func TestAPIErrors(t *testing.T) {
 			want: APIError{StatusCode: 502, Message: "bad gateway"}, retryable: true,
 		},
 		{
+			name: "501 is permanent", status: 501,
+			want: APIError{StatusCode: 501, Message: "not implemented"},
+		},
+		{
 			name: "408", status: 408,
 			want: APIError{StatusCode: 408, Message: "request timeout"}, retryable: true,
 		},
@@ -125,6 +130,11 @@ func TestAPIErrors(t *testing.T) {
 		{
 			name: "long text is cut", status: 500, body: strings.Repeat("x", 2<<20),
 			want:      APIError{StatusCode: 500, Message: strings.Repeat("x", maxErrorMessageLength) + "..."},
+			retryable: true,
+		},
+		{
+			name: "long text is cut between characters", status: 500, body: "x" + strings.Repeat("é", 1000),
+			want:      APIError{StatusCode: 500, Message: "x" + strings.Repeat("é", (maxErrorMessageLength-1)/2) + "..."},
 			retryable: true,
 		},
 	}
@@ -306,5 +316,30 @@ func TestNeverSent(t *testing.T) {
 	}
 	if !neverSent(&net.OpError{Op: "dial", Err: errors.New("refused")}) {
 		t.Error("neverSent(dial error) = false")
+	}
+}
+
+func TestMaybeApplied(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{&TransportError{Method: "POST", MaybeApplied: true}, true},
+		{&TransportError{Method: "POST", MaybeApplied: false}, false},
+		{&TransportError{Method: "GET", MaybeApplied: true}, false},
+		{&APIError{Method: "POST", StatusCode: 504}, true},
+		{&APIError{Method: "POST", StatusCode: 408}, true},
+		{&APIError{Method: "POST", StatusCode: 503, Code: "APIGW.0308"}, false},
+		{&APIError{Method: "POST", StatusCode: 400, Code: "IMG.0194"}, false},
+		{&APIError{Method: "GET", StatusCode: 500}, false},
+		{fmt.Errorf("submit: %w", ErrNoJobID), true},
+		{&ValidationError{Field: "name"}, false},
+		{nil, false},
+	}
+	for _, tt := range tests {
+		if got := MaybeApplied(tt.err); got != tt.want {
+			t.Errorf("MaybeApplied(%#v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }

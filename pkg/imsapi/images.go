@@ -143,7 +143,8 @@ func (o *ListImagesOptions) query() (url.Values, error) {
 // ImagePage is one page of [Client.ListImages].
 type ImagePage struct {
 	Images []Image `json:"images"`
-	// NextMarker is the marker of the next page, "" on the last page.
+	// NextMarker is the marker of the next page: the last image's ID, ""
+	// after an empty page.
 	NextMarker string `json:"-"`
 }
 
@@ -160,11 +161,9 @@ func (c *Client) ListImages(ctx context.Context, opts *ListImagesOptions) (*Imag
 	if err := c.do(ctx, http.MethodGet, "/v2/cloudimages", q, nil, &page); err != nil {
 		return nil, err
 	}
-	size := DefaultPageSize
-	if opts != nil && opts.Limit > 0 {
-		size = opts.Limit
-	}
-	if n := len(page.Images); n > 0 && n >= size {
+	// IMS may cap a page below the limit asked for, so any non-empty page
+	// may have a successor; the last page is the empty one.
+	if n := len(page.Images); n > 0 {
 		page.NextMarker = page.Images[n-1].ID
 	}
 	return &page, nil

@@ -23,7 +23,8 @@ type QuickImportRequest struct {
 	OSVersion string `json:"os_version,omitempty"`
 	// Type is ECS (the default when empty), BMS or DataImage.
 	Type string `json:"type,omitempty"`
-	// OSType is Linux (default) or Windows, for data disks only.
+	// OSType is Linux or Windows. For data disks it is sent as Linux when
+	// empty; system disks take their OS from OSVersion.
 	OSType string `json:"os_type,omitempty"`
 	// LicenseType is platform or byol (Windows).
 	LicenseType         string     `json:"license_type,omitempty"`
@@ -56,9 +57,7 @@ func (r *QuickImportRequest) Validate() error {
 		if r.OSVersion == "" {
 			v.add("os_version", "required", "IMG.0056", "is required for a system disk (type %s); pick one from ListOSVersions", orDefault(r.Type, TypeECS))
 		}
-		if r.OSType != "" {
-			v.add("os_type", "conflict", "IMG.0122", "applies to data disks (type DataImage) only; a system disk takes its OS from os_version")
-		}
+		v.enum("os_type", "IMG.0122", r.OSType, OSLinux, OSWindows)
 	}
 	lo := QuickImportMinDiskLinux
 	if windows {
@@ -188,6 +187,12 @@ func (c *Client) QuickImport(ctx context.Context, r *QuickImportRequest) (*JobRe
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
+	if r.Type == TypeDataImage && r.OSType == "" {
+		// The SDK marks os_type required for data disks; Linux is its default.
+		cp := *r
+		cp.OSType = OSLinux
+		r = &cp
+	}
 	return c.submit(ctx, "/v2/cloudimages/quickimport/action", r)
 }
 
@@ -225,6 +230,9 @@ var ErrNoJobID = errors.New("imsapi: accepted answer without job_id")
 func (c *Client) submit(ctx context.Context, path string, body any) (*JobRef, error) {
 	var ref JobRef
 	if err := c.do(ctx, http.MethodPost, path, nil, body, &ref); err != nil {
+		if errors.Is(err, errUndecodable) {
+			return nil, fmt.Errorf("%w: %w", ErrNoJobID, err)
+		}
 		return nil, err
 	}
 	if ref.JobID == "" {

@@ -106,10 +106,12 @@ func CanonicalRequest(req *http.Request, signedHeaders []string, body []byte) st
 	b.WriteString(CanonicalQuery(req.URL.Query()))
 	b.WriteByte('\n')
 	for _, h := range signedHeaders {
-		b.WriteString(h)
-		b.WriteByte(':')
-		b.WriteString(headerValue(req, h))
-		b.WriteByte('\n')
+		for _, v := range headerValues(req, h) {
+			b.WriteString(h)
+			b.WriteByte(':')
+			b.WriteString(v)
+			b.WriteByte('\n')
+		}
 	}
 	b.WriteByte('\n')
 	b.WriteString(strings.Join(signedHeaders, ";"))
@@ -118,17 +120,26 @@ func CanonicalRequest(req *http.Request, signedHeaders []string, body []byte) st
 	return b.String()
 }
 
-func headerValue(req *http.Request, name string) string {
+// headerValues returns the trimmed values of a signed header, sorted: a
+// header sent more than once is one canonical line per value, as Huawei's
+// SDK and gateway write it.
+func headerValues(req *http.Request, name string) []string {
 	if name == "host" {
-		if req.Host != "" {
-			return strings.TrimSpace(req.Host)
+		host := req.Host
+		if host == "" && req.URL != nil {
+			host = req.URL.Host
 		}
-		if req.URL != nil {
-			return strings.TrimSpace(req.URL.Host)
-		}
-		return ""
+		return []string{strings.TrimSpace(host)}
 	}
-	return strings.TrimSpace(strings.Join(req.Header.Values(name), ","))
+	values := slices.Clone(req.Header.Values(name))
+	if len(values) == 0 {
+		return []string{""}
+	}
+	for i, v := range values {
+		values[i] = strings.TrimSpace(v)
+	}
+	slices.Sort(values)
+	return values
 }
 
 func payloadHash(req *http.Request, body []byte) string {

@@ -218,3 +218,17 @@ func FuzzSign(f *testing.F) {
 		}
 	})
 }
+
+// TestRepeatedHeaderCanonical: a header sent twice is one canonical line per
+// value, values sorted and trimmed.
+func TestRepeatedHeaderCanonical(t *testing.T) {
+	t.Parallel()
+	req, _ := http.NewRequest(http.MethodGet, "https://ims.example.com/x", nil)
+	req.Header.Add("X-Project-Id", " b ")
+	req.Header.Add("X-Project-Id", "a")
+	got := CanonicalRequest(req, []string{"x-project-id"}, nil)
+	want := "GET\n/x/\n\nx-project-id:a\nx-project-id:b\n\nx-project-id\n" + emptyBodySHA256Hex
+	if got != want {
+		t.Errorf("canonical =\n%q\nwant\n%q", got, want)
+	}
+}

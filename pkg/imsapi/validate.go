@@ -141,13 +141,14 @@ func asciiAlnum(r rune) bool {
 	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9'
 }
 
-// description: at most 1024 characters, no carriage return, '<' or '>'.
+// description: at most 1024 characters, no carriage return (nor, as the
+// SDK reads "回车", a line feed), '<' or '>'.
 func (v *validator) description(field, s string) {
 	if n := utf8.RuneCountInString(s); n > MaxDescriptionLength {
 		v.add(field, "length", "IMG.0004", "has %d characters, at most %d are allowed", n, MaxDescriptionLength)
 	}
-	if strings.ContainsAny(s, "\r<>") {
-		v.add(field, "charset", "IMG.0054", "must not contain a carriage return, '<' or '>'")
+	if strings.ContainsAny(s, "\r\n<>") {
+		v.add(field, "charset", "IMG.0054", "must not contain a line break, '<' or '>'")
 	}
 }
 

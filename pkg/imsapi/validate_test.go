@@ -63,6 +63,7 @@ func TestValidationRules(t *testing.T) {
 		// description
 		{"description longer than 1024", d(func(r *DataImageRequest) { r.Description = strings.Repeat("d", 1025) }), "description", "length", "IMG.0004"},
 		{"description carriage return", d(func(r *DataImageRequest) { r.Description = "a\rb" }), "description", "charset", "IMG.0054"},
+		{"description line feed", d(func(r *DataImageRequest) { r.Description = "a\nb" }), "description", "charset", "IMG.0054"},
 		{"description <", q(func(r *QuickImportRequest) { r.Description = "<b>" }), "description", "charset", "IMG.0054"},
 		{"description >", im(func(r *ImageRequest) { r.Description = "a>b" }), "description", "charset", "IMG.0054"},
 		// tags
@@ -96,7 +97,7 @@ func TestValidationRules(t *testing.T) {
 		{"quick import system disk needs os_version", q(func(r *QuickImportRequest) { r.OSVersion = "" }), "os_version", "required", "IMG.0056"},
 		{"quick import BMS needs os_version", q(func(r *QuickImportRequest) { r.Type, r.OSVersion = TypeBMS, "" }), "os_version", "required", "IMG.0056"},
 		{"quick import data disk takes no os_version", qd(func(r *QuickImportRequest) { r.OSVersion = "CentOS 7.0 64bit" }), "os_version", "conflict", "IMG.0056"},
-		{"quick import os_type only for data disks", q(func(r *QuickImportRequest) { r.OSType = OSLinux }), "os_type", "conflict", "IMG.0122"},
+		{"quick import system disk os_type", q(func(r *QuickImportRequest) { r.OSType = OSOther }), "os_type", "enum", "IMG.0122"},
 		{"iso needs os_version", im(func(r *ImageRequest) { r.Type = TypeIsoImage }), "os_version", "required", "IMG.0056"},
 		{"is_quick_import needs os_version", im(func(r *ImageRequest) { r.IsQuickImport = true }), "os_version", "required", "IMG.0056"},
 		// enumerations
