@@ -3,9 +3,13 @@
 GO          ?= go
 BIN         := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# MinIO, the S3-compatible server the tests run against, built from its Go
+# module (Debian has no package of it); AGPL, used as a separate program.
+MINIO       := github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 FUZZTIME    ?= 30s
+export IMSFLOW_MINIO := $(abspath $(BIN))/minio
 
-.PHONY: all build test test-short lint bench fuzz run clean
+.PHONY: all build tools test test-short lint bench fuzz run clean
 
 all: lint test build
 
@@ -13,8 +17,14 @@ all: lint test build
 build:
 	$(GO) build -o $(BIN)/imsflow ./cmd/imsflow
 
+## tools: what the tests run besides Go (bin/minio; the first build takes minutes)
+tools: $(BIN)/minio
+
+$(BIN)/minio:
+	GOBIN=$(abspath $(BIN)) $(GO) install $(MINIO)
+
 ## test: every test, with the race detector
-test:
+test: tools
 	$(GO) test -race -count=1 ./...
 
 ## test-short: the quick tests only

@@ -41,6 +41,10 @@ type emulatorConfig struct {
 	ObjectsFile string        `env:"IMSEMU_OBJECTS"`
 	RulesFile   string        `env:"IMSEMU_FAILURES"`
 	Seed        uint64        `env:"IMSEMU_SEED" envDefault:"1"`
+	S3Endpoint  string        `env:"IMSEMU_S3_ENDPOINT"`
+	S3AccessKey string        `env:"IMSEMU_S3_ACCESS_KEY"`
+	S3SecretKey string        `env:"IMSEMU_S3_SECRET_KEY"`
+	S3Secure    bool          `env:"IMSEMU_S3_SECURE"`
 }
 
 func runEmulator(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
@@ -74,6 +78,9 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 	fs.StringVar(&cfg.ObjectsFile, "objects", cfg.ObjectsFile, "JSON file: [{bucket,key,size,storage_class}] (IMSEMU_OBJECTS)")
 	fs.StringVar(&cfg.RulesFile, "failures", cfg.RulesFile, "JSON file: [{key_pattern,error_code,fail_reason}] (IMSEMU_FAILURES)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of IDs and injected faults (IMSEMU_SEED)")
+	fs.StringVar(&cfg.S3Endpoint, "s3-endpoint", cfg.S3Endpoint, "host:port of an S3 API (MinIO, OBS) to check imports against and write exports to (IMSEMU_S3_ENDPOINT)")
+	fs.StringVar(&cfg.S3AccessKey, "s3-access-key", cfg.S3AccessKey, "its access key (IMSEMU_S3_ACCESS_KEY)")
+	fs.BoolVar(&cfg.S3Secure, "s3-secure", cfg.S3Secure, "use HTTPS to it (IMSEMU_S3_SECURE)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -97,6 +104,16 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 	}
 	if cfg.Token != "" {
 		ecfg.Tokens = []imsapi.Secret{imsapi.Secret(cfg.Token)}
+	}
+	if cfg.S3Endpoint != "" {
+		// The secret key comes from the environment only, never a flag,
+		// so it stays out of process listings.
+		store, err := imsemu.NewS3Store(cfg.S3Endpoint, cfg.S3AccessKey, cfg.S3SecretKey, cfg.S3Secure)
+		if err != nil {
+			fmt.Fprintf(stderr, "imsflow emulator: %v\n", err)
+			return exitUsage
+		}
+		ecfg.Store = store
 	}
 	var objects []imsemu.Object
 	var rules []imsemu.FailureRule

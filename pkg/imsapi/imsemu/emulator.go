@@ -12,6 +12,7 @@
 package imsemu
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"encoding/hex"
@@ -79,6 +80,9 @@ type Config struct {
 	Seed uint64
 	// OSVersions is the os_version catalogue (default: DefaultOSVersions).
 	OSVersions []OSVersion
+	// Store, when set, is the real bucket store imports are checked against
+	// and exports written to (see [S3Store]).
+	Store ObjectStore
 }
 
 // Faults are failures injected into API requests (not into /_emulator/).
@@ -127,6 +131,7 @@ type Server struct {
 	http     *http.Server
 	handler  http.Handler
 
+	flushMu     sync.Mutex // one flushWrites at a time
 	mu          sync.Mutex
 	rand        *rand.Rand
 	faults      Faults
@@ -142,6 +147,12 @@ type Server struct {
 	limiters    map[string]*rate.Limiter
 	submissions []Submission
 	stats       Stats
+	unwritten   []export // finished exports not yet in Store
+}
+
+type export struct {
+	obj     Object
+	imageID string
 }
 
 // New starts an emulator on a loopback port; Close stops it.
@@ -338,14 +349,52 @@ func (s *Server) routes() http.Handler {
 func (s *Server) api(op string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reqID := s.newRequestID()
-		status := s.serveAPI(w, r, op, h, reqID)
-		s.mu.Lock()
-		s.stats.count(op, status)
-		s.mu.Unlock()
+		cw := &countingWriter{ResponseWriter: w, s: s, op: op}
+		s.serveAPI(cw, r, op, h, reqID)
+		cw.count(0) // no answer was written: dropped or abandoned
 	})
 }
 
-// serveAPI answers one request and returns the status sent (0 for a drop).
+// countingWriter counts a request's status in Stats before the answer
+// goes out, so that a client never sees an answer its count lacks.
+type countingWriter struct {
+	http.ResponseWriter
+	s       *Server
+	op      string
+	counted bool
+}
+
+func (cw *countingWriter) count(status int) {
+	if cw.counted {
+		return
+	}
+	cw.counted = true
+	cw.s.mu.Lock()
+	cw.s.stats.count(cw.op, status)
+	cw.s.mu.Unlock()
+}
+
+func (cw *countingWriter) WriteHeader(status int) {
+	cw.count(status)
+	cw.ResponseWriter.WriteHeader(status)
+}
+
+func (cw *countingWriter) Write(b []byte) (int, error) {
+	cw.count(http.StatusOK)
+	return cw.ResponseWriter.Write(b)
+}
+
+// Hijack closes the connection for a drop, counted as status 0 first.
+func (cw *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	cw.count(0)
+	hj, ok := cw.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("imsemu: connection cannot be hijacked")
+	}
+	return hj.Hijack()
+}
+
+// serveAPI answers one request and returns the status sent.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op string, h handlerFunc, reqID string) int {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
@@ -373,15 +422,26 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op string, h h
 	if aerr != nil {
 		return writeAPIError(w, reqID, aerr)
 	}
-	now := s.clock.Now()
 	s.mu.Lock()
-	if aerr := s.admit(ak, now); aerr != nil {
-		s.mu.Unlock()
+	aerr = s.admit(ak, s.clock.Now())
+	s.mu.Unlock()
+	if aerr != nil {
 		return writeAPIError(w, reqID, aerr)
 	}
-	s.advance(now)
-	out, aerr := h(&request{Request: r, body: body, accessKey: ak, now: now})
+	req := &request{Request: r, body: body, accessKey: ak}
+	if r.Method == http.MethodPost {
+		if aerr := s.syncFromStore(req, op); aerr != nil {
+			return writeAPIError(w, reqID, aerr)
+		}
+	}
+	s.mu.Lock()
+	req.now = s.clock.Now()
+	s.advance(req.now)
+	out, aerr := h(req)
 	s.mu.Unlock()
+	if ferr := s.flushWrites(req); ferr != nil && aerr == nil {
+		out, aerr = nil, ferr
+	}
 	if drop {
 		return s.drop(w)
 	}
@@ -391,6 +451,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op string, h h
 	return writeJSON(w, http.StatusOK, reqID, out)
 }
 
+// drop closes the connection without an answer (counted as status 0 by
+// the countingWriter's Hijack before the connection closes).
 func (s *Server) drop(w http.ResponseWriter) int {
 	s.mu.Lock()
 	s.stats.Dropped++

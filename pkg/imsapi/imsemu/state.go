@@ -152,6 +152,8 @@ type Stats struct {
 	Capped    int `json:"capped"`
 	Injected  int `json:"injected"`
 	Dropped   int `json:"dropped"`
+	// StoreErrors counts failed writes of exports to the object store.
+	StoreErrors int `json:"store_errors"`
 	// Jobs by outcome, and running image-creation jobs now and at most.
 	JobsSubmitted int `json:"jobs_submitted"`
 	JobsSucceeded int `json:"jobs_succeeded"`
@@ -363,6 +365,9 @@ func (s *Server) advance(now time.Time) {
 			j.image.job = nil
 		case ok:
 			s.putObject(j.target)
+			if s.cfg.Store != nil {
+				s.unwritten = append(s.unwritten, export{obj: j.target, imageID: j.imageID})
+			}
 		}
 	}
 }

@@ -1,0 +1,124 @@
+// Package testenv starts the real servers that tests run against (MinIO
+// for S3-compatible buckets), so that no test mocks what it can run.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// MinIO is a running MinIO server.
+type MinIO struct {
+	Endpoint  string // host:port
+	AccessKey string
+	SecretKey string
+}
+
+// MinIOBinary finds the minio server: $IMSFLOW_MINIO, bin/minio at the
+// module root (make tools puts it there), or minio on the PATH.
+func MinIOBinary() (string, error) {
+	if p := os.Getenv("IMSFLOW_MINIO"); p != "" {
+		return p, nil
+	}
+	if root, err := moduleRoot(); err == nil {
+		p := filepath.Join(root, "bin", "minio")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return exec.LookPath("minio")
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", os.ErrNotExist
+		}
+		dir = parent
+	}
+}
+
+// StartMinIO starts a MinIO server on a loopback port with its data in a
+// temporary directory, and stops it when the test ends. Without the minio
+// binary the test is skipped, except under CI (CI set), where it fails:
+// CI must run what it installs.
+func StartMinIO(t testing.TB) *MinIO {
+	t.Helper()
+	bin, err := MinIOBinary()
+	if err != nil {
+		msg := "the minio server is not installed; run 'make tools' (or set IMSFLOW_MINIO)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	m := &MinIO{AccessKey: "imsflow-test", SecretKey: "imsflow-test-secret"}
+	port, console := freePort(t), freePort(t)
+	m.Endpoint = fmt.Sprintf("127.0.0.1:%d", port)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "server", t.TempDir(), "--quiet",
+		"--address", m.Endpoint, "--console-address", fmt.Sprintf("127.0.0.1:%d", console))
+	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+m.AccessKey, "MINIO_ROOT_PASSWORD="+m.SecretKey,
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "CI=")
+	out, err := os.CreateTemp(t.TempDir(), "minio-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start minio: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cancel()
+		<-exited
+	})
+	// Readiness probe: MinIO answers its health endpoint once it serves.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + m.Endpoint + "/minio/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return m
+			}
+		}
+		select {
+		case err := <-exited:
+			log, _ := os.ReadFile(out.Name())
+			t.Fatalf("minio exited: %v\n%s", err, log)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(out.Name())
+			t.Fatalf("minio not ready after 60s:\n%s", log)
+		}
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
