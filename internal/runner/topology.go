@@ -1,0 +1,105 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imsflow/imsflow/pkg/events"
+)
+
+// Stream and key-value bucket names: the whole JetStream topology of
+// imsflow, in one place.
+const (
+	// StreamIn holds the inputs (imsflow.in.>) as a work queue: the import
+	// and export consumers take disjoint subjects, and a message is gone
+	// once acknowledged. MinIO's NATS target publishes into it.
+	StreamIn = "IMSFLOW_IN"
+	// StreamJobs holds internal traffic: hand-offs to the poller and its
+	// scheduled poll timers.
+	StreamJobs = "IMSFLOW_JOBS"
+	// StreamOut keeps every output event for a week, for any subscriber.
+	StreamOut = "IMSFLOW_OUT"
+	// StreamDLQ keeps dead letters for a month.
+	StreamDLQ = "IMSFLOW_DLQ"
+
+	// BucketImports maps an object version to its import's state: the
+	// durable guard against importing one version twice.
+	BucketImports = "imsflow_imports"
+	// BucketExports maps an export request ID to its state.
+	BucketExports = "imsflow_exports"
+	// BucketSlots holds one key per IMS image-creation job in flight.
+	BucketSlots = "imsflow_slots"
+	// BucketJobs is the poller's state of every tracked job.
+	BucketJobs = "imsflow_jobs"
+)
+
+// Subjects of internal traffic.
+const (
+	SubjectJobsAll  = "imsflow.jobs.>"
+	SubjectSchedAll = "imsflow.sched.>"
+)
+
+// Topology is the streams and buckets Ensure creates; tests and
+// deployments with other limits can change it.
+type Topology struct {
+	Streams []jetstream.StreamConfig
+	Buckets []jetstream.KeyValueConfig
+}
+
+// DefaultTopology returns imsflow's streams and buckets with replicas
+// copies each (1 for a single server, 3 in a cluster).
+func DefaultTopology(replicas int) Topology {
+	replicas = max(replicas, 1)
+	return Topology{
+		Streams: []jetstream.StreamConfig{
+			{
+				Name: StreamIn, Subjects: []string{"imsflow.in.>"}, Retention: jetstream.WorkQueuePolicy,
+				Storage: jetstream.FileStorage, Replicas: replicas, Duplicates: 10 * time.Minute,
+				AllowMsgSchedules: true, AllowMsgTTL: true,
+				Description: "imsflow inputs: object-created notifications and export requests",
+			},
+			{
+				Name: StreamJobs, Subjects: []string{SubjectJobsAll, SubjectSchedAll}, Retention: jetstream.WorkQueuePolicy,
+				Storage: jetstream.FileStorage, Replicas: replicas, Duplicates: 10 * time.Minute,
+				AllowMsgSchedules: true, AllowMsgTTL: true,
+				Description: "imsflow internal: job hand-offs and poll timers",
+			},
+			{
+				Name: StreamOut, Subjects: []string{events.SubjectOut}, Retention: jetstream.LimitsPolicy,
+				Storage: jetstream.FileStorage, Replicas: replicas, Duplicates: time.Hour, MaxAge: 7 * 24 * time.Hour,
+				Description: "imsflow outputs: completion, rejection, progress and batch events",
+			},
+			{
+				Name: StreamDLQ, Subjects: []string{events.SubjectDLQPrefix + ">"}, Retention: jetstream.LimitsPolicy,
+				Storage: jetstream.FileStorage, Replicas: replicas, MaxAge: 30 * 24 * time.Hour,
+				Description: "imsflow dead letters",
+			},
+		},
+		Buckets: []jetstream.KeyValueConfig{
+			{Bucket: BucketImports, Description: "import state per object version", Storage: jetstream.FileStorage, Replicas: replicas},
+			{Bucket: BucketExports, Description: "export state per request", Storage: jetstream.FileStorage, Replicas: replicas},
+			{Bucket: BucketSlots, Description: "IMS image-creation jobs in flight", Storage: jetstream.FileStorage, Replicas: replicas,
+				LimitMarkerTTL: time.Minute},
+			{Bucket: BucketJobs, Description: "poller state per IMS job", Storage: jetstream.FileStorage, Replicas: replicas},
+		},
+	}
+}
+
+// Ensure creates or updates every stream and bucket of t, so that a fresh
+// NATS needs no manual setup and a restarted process changes nothing.
+func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
+	for _, sc := range t.Streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, kc := range t.Buckets {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+			return fmt.Errorf("key-value bucket %s: %w", kc.Bucket, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,63 @@
+package testenv
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// NATS is an embedded nats-server with JetStream on a loopback port.
+type NATS struct {
+	Server *server.Server
+	URL    string
+	dir    string
+}
+
+// StartNATS starts an embedded nats-server with JetStream, its store in a
+// temporary directory, and shuts it down when the test ends.
+func StartNATS(t testing.TB) *NATS {
+	t.Helper()
+	n := &NATS{dir: t.TempDir()}
+	n.start(t)
+	t.Cleanup(n.Shutdown)
+	return n
+}
+
+func (n *NATS) start(t testing.TB) {
+	t.Helper()
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: n.dir, NoSigs: true, NoLog: true}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready after 10s")
+	}
+	n.Server, n.URL = s, s.ClientURL()
+}
+
+// Shutdown stops the server.
+func (n *NATS) Shutdown() {
+	n.Server.Shutdown()
+	n.Server.WaitForShutdown()
+}
+
+// Connect returns a connection and a JetStream context, closed when the
+// test ends.
+func (n *NATS) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(n.URL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
