@@ -101,24 +101,27 @@ func (rs Rules) match(bucket, key string) Rule {
 // Metadata keys an object can carry (x-obs-meta-*/x-amz-meta-*, lower case)
 // to override its rule.
 const (
-	MetaType         = "ims-type"          // data | system
-	MetaSystemType   = "ims-system-type"   // ECS | BMS
-	MetaOSVersion    = "ims-os-version"    // e.g. "Ubuntu 22.04 server 64bit"
-	MetaOSType       = "ims-os-type"       // Linux | Windows
-	MetaArchitecture = "ims-architecture"  // x86 | arm
-	MetaFirmware     = "ims-firmware"      // bios | uefi
-	MetaMinDisk      = "ims-min-disk"      // GB
-	MetaFormat       = "ims-format"        // overrides the extension
-	MetaDescription  = "ims-description"   // image description
-	MetaTags         = "ims-tags"          // "k=v,k2=v2"
-	MetaBatch        = "imsflow-batch"     // batch ID, stamped by imsflow bulk
+	MetaType         = "ims-type"         // data | system
+	MetaSystemType   = "ims-system-type"  // ECS | BMS
+	MetaOSVersion    = "ims-os-version"   // e.g. "Ubuntu 22.04 server 64bit"
+	MetaOSType       = "ims-os-type"      // Linux | Windows
+	MetaArchitecture = "ims-architecture" // x86 | arm
+	MetaFirmware     = "ims-firmware"     // bios | uefi
+	MetaMinDisk      = "ims-min-disk"     // GB
+	MetaFormat       = "ims-format"       // overrides the extension
+	MetaDescription  = "ims-description"  // image description
+	MetaTags         = "ims-tags"         // "k=v,k2=v2"
+	MetaBatch        = "imsflow-batch"    // batch ID, stamped by imsflow bulk
 	metaTagSeparator = ","
 )
 
 // withMetadata applies an object's metadata on top of its rule. Bad values
 // are returned as errors, which reject the object with their reason.
 func (r Rule) withMetadata(meta map[string]string) (Rule, error) {
-	get := func(k string) (string, bool) { v, ok := meta[k]; return strings.TrimSpace(v), ok && strings.TrimSpace(v) != "" }
+	get := func(k string) (string, bool) {
+		v, ok := meta[k]
+		return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
+	}
 	if v, ok := get(MetaType); ok {
 		r.ImageType = events.ImageType(strings.ToLower(v))
 		if r.ImageType != events.ImageData && r.ImageType != events.ImageSystem {
