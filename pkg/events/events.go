@@ -214,12 +214,15 @@ type Rejected struct {
 	// ReasonCode is stable and machine-readable (ReasonTooLarge, ...).
 	ReasonCode string `json:"reason_code"`
 	// Reason is a sentence a person can act on.
-	Reason    string         `json:"reason"`
-	Source    *Source        `json:"source,omitempty"`
-	Request   *ExportRequest `json:"request,omitempty"`
-	ErrorCode string         `json:"error_code,omitempty"` // IMS's, when IMS refused
-	BatchID   string         `json:"batch_id,omitempty"`
-	At        time.Time      `json:"at"`
+	Reason  string         `json:"reason"`
+	Source  *Source        `json:"source,omitempty"`
+	Request *ExportRequest `json:"request,omitempty"`
+	// Input is the start of a message that could not be decoded (at most
+	// 1 KiB), when there is neither source nor request.
+	Input     string    `json:"input,omitempty"`
+	ErrorCode string    `json:"error_code,omitempty"` // IMS's, when IMS refused
+	BatchID   string    `json:"batch_id,omitempty"`
+	At        time.Time `json:"at"`
 }
 
 // Stalled warns that a job's progress has not moved for a while (subjects
@@ -319,6 +322,8 @@ func (e Rejected) ID() string {
 	case e.Request != nil:
 		r := e.Request
 		return "rejected:" + Hash(strings.Join([]string{r.ImageID, r.BucketURL, r.FileFormat, r.Quick, r.BatchID}, "\x00"), 32)
+	case e.Input != "":
+		return "rejected:input:" + Hash(e.Input, 32)
 	}
 	return "rejected:" + Hash(e.Stage+"\x00"+e.Reason, 32)
 }
