@@ -1,0 +1,456 @@
+package importer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/testenv"
+	"github.com/imsflow/imsflow/pkg/events"
+	"github.com/imsflow/imsflow/pkg/imsapi"
+	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
+)
+
+// minioEvent is a notification exactly as MinIO's NATS target publishes it
+// (reference/events.md 2b): the envelope, a URL-encoded key, user metadata.
+func minioEvent(bucket, key string, size int64, etag string, meta map[string]string) []byte {
+	um := map[string]string{"content-type": "application/octet-stream"}
+	for k, v := range meta {
+		um["X-Amz-Meta-"+k] = v
+	}
+	rec := map[string]any{
+		"eventVersion": "2.0", "eventSource": "minio:s3", "awsRegion": "", "eventTime": time.Now().UTC().Format(time.RFC3339Nano),
+		"eventName": "s3:ObjectCreated:Put", "userIdentity": map[string]string{"principalId": "minioadmin"},
+		"s3": map[string]any{
+			"s3SchemaVersion": "1.0", "configurationId": "Config",
+			"bucket": map[string]any{"name": bucket, "ownerIdentity": map[string]string{"principalId": "minioadmin"}, "arn": "arn:aws:s3:::" + bucket},
+			"object": map[string]any{"key": url.QueryEscape(key), "size": size, "eTag": etag, "contentType": "application/octet-stream",
+				"userMetadata": um, "sequencer": fmt.Sprintf("%X", time.Now().UnixNano())},
+		},
+	}
+	b, _ := json.Marshal(map[string]any{"EventName": "s3:ObjectCreated:Put", "Key": bucket + "/" + key, "Records": []any{rec}})
+	return b
+}
+
+type lineSink chan map[string]any
+
+func (s lineSink) Write(p []byte) (int, error) {
+	var l map[string]any
+	if json.Unmarshal(p, &l) == nil && l["message"] == "message" {
+		s <- l
+	}
+	return len(p), nil
+}
+
+type harness struct {
+	t        *testing.T
+	emu      *imsemu.Server
+	js       jetstream.JetStream
+	nc       *nats.Conn
+	h        *importer
+	logs     lineSink
+	handoffs chan *nats.Msg
+	rejected chan *nats.Msg
+	stop     func()
+	natsSrv  *testenv.NATS
+}
+
+// newHarness runs the import function on an embedded NATS against an
+// emulator, with fast timings.
+func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*handlerConfig)) *harness {
+	t.Helper()
+	if emuCfg.Credentials == nil {
+		emuCfg.Credentials = map[string]imsapi.Secret{"AK": "SK"}
+	}
+	if emuCfg.TimeScale == 0 {
+		emuCfg.TimeScale = 1e6 // jobs end within milliseconds
+	}
+	emuCfg.ImageQuota = -1
+	emu, err := imsemu.New(emuCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emu.Close() })
+	for _, o := range []imsemu.Object{
+		{Bucket: "images", Key: "web/web-01.zvhd2", Size: 5 * gib},
+		{Bucket: "images", Key: "data/d.qcow2", Size: 4 * gib},
+		{Bucket: "images", Key: "sys/centos.vmdk", Size: 30 * gib},
+		{Bucket: "images", Key: "db/db-01.raw", Size: 20 * gib},
+		{Bucket: "images", Key: "db/db-01.mf", Size: 1 << 20},
+	} {
+		emu.PutObject(o)
+	}
+	for i := range 30 {
+		emu.PutObject(imsemu.Object{Bucket: "images", Key: fmt.Sprintf("bulk/d%02d.qcow2", i), Size: gib})
+	}
+	client, err := emu.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testenv.StartNATS(t)
+	nc, js := n.Connect(t)
+	ctx := t.Context()
+	if err := runner.Ensure(ctx, js, runner.DefaultTopology(1)); err != nil {
+		t.Fatal(err)
+	}
+	imports, _ := js.KeyValue(ctx, runner.BucketImports)
+	slots, _ := js.KeyValue(ctx, runner.BucketSlots)
+	cfg := handlerConfig{
+		route:      routeConfig{Rules: Rules{Rules: []Rule{{Bucket: "images", Prefix: "sys/", ImageType: events.ImageSystem, OSVersion: "CentOS 7.9 64bit"}}}},
+		BitmapWait: time.Minute, BitmapPoll: time.Minute, ClaimTTL: 1500 * time.Millisecond,
+		SlotTTL: time.Hour, SlotWait: 50 * time.Millisecond, ThrottleWait: 20 * time.Millisecond,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	hs := &harness{t: t, emu: emu, js: js, nc: nc, logs: make(lineSink, 1000),
+		handoffs: make(chan *nats.Msg, 1000), rejected: make(chan *nats.Msg, 1000), natsSrv: n}
+	hs.h = &importer{cfg: cfg, ims: client, imports: imports, slots: slots, js: js, now: time.Now}
+	if _, err := nc.ChanSubscribe(events.SubjectJobSubmitted, hs.handoffs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.ChanSubscribe(events.OutSubject(events.KindImport, events.StatusRejected), hs.rejected); err != nil {
+		t.Fatal(err)
+	}
+	hs.start()
+	return hs
+}
+
+// start runs a runner (a replica); stop stops it.
+func (hs *harness) start() {
+	r, err := runner.New(hs.js, runner.Config{
+		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectObjects},
+		AckWait: time.Second, Workers: 4, MaxDeliver: 200, BackoffInitial: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
+	}, hs.h.handle, zerolog.New(hs.logs))
+	if err != nil {
+		hs.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	var once sync.Once
+	hs.stop = func() { once.Do(func() { cancel(); <-done }) }
+	hs.t.Cleanup(hs.stop)
+}
+
+func (hs *harness) publish(body []byte) {
+	hs.t.Helper()
+	if _, err := hs.js.Publish(hs.t.Context(), events.SubjectObjectsPrefix+"minio", body); err != nil {
+		hs.t.Fatal(err)
+	}
+}
+
+// lines waits for n settled messages and returns their outcomes.
+func (hs *harness) lines(n int) []string {
+	hs.t.Helper()
+	var out []string
+	for range n {
+		select {
+		case l := <-hs.logs:
+			out = append(out, fmt.Sprint(l["outcome"]))
+		case <-time.After(20 * time.Second):
+			hs.t.Fatalf("only %d of %d messages settled: %v", len(out), n, out)
+		}
+	}
+	return out
+}
+
+func take[T any](t *testing.T, ch chan *nats.Msg, n int) []T {
+	t.Helper()
+	var out []T
+	for range n {
+		select {
+		case m := <-ch:
+			var v T
+			if err := json.Unmarshal(m.Data, &v); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, v)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("only %d of %d messages", len(out), n)
+		}
+	}
+	return out
+}
+
+func ops(subs []imsemu.Submission) map[string]string {
+	m := map[string]string{}
+	for _, s := range subs {
+		m[s.URL] = s.Operation
+	}
+	return m
+}
+
+// TestImportEndToEnd: real-shaped MinIO notifications through JetStream
+// become the right IMS jobs and hand-offs, or rejected events.
+func TestImportEndToEnd(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, nil)
+	hs.publish(minioEvent("images", "web/web-01.zvhd2", 5*gib, "e1", nil))
+	hs.publish(minioEvent("images", "data/d.qcow2", 4*gib, "e2", map[string]string{"Imsflow-Batch": "b-1"}))
+	hs.publish(minioEvent("images", "sys/centos.vmdk", 30*gib, "e3", nil))
+	hs.publish(minioEvent("images", "empty.qcow2", 0, "e4", nil))
+	hs.publish(minioEvent("images", "huge.vmdk", 200*gib, "e5", nil))
+	hs.publish(minioEvent("images", "notes.txt", 10, "e6", nil))
+	hs.publish([]byte(`{"hello":"world"}`))
+	outcomes := hs.lines(7)
+	sort.Strings(outcomes)
+	if strings.Join(outcomes, ",") != "ack,ack,ack,ack,term,term,term" {
+		t.Errorf("outcomes = %v", outcomes)
+	}
+	handoffs := take[events.JobSubmitted](t, hs.handoffs, 3)
+	byKey := map[string]events.JobSubmitted{}
+	for _, h := range handoffs {
+		byKey[h.Source.Key] = h
+	}
+	if h := byKey["web/web-01.zvhd2"]; h.Method != events.MethodQuick || h.ImageType != events.ImageData || h.JobID == "" || h.Source.Size != 5*gib || h.Source.Format != "zvhd2" {
+		t.Errorf("zvhd2 hand-off = %+v", h)
+	}
+	if h := byKey["data/d.qcow2"]; h.Method != events.MethodNormal || h.BatchID != "b-1" || h.JobType != imsapi.JobTypeImportDataImage {
+		t.Errorf("qcow2 hand-off = %+v", h)
+	}
+	if h := byKey["sys/centos.vmdk"]; h.ImageType != events.ImageSystem || h.JobType != imsapi.JobTypeImportImage {
+		t.Errorf("vmdk hand-off = %+v", h)
+	}
+	rejected := take[events.Rejected](t, hs.rejected, 3)
+	codes := []string{}
+	for _, r := range rejected {
+		codes = append(codes, r.ReasonCode)
+		if r.Reason == "" {
+			t.Errorf("rejection without a reason: %+v", r)
+		}
+	}
+	sort.Strings(codes)
+	if strings.Join(codes, ",") != "empty_file,needs_conversion,undecodable" {
+		t.Errorf("rejections = %v", codes)
+	}
+	got := ops(hs.emu.Submissions())
+	want := map[string]string{
+		"images:web/web-01.zvhd2": imsemu.OpQuickImport,
+		"images:data/d.qcow2":     imsemu.OpDataImageImport,
+		"images:sys/centos.vmdk":  imsemu.OpImageImport,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("IMS submissions = %v, want %v", got, want)
+	}
+}
+
+// TestRedeliveryAndRestartImportOnce: the same notification sent three
+// times, across a restart of the function, gives one IMS job and one
+// hand-off.
+func TestRedeliveryAndRestartImportOnce(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, nil)
+	ev := minioEvent("images", "data/d.qcow2", 4*gib, "same-etag", nil)
+	hs.publish(ev)
+	hs.lines(1)
+	hs.stop()
+	hs.start()
+	hs.publish(ev)
+	hs.publish(ev)
+	if o := hs.lines(2); o[0] != "ack" || o[1] != "ack" {
+		t.Errorf("outcomes = %v", o)
+	}
+	if n := len(hs.emu.Submissions()); n != 1 {
+		t.Errorf("%d IMS submissions, want 1", n)
+	}
+	jobs, _ := hs.js.Stream(t.Context(), runner.StreamJobs)
+	info, _ := jobs.Info(t.Context())
+	if info.State.Msgs != 1 {
+		t.Errorf("%d hand-offs stored, want 1 (duplicates dropped by Nats-Msg-Id)", info.State.Msgs)
+	}
+	// A new version of the same object is a new import.
+	hs.publish(minioEvent("images", "data/d.qcow2", 4*gib, "new-etag", nil))
+	hs.lines(1)
+	if n := len(hs.emu.Submissions()); n != 2 {
+		t.Errorf("%d IMS submissions after a new version, want 2", n)
+	}
+}
+
+// TestCrashBetweenSubmitAndRecord: IMS accepted the job but the function
+// died before recording it. The next attempt finds the image by its
+// provenance tag and hands it off without submitting again.
+func TestCrashBetweenSubmitAndRecord(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, nil)
+	body := minioEvent("images", "data/d.qcow2", 4*gib, "e-crash", nil)
+	recs, _, err := events.DecodeObjectEvents(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := route(recs[0], hs.h.cfg.route)
+	// The dead attempt: its claim, and the job IMS accepted.
+	stale, _ := json.Marshal(importRecord{State: stateClaimed, ClaimedAt: time.Now().Add(-time.Hour)})
+	if _, err := hs.h.imports.Create(t.Context(), "v."+p.hash[:tagHashLen], stale); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hs.h.ims.ImportDataImage(t.Context(), p.data); err != nil {
+		t.Fatal(err)
+	}
+	hs.publish(body)
+	if o := hs.lines(1); o[0] != "ack" {
+		t.Errorf("outcome = %v", o)
+	}
+	h := take[events.JobSubmitted](t, hs.handoffs, 1)[0]
+	if h.ImageID == "" || h.ImageName != p.name {
+		t.Errorf("hand-off = %+v, want the found image", h)
+	}
+	if n := len(hs.emu.Submissions()); n != 1 {
+		t.Errorf("%d IMS submissions, want the 1 of the dead attempt", n)
+	}
+}
+
+// TestRAWAndBitmapInEitherOrder: a RAW file waits for its bitmap and is
+// imported quickly as soon as the bitmap arrives, whichever comes first.
+func TestRAWAndBitmapInEitherOrder(t *testing.T) {
+	t.Parallel()
+	t.Run("raw first", func(t *testing.T) {
+		t.Parallel()
+		hs := newHarness(t, imsemu.Config{}, nil)
+		hs.publish(minioEvent("images", "db/db-01.raw", 20*gib, "r1", nil))
+		if o := hs.lines(1); o[0] != "delay" {
+			t.Fatalf("RAW without bitmap: %v, want delay", o)
+		}
+		if n := len(hs.emu.Submissions()); n != 0 {
+			t.Fatalf("%d submissions before the bitmap", n)
+		}
+		hs.publish(minioEvent("images", "db/db-01.mf", 1<<20, "m1", nil))
+		hs.lines(2) // the bitmap, and the replayed RAW notification
+		h := take[events.JobSubmitted](t, hs.handoffs, 1)[0]
+		if h.Method != events.MethodQuick || h.Source.Format != "raw" {
+			t.Errorf("hand-off = %+v", h)
+		}
+		if got := ops(hs.emu.Submissions()); got["images:db/db-01.raw"] != imsemu.OpQuickImport || len(got) != 1 {
+			t.Errorf("submissions = %v", got)
+		}
+	})
+	t.Run("bitmap first", func(t *testing.T) {
+		t.Parallel()
+		hs := newHarness(t, imsemu.Config{}, nil)
+		hs.publish(minioEvent("images", "db/db-01.mf", 1<<20, "m1", nil))
+		hs.lines(1)
+		hs.publish(minioEvent("images", "db/db-01.raw", 20*gib, "r1", nil))
+		if o := hs.lines(1); o[0] != "ack" {
+			t.Fatalf("RAW after its bitmap: %v", o)
+		}
+		if got := ops(hs.emu.Submissions()); got["images:db/db-01.raw"] != imsemu.OpQuickImport {
+			t.Errorf("submissions = %v", got)
+		}
+	})
+	t.Run("no bitmap in time: normal import", func(t *testing.T) {
+		t.Parallel()
+		hs := newHarness(t, imsemu.Config{}, func(c *handlerConfig) { c.BitmapWait, c.BitmapPoll = 100*time.Millisecond, 50*time.Millisecond })
+		hs.publish(minioEvent("images", "db/db-01.raw", 20*gib, "r1", nil))
+		h := take[events.JobSubmitted](t, hs.handoffs, 1)[0]
+		if h.Method != events.MethodNormal {
+			t.Errorf("hand-off = %+v, want a normal import", h)
+		}
+		if got := ops(hs.emu.Submissions()); got["images:db/db-01.raw"] != imsemu.OpDataImageImport {
+			t.Errorf("submissions = %v", got)
+		}
+	})
+	t.Run("no bitmap in time above 128 GB: rejected", func(t *testing.T) {
+		t.Parallel()
+		hs := newHarness(t, imsemu.Config{}, func(c *handlerConfig) { c.BitmapWait, c.BitmapPoll = 100*time.Millisecond, 50*time.Millisecond })
+		hs.publish(minioEvent("images", "db/huge.raw", 200*gib, "r1", nil))
+		r := take[events.Rejected](t, hs.rejected, 1)[0]
+		if r.ReasonCode != events.ReasonMissingBitmap {
+			t.Errorf("rejected = %+v", r)
+		}
+	})
+}
+
+// TestFaultsAndThrottlingLoseNothing: IMS answers 500/503 a third of the
+// time, throttles per AK, caps running jobs at 5 and drops connections
+// after accepting; every object is imported exactly once all the same.
+func TestFaultsAndThrottlingLoseNothing(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{
+		RateLimit: 50, RateBurst: 5, MaxRunningJobs: 5, Seed: 42,
+		Faults: imsemu.Faults{ErrorRate: 0.3},
+	}, nil)
+	const n = 30
+	for i := range n {
+		hs.publish(minioEvent("images", fmt.Sprintf("bulk/d%02d.qcow2", i), gib, fmt.Sprintf("e%d", i), nil))
+	}
+	handoffs := take[events.JobSubmitted](t, hs.handoffs, n)
+	seen := map[string]bool{}
+	for _, h := range handoffs {
+		seen[h.Source.Key] = true
+	}
+	subs := hs.emu.Submissions()
+	urls := map[string]int{}
+	for _, s := range subs {
+		urls[s.URL]++
+	}
+	if len(seen) != n || len(urls) != n || len(subs) != n {
+		t.Errorf("%d objects handed off, %d distinct submissions, %d submissions; want %d each", len(seen), len(urls), len(subs), n)
+	}
+	if st := hs.emu.Stats(); st.Injected == 0 || st.MaxRunning > 5 {
+		t.Errorf("stats = %+v: want injected faults and at most 5 running", st)
+	}
+}
+
+// TestDroppedAnswersDoNotDuplicate: IMS accepts the job but the answer is
+// lost; the function finds the image and does not submit again.
+func TestDroppedAnswersDoNotDuplicate(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, nil)
+	if err := hs.emu.SetFaults(imsemu.Faults{DropRate: 1, AcceptBeforeDrop: true}); err != nil {
+		t.Fatal(err)
+	}
+	hs.publish(minioEvent("images", "data/d.qcow2", 4*gib, "e1", nil))
+	if o := hs.lines(1); o[0] != "nak" {
+		t.Fatalf("outcome = %v, want nak", o)
+	}
+	if err := hs.emu.SetFaults(imsemu.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	h := take[events.JobSubmitted](t, hs.handoffs, 1)[0]
+	if h.ImageID == "" {
+		t.Errorf("hand-off = %+v, want the image found", h)
+	}
+	if n := len(hs.emu.Submissions()); n != 1 {
+		t.Errorf("%d IMS submissions, want 1", n)
+	}
+}
+
+// TestInFlightSlots: with 2 slots, the third import waits until a job
+// releases its slot.
+func TestInFlightSlots(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, func(c *handlerConfig) { c.MaxInFlight = 2 })
+	for i := range 3 {
+		hs.publish(minioEvent("images", fmt.Sprintf("bulk/d%02d.qcow2", i), gib, "e", nil))
+	}
+	handoffs := take[events.JobSubmitted](t, hs.handoffs, 2)
+	for _, o := range hs.lines(3) {
+		if o == "delay" {
+			goto waiting
+		}
+	}
+	t.Fatal("no import waited for a slot")
+waiting:
+	if n := len(hs.emu.Submissions()); n != 2 {
+		t.Fatalf("%d submissions with 2 slots", n)
+	}
+	// The poller would release the slot when the job ends.
+	if err := hs.h.slots.Delete(t.Context(), handoffs[0].Slot); err != nil {
+		t.Fatal(err)
+	}
+	take[events.JobSubmitted](t, hs.handoffs, 1)
+	if n := len(hs.emu.Submissions()); n != 3 {
+		t.Errorf("%d submissions after a slot was released, want 3", n)
+	}
+}

@@ -1,0 +1,97 @@
+// Package importer is the import function: it turns object-created
+// notifications into IMS import jobs (SPEC section 3) and hands each job to
+// the poller. The function's main (functions/import) and "imsflow dev"
+// both run it.
+package importer
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/pkg/events"
+)
+
+// Function is the name of the consumer and of the dead-letter subject.
+const Function = "import"
+
+// Config of the import function, read from the environment.
+type Config struct {
+	// RulesFile maps bucket and key prefix to import settings (JSON, see Rules).
+	RulesFile string `env:"IMPORT_RULES_FILE"`
+	// ImgAsRaw treats .img files as RAW.
+	ImgAsRaw bool `env:"IMPORT_IMG_AS_RAW"`
+	// BitmapWait bounds how long a RAW file waits for its .mf bitmap.
+	BitmapWait time.Duration `env:"IMPORT_BITMAP_WAIT" envDefault:"30m"`
+	// BitmapPoll is how often a waiting RAW file looks again.
+	BitmapPoll time.Duration `env:"IMPORT_BITMAP_POLL" envDefault:"2m"`
+	// ClaimTTL is after how long an unfinished attempt is taken over.
+	ClaimTTL time.Duration `env:"IMPORT_CLAIM_TTL" envDefault:"2m"`
+	// MaxInFlight caps IMS image-creation jobs in flight (0: no cap).
+	MaxInFlight int `env:"IMS_MAX_INFLIGHT" envDefault:"40"`
+	// SlotTTL frees an in-flight slot that no poller released.
+	SlotTTL time.Duration `env:"IMPORT_SLOT_TTL" envDefault:"6h"`
+	// SlotWait is the wait when every slot is taken.
+	SlotWait time.Duration `env:"IMPORT_SLOT_WAIT" envDefault:"20s"`
+	// ThrottleWait is the wait after IMS throttles without Retry-After.
+	ThrottleWait time.Duration `env:"IMS_THROTTLE_WAIT" envDefault:"5s"`
+	// Workers, AckWait and MaxDeliver tune the consumer.
+	Workers    int           `env:"IMPORT_WORKERS" envDefault:"4"`
+	AckWait    time.Duration `env:"IMPORT_ACK_WAIT" envDefault:"60s"`
+	MaxDeliver int           `env:"IMPORT_MAX_DELIVER" envDefault:"100"`
+}
+
+// IMS is what the import function needs of IMS; *imsapi.Client has it.
+type IMS = imsAPI
+
+// check validates the combinations of settings.
+func (c Config) check() error {
+	switch {
+	case c.BitmapWait < 0 || c.BitmapPoll <= 0:
+		return fmt.Errorf("IMPORT_BITMAP_WAIT must not be negative and IMPORT_BITMAP_POLL must be positive")
+	case c.ClaimTTL <= c.AckWait:
+		return fmt.Errorf("IMPORT_CLAIM_TTL (%s) must be longer than IMPORT_ACK_WAIT (%s), or a slow attempt could be taken over", c.ClaimTTL, c.AckWait)
+	case c.MaxDeliver > 0 && c.BitmapPoll > 0 && int(c.BitmapWait/c.BitmapPoll) >= c.MaxDeliver/2:
+		return fmt.Errorf("IMPORT_BITMAP_WAIT/IMPORT_BITMAP_POLL (%d looks) must stay under half of IMPORT_MAX_DELIVER (%d)", c.BitmapWait/c.BitmapPoll, c.MaxDeliver)
+	case c.MaxInFlight < 0:
+		return fmt.Errorf("IMS_MAX_INFLIGHT must not be negative")
+	case c.MaxInFlight > 0 && (c.SlotTTL <= 0 || c.SlotWait <= 0):
+		return fmt.Errorf("IMPORT_SLOT_TTL and IMPORT_SLOT_WAIT must be positive")
+	}
+	return nil
+}
+
+// New returns the import function's runner on js, calling ims. The
+// topology (runner.Ensure) must exist.
+func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	rules, err := LoadRules(cfg.RulesFile)
+	if err != nil {
+		return nil, err
+	}
+	imports, err := js.KeyValue(ctx, runner.BucketImports)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", runner.BucketImports, err)
+	}
+	slots, err := js.KeyValue(ctx, runner.BucketSlots)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", runner.BucketSlots, err)
+	}
+	h := &importer{
+		cfg: handlerConfig{
+			route: routeConfig{Rules: rules, ImgAsRaw: cfg.ImgAsRaw}, BitmapWait: cfg.BitmapWait, BitmapPoll: cfg.BitmapPoll,
+			ClaimTTL: cfg.ClaimTTL, MaxInFlight: cfg.MaxInFlight, SlotTTL: cfg.SlotTTL, SlotWait: cfg.SlotWait, ThrottleWait: cfg.ThrottleWait,
+		},
+		ims: ims, imports: imports, slots: slots, js: js, now: time.Now,
+	}
+	return runner.New(js, runner.Config{
+		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectObjects},
+		AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, Workers: cfg.Workers,
+	}, h.handle, log)
+}
