@@ -53,6 +53,10 @@ type importer struct {
 	now     func() time.Time
 }
 
+// claimRecheck is how soon a duplicate looks again at a claim that is
+// under way: usually the attempt has finished by then.
+const claimRecheck = 2 * time.Second
+
 // Import states in BucketImports.
 const (
 	stateClaimed   = "claimed"   // an attempt is submitting
@@ -146,7 +150,7 @@ func (h *importer) object(ctx context.Context, m runner.Msg, o events.ObjectCrea
 	}
 	// Claimed by an attempt that may be under way or may have died.
 	if age := h.now().Sub(rec.ClaimedAt); age < h.cfg.ClaimTTL {
-		return nil, runner.Delay(h.cfg.ClaimTTL-age, "another attempt at this object version is under way")
+		return nil, runner.Delay(min(h.cfg.ClaimTTL-age, claimRecheck), "another attempt at this object version is under way")
 	}
 	rev, err := h.imports.Update(ctx, key, h.claim(), entry.Revision())
 	if err != nil {

@@ -1,0 +1,226 @@
+package exporter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/testenv"
+	"github.com/imsflow/imsflow/pkg/events"
+	"github.com/imsflow/imsflow/pkg/imsapi"
+	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
+)
+
+type lineSink chan string
+
+func (s lineSink) Write(p []byte) (int, error) {
+	var l struct{ Message, Outcome string }
+	if json.Unmarshal(p, &l) == nil && l.Message == "message" {
+		s <- l.Outcome
+	}
+	return len(p), nil
+}
+
+type harness struct {
+	t        *testing.T
+	emu      *imsemu.Server
+	js       jetstream.JetStream
+	logs     lineSink
+	handoffs chan *nats.Msg
+	rejected chan *nats.Msg
+	images   map[string]string // name -> ID
+}
+
+func newHarness(t *testing.T, faults imsemu.Faults) *harness {
+	t.Helper()
+	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, TimeScale: 1e6, Faults: faults, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emu.Close() })
+	emu.AddBucket("exports")
+	hs := &harness{t: t, emu: emu, logs: make(lineSink, 100), handoffs: make(chan *nats.Msg, 100), rejected: make(chan *nats.Msg, 100), images: map[string]string{}}
+	for name, im := range map[string]imsapi.Image{
+		"small":     {Name: "small", ImageSize: fmt.Sprint(10 * gib)},
+		"big":       {Name: "big", ImageSize: fmt.Sprint(300 * gib)},
+		"encrypted": {Name: "encrypted", ImageSize: fmt.Sprint(300 * gib), SystemCMKID: "kms-1"},
+		"public":    {Name: "public", ImageType: "gold", ImageSize: fmt.Sprint(gib)},
+	} {
+		hs.images[name] = emu.AddImage(im).ID
+	}
+	client, err := emu.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testenv.StartNATS(t)
+	nc, js := n.Connect(t)
+	hs.js = js
+	if err := runner.Ensure(t.Context(), js, runner.DefaultTopology(1)); err != nil {
+		t.Fatal(err)
+	}
+	kv, _ := js.KeyValue(t.Context(), runner.BucketExports)
+	h := &handler{cfg: Config{ClaimTTL: 1200 * time.Millisecond, ThrottleWait: 20 * time.Millisecond},
+		decide: decideConfig{DefaultBucket: "exports", KeyPrefix: "out/"}, ims: client, kv: kv, now: time.Now}
+	for subj, ch := range map[string]chan *nats.Msg{events.SubjectJobSubmitted: hs.handoffs, events.OutSubject(events.KindExport, events.StatusRejected): hs.rejected} {
+		if _, err := nc.ChanSubscribe(subj, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := runner.New(js, runner.Config{Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectExportRequests},
+		AckWait: time.Second, Workers: 2, MaxDeliver: 100, BackoffInitial: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}, h.handle, zerolog.New(hs.logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = r.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return hs
+}
+
+func (hs *harness) send(req events.ExportRequest) {
+	hs.t.Helper()
+	b, _ := json.Marshal(req)
+	if _, err := hs.js.Publish(hs.t.Context(), events.SubjectExportRequests, b); err != nil {
+		hs.t.Fatal(err)
+	}
+}
+
+func (hs *harness) outcomes(n int) []string {
+	hs.t.Helper()
+	var out []string
+	for range n {
+		select {
+		case o := <-hs.logs:
+			out = append(out, o)
+		case <-time.After(20 * time.Second):
+			hs.t.Fatalf("only %d of %d settled", len(out), n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func take[T any](t *testing.T, ch chan *nats.Msg, n int) []T {
+	t.Helper()
+	var out []T
+	for range n {
+		select {
+		case m := <-ch:
+			var v T
+			if err := json.Unmarshal(m.Data, &v); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, v)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("only %d of %d messages", len(out), n)
+		}
+	}
+	return out
+}
+
+// TestExportEndToEnd: export requests through JetStream become the right
+// IMS exports, or rejections with their reason codes.
+func TestExportEndToEnd(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Faults{})
+	hs.send(events.ExportRequest{ImageID: hs.images["small"], RequestID: "r1", BatchID: "b1"})
+	hs.send(events.ExportRequest{ImageID: hs.images["big"], RequestID: "r2"})
+	hs.send(events.ExportRequest{ImageID: hs.images["big"], Quick: "false", RequestID: "r3"})
+	hs.send(events.ExportRequest{ImageID: hs.images["encrypted"], RequestID: "r4"})
+	hs.send(events.ExportRequest{ImageID: hs.images["public"], RequestID: "r5"})
+	hs.send(events.ExportRequest{ImageID: "00000000-0000-4000-a000-000000000000", RequestID: "r6"})
+	if _, err := hs.js.Publish(t.Context(), events.SubjectExportRequests, []byte(`{"image_id":""}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(hs.outcomes(7), ","); got != "ack,ack,term,term,term,term,term" {
+		t.Errorf("outcomes = %s", got)
+	}
+	byReq := map[string]events.JobSubmitted{}
+	for _, h := range take[events.JobSubmitted](t, hs.handoffs, 2) {
+		byReq[h.RequestID] = h
+	}
+	if h := byReq["r1"]; h.Method != events.MethodNormal || h.FileFormat != "qcow2" || h.BatchID != "b1" || h.JobID == "" ||
+		h.BucketURL != "exports:out/small-"+hs.images["small"]+".qcow2" || h.JobType != imsapi.JobTypeExportImage {
+		t.Errorf("small export hand-off = %+v", h)
+	}
+	if h := byReq["r2"]; !h.Quick || h.Method != events.MethodQuick || h.FileFormat != "zvhd2" {
+		t.Errorf("big export hand-off = %+v", h)
+	}
+	var codes []string
+	for _, r := range take[events.Rejected](t, hs.rejected, 5) {
+		codes = append(codes, r.ReasonCode)
+	}
+	sort.Strings(codes)
+	want := []string{events.ReasonEncryptedQuick, events.ReasonImageNotFound, events.ReasonInvalidRequest, events.ReasonNeedsQuickExport, events.ReasonNotPrivate}
+	sort.Strings(want)
+	if strings.Join(codes, ",") != strings.Join(want, ",") {
+		t.Errorf("rejections = %v, want %v", codes, want)
+	}
+	subs := hs.emu.Submissions()
+	if len(subs) != 2 {
+		t.Fatalf("%d IMS exports, want 2", len(subs))
+	}
+	for _, s := range subs {
+		if s.ImageID == hs.images["big"] && strings.Contains(string(s.Body), "file_format") {
+			t.Errorf("the quick export sent a file_format: %s", s.Body)
+		}
+	}
+}
+
+// TestExportDeduplication: a request repeated, with or without request_id,
+// is exported once.
+func TestExportDeduplication(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Faults{})
+	for range 3 {
+		hs.send(events.ExportRequest{ImageID: hs.images["small"], RequestID: "same", BucketURL: "exports:a.qcow2"})
+	}
+	for range 2 {
+		hs.send(events.ExportRequest{ImageID: hs.images["small"], BucketURL: "exports:b.vhd", FileFormat: "vhd"})
+	}
+	// Duplicates arriving while the first attempt runs wait for it, then ack.
+	for acks := 0; acks < 5; {
+		if o := hs.outcomes(1)[0]; o == "ack" {
+			acks++
+		} else if o != "delay" {
+			t.Fatalf("outcome %s", o)
+		}
+	}
+	if n := len(hs.emu.Submissions()); n != 2 {
+		t.Errorf("%d IMS exports, want 2", n)
+	}
+}
+
+// TestExportThroughFaults: injected 5xx and a lost answer still give one
+// export per request.
+func TestExportThroughFaults(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Faults{ErrorRate: 0.3})
+	for i := range 5 {
+		hs.send(events.ExportRequest{ImageID: hs.images["small"], RequestID: fmt.Sprint("f", i), BucketURL: fmt.Sprintf("exports:f%d.qcow2", i)})
+	}
+	take[events.JobSubmitted](t, hs.handoffs, 5)
+	urls := map[string]int{}
+	for _, s := range hs.emu.Submissions() {
+		urls[s.URL]++
+	}
+	if len(urls) != 5 {
+		t.Errorf("exports per target = %v, want 5 targets once each", urls)
+	}
+	for u, n := range urls {
+		if n != 1 {
+			t.Errorf("%s exported %d times", u, n)
+		}
+	}
+}

@@ -1,0 +1,213 @@
+// Package exporter is the export function: it turns export requests
+// (imsflow.in.export) into IMS export jobs following SPEC section 4 and
+// hands each job to the poller. The function's main (functions/export)
+// and "imsflow dev" both run it.
+package exporter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/pkg/events"
+	"github.com/imsflow/imsflow/pkg/imsapi"
+)
+
+// Function is the name of the consumer and of the dead-letter subject.
+const Function = "export"
+
+// Config of the export function, read from the environment.
+type Config struct {
+	// DefaultBucket takes the exports of requests without bucket_url.
+	DefaultBucket string `env:"EXPORT_BUCKET"`
+	// KeyPrefix is put before the derived object name in DefaultBucket.
+	KeyPrefix string `env:"EXPORT_KEY_PREFIX" envDefault:"exports/"`
+	// ClaimTTL is after how long an unfinished attempt is taken over.
+	ClaimTTL time.Duration `env:"EXPORT_CLAIM_TTL" envDefault:"2m"`
+	// ThrottleWait is the wait after IMS throttles without Retry-After.
+	ThrottleWait time.Duration `env:"IMS_THROTTLE_WAIT" envDefault:"5s"`
+	Workers      int           `env:"EXPORT_WORKERS" envDefault:"4"`
+	AckWait      time.Duration `env:"EXPORT_ACK_WAIT" envDefault:"60s"`
+	MaxDeliver   int           `env:"EXPORT_MAX_DELIVER" envDefault:"100"`
+}
+
+// IMS is what the export function needs of IMS; *imsapi.Client has it.
+type IMS interface {
+	Image(ctx context.Context, id string) (*imsapi.Image, error)
+	ExportImage(ctx context.Context, imageID string, r *imsapi.ExportRequest) (*imsapi.JobRef, error)
+}
+
+// New returns the export function's runner on js. The topology
+// (runner.Ensure) must exist.
+func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
+	if cfg.ClaimTTL <= cfg.AckWait {
+		return nil, fmt.Errorf("EXPORT_CLAIM_TTL (%s) must be longer than EXPORT_ACK_WAIT (%s)", cfg.ClaimTTL, cfg.AckWait)
+	}
+	if cfg.DefaultBucket != "" {
+		if _, _, err := imsapi.ParseBucketURL(cfg.DefaultBucket + ":x"); err != nil {
+			return nil, fmt.Errorf("EXPORT_BUCKET %q: %w", cfg.DefaultBucket, err)
+		}
+	}
+	kv, err := js.KeyValue(ctx, runner.BucketExports)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", runner.BucketExports, err)
+	}
+	h := &handler{cfg: cfg, decide: decideConfig{DefaultBucket: cfg.DefaultBucket, KeyPrefix: cfg.KeyPrefix}, ims: ims, kv: kv, now: time.Now}
+	return runner.New(js, runner.Config{
+		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectExportRequests},
+		AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, Workers: cfg.Workers,
+	}, h.handle, log)
+}
+
+type handler struct {
+	cfg    Config
+	decide decideConfig
+	ims    IMS
+	kv     jetstream.KeyValue
+	now    func() time.Time
+}
+
+// claimRecheck is how soon a duplicate looks again at a claim that is
+// under way: usually the attempt has finished by then.
+const claimRecheck = 2 * time.Second
+
+// Export states in BucketExports.
+const (
+	stateClaimed   = "claimed"
+	stateSubmitted = "submitted"
+)
+
+type exportRecord struct {
+	State     string               `json:"state"`
+	ClaimedAt time.Time            `json:"claimed_at"`
+	Handoff   *events.JobSubmitted `json:"handoff,omitempty"`
+}
+
+// requestKey is the de-duplication key: the request_id, else the content.
+func requestKey(r events.ExportRequest) string {
+	if r.RequestID != "" {
+		return "r." + events.Hash("id\x00"+r.RequestID, 40)
+	}
+	return "r." + events.Hash(strings.Join([]string{"c", r.ImageID, r.BucketURL, r.FileFormat, r.Quick, r.BatchID}, "\x00"), 40)
+}
+
+func (h *handler) handle(ctx context.Context, m runner.Msg) ([]events.Event, error) {
+	req, err := events.DecodeExportRequest(m.Data)
+	if err != nil {
+		rej := events.Rejected{Kind: events.KindExport, Stage: "decode", ReasonCode: events.ReasonInvalidRequest,
+			Reason: err.Error(), Input: string(m.Data[:min(len(m.Data), 1024)]), At: h.now().UTC()}
+		return []events.Event{rej}, runner.Term(err.Error())
+	}
+	key := requestKey(req)
+	var rev uint64
+	entry, err := h.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("read export state: %w", err)
+	default:
+		var rec exportRecord
+		if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+			return nil, fmt.Errorf("%w: export state %s is not JSON: %v", runner.ErrPermanent, key, err)
+		}
+		if rec.State == stateSubmitted {
+			return []events.Event{*rec.Handoff}, nil
+		}
+		if age := h.now().Sub(rec.ClaimedAt); age < h.cfg.ClaimTTL {
+			return nil, runner.Delay(min(h.cfg.ClaimTTL-age, claimRecheck), "another attempt at this export is under way")
+		}
+		rev = entry.Revision()
+	}
+
+	im, err := h.ims.Image(ctx, req.ImageID)
+	switch {
+	case errors.Is(err, imsapi.ErrNotFound):
+		return h.reject(ctx, key, rev, req, "lookup", events.ReasonImageNotFound, fmt.Sprintf("image %s does not exist in this project and region", req.ImageID), "")
+	case err != nil:
+		return nil, h.transient(err, "look up image "+req.ImageID)
+	}
+	p, rej := decide(req, im, h.decide)
+	if rej != nil {
+		return h.reject(ctx, key, rev, req, "validate", rej.code, rej.reason, "")
+	}
+	claim, _ := json.Marshal(exportRecord{State: stateClaimed, ClaimedAt: h.now()})
+	takeover := rev != 0
+	if takeover {
+		rev, err = h.kv.Update(ctx, key, claim, rev)
+	} else {
+		rev, err = h.kv.Create(ctx, key, claim)
+	}
+	if err != nil {
+		return nil, runner.Delay(time.Second, "the export's claim changed: "+err.Error())
+	}
+	ref, err := h.ims.ExportImage(ctx, im.ID, &imsapi.ExportRequest{BucketURL: p.bucketURL, FileFormat: p.format, IsQuickExport: p.quick})
+	method := events.MethodNormal
+	if p.quick {
+		method = events.MethodQuick
+	}
+	ho := events.JobSubmitted{JobType: imsapi.JobTypeExportImage, Kind: events.KindExport, Method: method, ImageID: im.ID,
+		ImageName: im.Name, SubmittedAt: h.now().UTC(), BatchID: req.BatchID, BucketURL: p.bucketURL,
+		FileFormat: p.fileExt, Quick: p.quick, RequestID: req.RequestID}
+	apiErr, _ := errors.AsType[*imsapi.APIError](err)
+	switch {
+	case err == nil:
+		ho.JobID = ref.JobID
+		return h.record(ctx, key, rev, exportRecord{State: stateSubmitted, ClaimedAt: h.now(), Handoff: &ho})
+	case takeover && apiErr != nil && (apiErr.Code == "IMG.0148" || apiErr.Code == "IMG.0070"):
+		// The earlier attempt's export is running or done: hand it off
+		// without a job ID (IMS gave none); the poller follows the target.
+		zerolog.Ctx(ctx).Info().Str("code", apiErr.Code).Msg("an earlier attempt's export exists")
+		return h.record(ctx, key, rev, exportRecord{State: stateSubmitted, ClaimedAt: h.now(), Handoff: &ho})
+	case imsapi.MaybeApplied(err):
+		return nil, fmt.Errorf("export %s (it may have been accepted): %w", im.ID, err)
+	case imsapi.IsRetryable(err):
+		_ = h.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+		return nil, h.transient(err, "export "+im.ID)
+	default:
+		code := ""
+		if apiErr != nil {
+			code = apiErr.Code
+		}
+		return h.reject(ctx, key, rev, req, "submit", events.ReasonIMSRefused, "IMS refused the export: "+err.Error(), code)
+	}
+}
+
+// transient turns IMS throttling into a wait and passes other errors on.
+func (h *handler) transient(err error, what string) error {
+	if errors.Is(err, imsapi.ErrThrottled) {
+		d, ok := imsapi.RetryAfter(err)
+		if !ok {
+			d = h.cfg.ThrottleWait
+		}
+		return runner.Delay(d, "IMS throttles: "+err.Error())
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// reject terminates the message with a rejected event. Refusals are not
+// remembered: the same request sent later is judged again (the image may
+// have become active meanwhile); a claim held on it is dropped.
+func (h *handler) reject(ctx context.Context, key string, rev uint64, req events.ExportRequest, stage, code, reason, imsCode string) ([]events.Event, error) {
+	if rev != 0 {
+		_ = h.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	}
+	r := req
+	rej := events.Rejected{Kind: events.KindExport, Stage: stage, ReasonCode: code, Reason: reason, Request: &r,
+		ErrorCode: imsCode, BatchID: req.BatchID, At: h.now().UTC()}
+	return []events.Event{rej}, runner.Term(reason)
+}
+
+func (h *handler) record(ctx context.Context, key string, rev uint64, rec exportRecord) ([]events.Event, error) {
+	b, _ := json.Marshal(rec)
+	if _, err := h.kv.Update(ctx, key, b, rev); err != nil {
+		return nil, fmt.Errorf("record export state: %w", err)
+	}
+	return []events.Event{*rec.Handoff}, nil
+}
