@@ -67,7 +67,7 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 	fs.Int64Var(&cfg.ImportMiB, "import-speed", cfg.ImportMiB, "MiB an import job handles per emulated second (IMSEMU_IMPORT_SPEED_MIB)")
 	fs.Int64Var(&cfg.ExportMiB, "export-speed", cfg.ExportMiB, "MiB an export job handles per emulated second (IMSEMU_EXPORT_SPEED_MIB)")
 	fs.Float64Var(&cfg.TimeScale, "time-scale", cfg.TimeScale, "divide job durations by this (IMSEMU_TIME_SCALE)")
-	fs.DurationVar(&cfg.Init, "init", cfg.Init, "emulated time a job stays INIT (IMSEMU_INIT)")
+	fs.DurationVar(&cfg.Init, "init", cfg.Init, "emulated time a job stays INIT, 0 for none (IMSEMU_INIT)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", cfg.RateLimit, "requests per second per AK, 0 for none; above it 429 APIGW.0308 (IMSEMU_RATE_LIMIT)")
 	fs.IntVar(&cfg.RateBurst, "rate-burst", cfg.RateBurst, "burst of the rate limit (IMSEMU_RATE_BURST)")
 	fs.IntVar(&cfg.MaxJobs, "max-jobs", cfg.MaxJobs, "running import jobs before IMG.0194, negative for no cap (IMSEMU_MAX_JOBS)")
@@ -84,9 +84,13 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if cfg.AccessKey == "" || cfg.SecretKey == "" || cfg.ImportMiB <= 0 || cfg.ExportMiB <= 0 || !(cfg.TimeScale > 0) {
-		fmt.Fprintln(stderr, "imsflow emulator: -ak and -sk must be set, speeds and time scale positive")
+	if cfg.AccessKey == "" || cfg.SecretKey == "" || cfg.ImportMiB <= 0 || cfg.ExportMiB <= 0 || !(cfg.TimeScale > 0) || cfg.Init < 0 {
+		fmt.Fprintln(stderr, "imsflow emulator: -ak and -sk must be set, speeds and time scale positive, -init not negative")
 		return exitUsage
+	}
+	initDuration := cfg.Init
+	if initDuration == 0 {
+		initDuration = -1 // imsemu: negative is no INIT (0 would be its default)
 	}
 	ecfg := imsemu.Config{
 		Credentials:    map[string]imsapi.Secret{cfg.AccessKey: imsapi.Secret(cfg.SecretKey)},
@@ -94,7 +98,7 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 		ImportSpeed:    cfg.ImportMiB << 20,
 		ExportSpeed:    cfg.ExportMiB << 20,
 		TimeScale:      cfg.TimeScale,
-		InitDuration:   cfg.Init,
+		InitDuration:   initDuration,
 		RateLimit:      cfg.RateLimit,
 		RateBurst:      cfg.RateBurst,
 		MaxRunningJobs: cfg.MaxJobs,

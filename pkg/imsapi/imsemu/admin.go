@@ -24,7 +24,7 @@ const AdminPrefix = "/_emulator/"
 //	POST /_emulator/buckets      {"name": "..."} (AddBucket)
 //	PUT  /_emulator/faults       Faults (SetFaults)
 //	POST /_emulator/failures     FailureRule (AddFailureRule)
-//	POST /_emulator/fail-next    {"statuses": [503, 429]} (FailNext)
+//	POST /_emulator/fail-next    {"statuses": [503, 429]} (FailNext; 400 for a status outside 400-599)
 func (s *Server) adminRoutes(mux *http.ServeMux) {
 	get := func(path string, f func() any) {
 		mux.HandleFunc("GET "+AdminPrefix+path, func(w http.ResponseWriter, r *http.Request) {
@@ -109,8 +109,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		if err := strictJSON(b, &v); err != nil {
 			return nil, err
 		}
-		s.FailNext(v.Statuses...)
-		return v, nil
+		return v, s.FailNext(v.Statuses...)
 	})
 }
 

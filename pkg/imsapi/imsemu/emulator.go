@@ -20,9 +20,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +63,8 @@ type Config struct {
 	// TimeScale divides every job duration: with 3600 an import that IMS
 	// would run for an hour takes a second.
 	TimeScale float64
-	// InitDuration is the emulated time a job stays INIT.
+	// InitDuration is the emulated time a job stays INIT: 0 means
+	// DefaultInitDuration, negative none (a job is RUNNING from submission).
 	InitDuration time.Duration
 	// RateLimit is each AK's (or token's) allowed requests per second, with
 	// bursts of RateBurst; above it the answer is 429 APIGW.0308. 0: no limit.
@@ -131,7 +134,6 @@ type Server struct {
 	http     *http.Server
 	handler  http.Handler
 
-	flushMu     sync.Mutex // one flushWrites at a time
 	mu          sync.Mutex
 	rand        *rand.Rand
 	faults      Faults
@@ -147,12 +149,15 @@ type Server struct {
 	limiters    map[string]*rate.Limiter
 	submissions []Submission
 	stats       Stats
-	unwritten   []export // finished exports not yet in Store
-}
 
-type export struct {
-	obj     Object
-	imageID string
+	// Writes of finished exports to cfg.Store (see s3.go).
+	unwritten  map[objectKey]*storeWrite // finished exports not yet in the Store
+	exportSeq  uint64                    // counts finished exports
+	exportedAt map[objectKey]uint64      // exportSeq when an export last finished onto the key
+	closed     bool                      // no more writes start
+	writers    sync.WaitGroup            // writes under way
+	writeCtx   context.Context           // cancelled by Close
+	stopWrites context.CancelFunc
 }
 
 // New starts an emulator on a loopback port; Close stops it.
@@ -178,8 +183,8 @@ func Listen(addr string, cfg Config) (*Server, error) {
 }
 
 func newServer(cfg Config) (*Server, error) {
-	if cfg.TimeScale < 0 || cfg.ImportSpeed < 0 || cfg.ExportSpeed < 0 || cfg.RateLimit < 0 || cfg.InitDuration < 0 {
-		return nil, errors.New("imsemu: speeds, time scale, init duration and rate limit cannot be negative")
+	if cfg.TimeScale < 0 || cfg.ImportSpeed < 0 || cfg.ExportSpeed < 0 || cfg.RateLimit < 0 {
+		return nil, errors.New("imsemu: speeds, time scale and rate limit cannot be negative")
 	}
 	if err := cfg.Faults.validate(); err != nil {
 		return nil, err
@@ -187,8 +192,11 @@ func newServer(cfg Config) (*Server, error) {
 	cfg.ImportSpeed = cmp.Or(cfg.ImportSpeed, DefaultImportSpeed)
 	cfg.ExportSpeed = cmp.Or(cfg.ExportSpeed, DefaultExportSpeed)
 	cfg.TimeScale = cmp.Or(cfg.TimeScale, 1)
-	if cfg.InitDuration == 0 {
+	switch {
+	case cfg.InitDuration == 0:
 		cfg.InitDuration = DefaultInitDuration
+	case cfg.InitDuration < 0:
+		cfg.InitDuration = 0 // no INIT
 	}
 	cfg.MaxRunningJobs = cmp.Or(cfg.MaxRunningJobs, DefaultMaxRunningJobs)
 	cfg.ImageQuota = cmp.Or(cfg.ImageQuota, DefaultImageQuota)
@@ -196,6 +204,11 @@ func newServer(cfg Config) (*Server, error) {
 	if cfg.OSVersions == nil {
 		cfg.OSVersions = DefaultOSVersions
 	}
+	// The caller (and DefaultOSVersions, a global) keeps its own.
+	cfg.Credentials = maps.Clone(cfg.Credentials)
+	cfg.Tokens = slices.Clone(cfg.Tokens)
+	cfg.OSVersions = slices.Clone(cfg.OSVersions)
+	writeCtx, stopWrites := context.WithCancel(context.Background())
 	s := &Server{
 		cfg:       cfg,
 		clock:     cmp.Or[Clock](cfg.Clock, realClock{}),
@@ -206,6 +219,11 @@ func newServer(cfg Config) (*Server, error) {
 		imageByID: map[string]*image{},
 		jobs:      map[string]*job{},
 		limiters:  map[string]*rate.Limiter{},
+
+		unwritten:  map[objectKey]*storeWrite{},
+		exportedAt: map[objectKey]uint64{},
+		writeCtx:   writeCtx,
+		stopWrites: stopWrites,
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -214,21 +232,26 @@ func newServer(cfg Config) (*Server, error) {
 // Handler returns the emulator's HTTP handler, to serve it elsewhere.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Close stops the server at once, closing every connection.
+// Close stops the server at once, closing every connection and cancelling
+// the writes of exports to the Store under way.
 func (s *Server) Close() error {
-	if s.http == nil {
-		return nil
+	var err error
+	if s.http != nil {
+		err = s.http.Close()
 	}
-	return s.http.Close()
+	s.endWrites(nil)
+	return err
 }
 
 // Shutdown stops the server gracefully: it stops accepting connections and
-// waits for answers under way, until ctx ends.
+// waits for answers and writes to the Store under way, until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.http == nil {
-		return nil
+	var err error
+	if s.http != nil {
+		err = s.http.Shutdown(ctx)
 	}
-	return s.http.Shutdown(ctx)
+	s.endWrites(ctx.Done())
+	return err
 }
 
 // Client returns an imsapi client of this emulator signed with the first
@@ -265,11 +288,19 @@ func (s *Server) SetFaults(f Faults) error {
 }
 
 // FailNext makes the next len(statuses) API requests answer with these
-// HTTP statuses (500, 503, 429, ...), in order, before anything else.
-func (s *Server) FailNext(statuses ...int) {
+// HTTP statuses (500, 503, 429, ...), in order, before anything else. Each
+// status must be an error status, 400 to 599; otherwise FailNext returns an
+// error and queues none of them.
+func (s *Server) FailNext(statuses ...int) error {
+	for _, st := range statuses {
+		if st < 400 || st > 599 {
+			return fmt.Errorf("imsemu: fail-next status %d is not an error status (400-599)", st)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failNext = append(s.failNext, statuses...)
+	return nil
 }
 
 func (f Faults) validate() error {
@@ -318,6 +349,9 @@ type request struct {
 	body      []byte
 	accessKey string // or "token:<n>"
 	now       time.Time
+	// await is the export write the answer reports as done (a job's
+	// SUCCESS): it goes out only once the object is in the Store.
+	await *storeWrite
 }
 
 func (s *Server) routes() http.Handler {
@@ -439,8 +473,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op string, h h
 	s.advance(req.now)
 	out, aerr := h(req)
 	s.mu.Unlock()
-	if ferr := s.flushWrites(req); ferr != nil && aerr == nil {
-		out, aerr = nil, ferr
+	if aerr == nil && req.await != nil {
+		if werr := s.awaitWrite(r.Context(), req.await); werr != nil {
+			out, aerr = nil, werr
+		}
 	}
 	if drop {
 		return s.drop(w)

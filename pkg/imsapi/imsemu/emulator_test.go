@@ -2,11 +2,15 @@ package imsemu
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -251,6 +255,20 @@ func TestEveryOperation(t *testing.T) {
 // validation, and returns the status and the error code of the answer.
 func call(t *testing.T, s *Server, method, path, body string) (int, string) {
 	t.Helper()
+	status, b := callRaw(t, s, method, path, body)
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+		ErrorCode string `json:"error_code"`
+	}
+	_ = json.Unmarshal(b, &e)
+	return status, e.Error.Code + e.ErrorCode
+}
+
+// callRaw sends a signed request and returns the status and body of the answer.
+func callRaw(t *testing.T, s *Server, method, path, body string) (int, []byte) {
+	t.Helper()
 	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -264,15 +282,11 @@ func call(t *testing.T, s *Server, method, path, body string) (int, string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-		ErrorCode string `json:"error_code"`
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	_ = json.Unmarshal(b, &e)
-	return resp.StatusCode, e.Error.Code + e.ErrorCode
+	return resp.StatusCode, b
 }
 
 const (
@@ -560,7 +574,9 @@ func TestFaults(t *testing.T) {
 	t.Run("fail next", func(t *testing.T) {
 		t.Parallel()
 		f := newEmu(t, nil)
-		f.s.FailNext(503, 429, 500)
+		if err := f.s.FailNext(503, 429, 500); err != nil {
+			t.Fatal(err)
+		}
 		for _, want := range []int{503, 429, 500, 200} {
 			_, err := f.c.Quota(ctx)
 			got := 200
@@ -645,10 +661,49 @@ func TestConcurrentSubmissions(t *testing.T) {
 	if len(seen) != 64 || len(subs) != 64 {
 		t.Fatalf("%d distinct jobs, %d submissions; want 64 each", len(seen), len(subs))
 	}
+	var seqs, want []int
 	for i, s := range subs {
-		if !seen[s.JobID] || s.Seq != i+1 || s.Operation != OpDataImageImport || s.URL != "images:data/d.qcow2" {
+		seqs = append(seqs, s.Seq)
+		want = append(want, i+1)
+		if !seen[s.JobID] || s.Operation != OpDataImageImport || s.URL != "images:data/d.qcow2" {
 			t.Errorf("submission %+v", s)
 		}
+	}
+	if slices.Sort(seqs); !slices.Equal(seqs, want) {
+		t.Errorf("submission numbers %v, want each of 1..64 once", seqs)
+	}
+}
+
+// TestConcurrentCap: 64 submissions at once against a cap of 40 running
+// import jobs; exactly 40 are accepted and 24 refused with IMG.0194.
+func TestConcurrentCap(t *testing.T) {
+	t.Parallel()
+	f := newEmu(t, func(c *Config) { c.MaxRunningJobs, c.ImageQuota = 40, -1 })
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Go(func() {
+			_, err := f.c.ImportDataImage(t.Context(), &imsapi.DataImageRequest{Name: fmt.Sprintf("d%d", i), ImageURL: "images:data/d.qcow2", MinDisk: 40})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	accepted, capped := 0, 0
+	for err := range errs {
+		apiErr, _ := errors.AsType[*imsapi.APIError](err)
+		switch {
+		case err == nil:
+			accepted++
+		case apiErr != nil && apiErr.StatusCode == 400 && apiErr.Code == imsapi.CodeTooManyImports:
+			capped++
+		default:
+			t.Errorf("unexpected answer: %v", err)
+		}
+	}
+	st := f.s.Stats()
+	if accepted != 40 || capped != 24 || st.Capped != 24 || st.MaxRunning != 40 || len(f.s.Submissions()) != 40 {
+		t.Errorf("accepted %d, capped %d, stats %+v, %d submissions; want 40 accepted and 24 IMG.0194", accepted, capped, st, len(f.s.Submissions()))
 	}
 }
 
@@ -723,5 +778,467 @@ func TestUnknownPath(t *testing.T) {
 	status, code := call(t, f.s, http.MethodGet, "/v3/nothing", "")
 	if status != 404 || code != "APIGW.0101" {
 		t.Errorf("unknown path: %d %s", status, code)
+	}
+}
+
+// TestJobStart: a job is INIT (its image queued) until exactly the end of
+// the INIT duration, and RUNNING (saving) from that instant; a negative
+// InitDuration means no INIT at all.
+func TestJobStart(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		config time.Duration // Config.InitDuration
+		init   time.Duration // the INIT phase it gives
+	}{
+		{"default", 0, DefaultInitDuration},
+		{"five seconds", 5 * time.Second, 5 * time.Second},
+		{"none", -1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newEmu(t, func(c *Config) { c.InitDuration = tt.config })
+			ref, err := f.c.ImportDataImage(t.Context(), &imsapi.DataImageRequest{Name: "d", ImageURL: "images:data/d.qcow2", MinDisk: 40})
+			if err != nil {
+				t.Fatal(err)
+			}
+			check := func(when string, status imsapi.JobStatus, task, imageStatus string) {
+				t.Helper()
+				j := f.job(t, ref.JobID)
+				if j.Status != status || percent(j) != 0 || j.Entities.CurrentTask != task {
+					t.Errorf("%s: job %s %.2f %q, want %s 0 %q", when, j.Status, percent(j), j.Entities.CurrentTask, status, task)
+				}
+				if im := f.image(t, &imsapi.ListImagesOptions{ID: j.Entities.ImageID}); im.Status != imageStatus {
+					t.Errorf("%s: image %s, want %s", when, im.Status, imageStatus)
+				}
+			}
+			if tt.init > 0 {
+				check("at submission", imsapi.JobInit, "ImportImageTask:ObtainImageInfoTask", imsapi.ImageQueued)
+				f.clock.Advance(tt.init - time.Nanosecond)
+				check("a nanosecond before the end of INIT", imsapi.JobInit, "ImportImageTask:ObtainImageInfoTask", imsapi.ImageQueued)
+				f.clock.Advance(time.Nanosecond)
+			}
+			check("at the end of INIT", imsapi.JobRunning, "ImportImageTask:RegisterImageTask", imsapi.ImageSaving)
+		})
+	}
+}
+
+// TestProcessPercent: process_percent is the fraction done cut to two
+// decimals, exactly: 0.29 stays 0.29 (not 0.28), 0.575 is 0.57.
+func TestProcessPercent(t *testing.T) {
+	t.Parallel()
+	// 4 GiB at 256 MiB/s runs 16 s after 2 s of INIT.
+	const run = 16 * time.Second
+	tests := []struct {
+		name    string
+		failAt  float64       // a failure rule's AtPercent; 0 for none
+		elapsed time.Duration // after INIT
+		status  imsapi.JobStatus
+		want    float64
+	}{
+		{"running at the start", 0, 0, imsapi.JobRunning, 0},
+		{"running at 0.29", 0, run * 29 / 100, imsapi.JobRunning, 0.29},
+		{"running at 0.57", 0, run * 57 / 100, imsapi.JobRunning, 0.57},
+		{"running at 0.575", 0, run * 575 / 1000, imsapi.JobRunning, 0.57},
+		{"running a nanosecond before the end", 0, run - time.Nanosecond, imsapi.JobRunning, 0.99},
+		{"success", 0, run, imsapi.JobSuccess, 1},
+		{"failed at 0.29", 0.29, time.Hour, imsapi.JobFail, 0.29},
+		{"failed at 0.57", 0.57, time.Hour, imsapi.JobFail, 0.57},
+		{"failed at 0.58", 0.58, time.Hour, imsapi.JobFail, 0.58},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newEmu(t, nil)
+			if tt.failAt > 0 {
+				if err := f.s.AddFailureRule(FailureRule{KeyPattern: "data/*", AtPercent: tt.failAt}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ref, err := f.c.ImportDataImage(t.Context(), &imsapi.DataImageRequest{Name: "d", ImageURL: "images:data/d.qcow2", MinDisk: 40})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.clock.Advance(DefaultInitDuration + tt.elapsed)
+			for _, get := range []func(context.Context, string) (*imsapi.Job, error){f.c.JobProgress, f.c.Job} {
+				j, err := get(t.Context(), ref.JobID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if j.Status != tt.status || percent(j) != tt.want {
+					t.Errorf("job %s %v, want %s %v", j.Status, percent(j), tt.status, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// TestFinishedJobAnswer: both job APIs carry current_task "" once a job has
+// ended, as IMS's SUCCESS example does, and error_code/fail_reason null
+// unless it failed; an unknown job is 404 IMG.0001.
+func TestFinishedJobAnswer(t *testing.T) {
+	t.Parallel()
+	f := newEmu(t, nil)
+	if err := f.s.AddFailureRule(FailureRule{KeyPattern: "broken*", ErrorCode: "IMG.0057", FailReason: "damaged"}); err != nil {
+		t.Fatal(err)
+	}
+	f.s.PutObject(Object{Bucket: "images", Key: "broken.qcow2", Size: gib})
+	ctx := t.Context()
+	ok, err := f.c.ImportDataImage(ctx, &imsapi.DataImageRequest{Name: "ok", ImageURL: "images:data/d.qcow2", MinDisk: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := f.c.ImportDataImage(ctx, &imsapi.DataImageRequest{Name: "bad", ImageURL: "images:broken.qcow2", MinDisk: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := f.s.AddImage(imsapi.Image{Name: "src", ImageSize: "1073741824"})
+	exp, err := f.c.ExportImage(ctx, src.ID, &imsapi.ExportRequest{BucketURL: "exports:src.qcow2", FileFormat: imsapi.FormatQCOW2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Hour)
+	tests := []struct {
+		name, id, status string
+		errorCode        any
+	}{
+		{"import success", ok.JobID, "SUCCESS", nil},
+		{"import failure", bad.JobID, "FAIL", "IMG.0057"},
+		{"export success", exp.JobID, "SUCCESS", nil},
+	}
+	for _, tt := range tests {
+		for _, path := range []string{"/v1/cloudimages/job/" + tt.id, "/v1/" + project + "/jobs/" + tt.id} {
+			status, body := callRaw(t, f.s, http.MethodGet, path, "")
+			var got struct {
+				Status    string         `json:"status"`
+				ErrorCode any            `json:"error_code"`
+				Entities  map[string]any `json:"entities"`
+			}
+			if err := json.Unmarshal(body, &got); err != nil || status != 200 {
+				t.Fatalf("%s %s: %d %s (%v)", tt.name, path, status, body, err)
+			}
+			task, present := got.Entities["current_task"]
+			if got.Status != tt.status || got.ErrorCode != tt.errorCode || !present || task != "" || got.Entities["process_percent"] == nil {
+				t.Errorf("%s %s: %s; want status %s, error_code %v and current_task \"\"", tt.name, path, body, tt.status, tt.errorCode)
+			}
+		}
+	}
+	if status, code := call(t, f.s, http.MethodGet, "/v1/cloudimages/job/ffffffffffffffffffffffffffffffff", ""); status != 404 || code != "IMG.0001" {
+		t.Errorf("unknown job: %d %s, want 404 IMG.0001", status, code)
+	}
+}
+
+// TestFailNextStatuses: only error statuses (400-599) can be injected, from
+// Go or through /_emulator/fail-next; a list with any other queues nothing.
+func TestFailNextStatuses(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		statuses []int
+		ok       bool
+	}{
+		{[]int{0}, false},
+		{[]int{200}, false},
+		{[]int{399}, false},
+		{[]int{600}, false},
+		{[]int{1000}, false},
+		{[]int{503, 0}, false},
+		{[]int{400}, true},
+		{[]int{599, 429}, true},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.statuses), func(t *testing.T) {
+			t.Parallel()
+			for _, admin := range []bool{false, true} {
+				f := newEmu(t, nil)
+				var err error
+				if admin {
+					body, _ := json.Marshal(map[string][]int{"statuses": tt.statuses})
+					resp, herr := http.Post(f.s.URL+AdminPrefix+"fail-next", "application/json", bytes.NewReader(body))
+					if herr != nil {
+						t.Fatal(herr)
+					}
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("answer %d", resp.StatusCode)
+					}
+				} else {
+					err = f.s.FailNext(tt.statuses...)
+				}
+				if (err == nil) != tt.ok {
+					t.Fatalf("admin %v: %v, want accepted %v", admin, err, tt.ok)
+				}
+				want := []int{200}
+				if tt.ok {
+					want = append(slices.Clone(tt.statuses), 200)
+				}
+				for _, w := range want {
+					_, err := f.c.Quota(t.Context())
+					got := 200
+					if apiErr, ok := errors.AsType[*imsapi.APIError](err); ok {
+						got = apiErr.StatusCode
+					}
+					if got != w {
+						t.Errorf("admin %v: answer %d (%v), want %d", admin, got, err, w)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestTags: a tag is stored one way ("key.value", "key." for an empty
+// value) whether it came as tags or image_tags, and the tag filter
+// matches "k" and "k." alike.
+func TestTags(t *testing.T) {
+	t.Parallel()
+	f := newEmu(t, nil)
+	ctx := t.Context()
+	submit := []struct {
+		name      string
+		tags      []string
+		imageTags []imsapi.ImageTag
+		stored    []string
+	}{
+		{"bare", []string{"k"}, nil, []string{"k."}},
+		{"dot", []string{"k."}, nil, []string{"k."}},
+		{"empty-image-tag", nil, []imsapi.ImageTag{{Key: "k"}}, []string{"k."}},
+		{"value", []string{"k.v", "x.a.b"}, nil, []string{"k.v", "x.a.b"}},
+		{"value-image-tag", nil, []imsapi.ImageTag{{Key: "k", Value: "v"}}, []string{"k.v"}},
+	}
+	for _, s := range submit {
+		if _, err := f.c.ImportDataImage(ctx, &imsapi.DataImageRequest{Name: s.name, ImageURL: "images:data/d.qcow2", MinDisk: 40, Tags: s.tags, ImageTags: s.imageTags}); err != nil {
+			t.Fatal(err)
+		}
+		if im := f.image(t, &imsapi.ListImagesOptions{Name: s.name}); !slices.Equal(im.Tags, s.stored) {
+			t.Errorf("%s: tags %q, want %q", s.name, im.Tags, s.stored)
+		}
+	}
+	f.s.AddImage(imsapi.Image{Name: "added", Tags: []string{"k"}})
+	filters := []struct {
+		tag  string
+		want []string // newest first
+	}{
+		{"k", []string{"added", "empty-image-tag", "dot", "bare"}},
+		{"k.", []string{"added", "empty-image-tag", "dot", "bare"}},
+		{"k.v", []string{"value-image-tag", "value"}},
+		{"x.a.b", []string{"value"}},
+		{"x", nil},
+	}
+	for _, tt := range filters {
+		page, err := f.c.ListImages(ctx, &imsapi.ListImagesOptions{Tag: tt.tag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := names(page.Images); !slices.Equal(got, tt.want) {
+			t.Errorf("tag=%s: %v, want %v", tt.tag, got, tt.want)
+		}
+	}
+}
+
+func names(images []imsapi.Image) []string {
+	var out []string
+	for _, im := range images {
+		out = append(out, im.Name)
+	}
+	return out
+}
+
+// TestListFilters: each ListImages filter the emulator implements, alone
+// and together.
+func TestListFilters(t *testing.T) {
+	t.Parallel()
+	f := newEmu(t, nil)
+	for _, im := range []imsapi.Image{
+		{Name: "a", EnterpriseProjectID: "ep-1", Visibility: "public", ImageType: "gold", Protected: true, MinDisk: 40, OSBit: "64",
+			CreatedAt: "2026-01-01T00:00:00Z", UpdatedAt: "2026-03-01T00:00:00Z"},
+		{Name: "b", EnterpriseProjectID: "0", MinDisk: 40, OSBit: "32",
+			CreatedAt: "2026-02-01T00:00:00Z", UpdatedAt: "2026-02-01T00:00:00Z"},
+		{Name: "c", MinDisk: 100, OSBit: "64", CreatedAt: "2026-03-01T00:00:00Z", UpdatedAt: "2026-03-01T00:00:00Z"},
+	} {
+		f.s.AddImage(im)
+	}
+	tests := []struct {
+		name  string
+		opts  imsapi.ListImagesOptions
+		query url.Values
+		want  []string
+	}{
+		{"no filter", imsapi.ListImagesOptions{}, nil, []string{"c", "b", "a"}},
+		{"enterprise project", imsapi.ListImagesOptions{EnterpriseProjectID: "ep-1"}, nil, []string{"a"}},
+		{"default enterprise project", imsapi.ListImagesOptions{EnterpriseProjectID: "0"}, nil, []string{"c", "b"}},
+		{"all granted enterprise projects", imsapi.ListImagesOptions{EnterpriseProjectID: "all_granted_eps"}, nil, []string{"c", "b", "a"}},
+		{"unknown enterprise project", imsapi.ListImagesOptions{EnterpriseProjectID: "nope"}, nil, nil},
+		{"visibility public", imsapi.ListImagesOptions{}, url.Values{"visibility": {"public"}}, []string{"a"}},
+		{"visibility private", imsapi.ListImagesOptions{}, url.Values{"visibility": {"private"}}, []string{"c", "b"}},
+		{"protected", imsapi.ListImagesOptions{}, url.Values{"protected": {"true"}}, []string{"a"}},
+		{"not protected", imsapi.ListImagesOptions{}, url.Values{"protected": {"false"}}, []string{"c", "b"}},
+		{"min_disk", imsapi.ListImagesOptions{}, url.Values{"min_disk": {"40"}}, []string{"b", "a"}},
+		{"__os_bit", imsapi.ListImagesOptions{}, url.Values{"__os_bit": {"32"}}, []string{"b"}},
+		{"created_at gt", imsapi.ListImagesOptions{}, url.Values{"created_at": {"gt:2026-02-01T00:00:00Z"}}, []string{"c"}},
+		{"created_at gte", imsapi.ListImagesOptions{}, url.Values{"created_at": {"gte:2026-02-01T00:00:00Z"}}, []string{"c", "b"}},
+		{"created_at lt", imsapi.ListImagesOptions{}, url.Values{"created_at": {"lt:2026-02-01T00:00:00Z"}}, []string{"a"}},
+		{"created_at lte", imsapi.ListImagesOptions{}, url.Values{"created_at": {"lte:2026-02-01T00:00:00Z"}}, []string{"b", "a"}},
+		{"created_at eq", imsapi.ListImagesOptions{}, url.Values{"created_at": {"eq:2026-02-01T00:00:00Z"}}, []string{"b"}},
+		{"created_at neq", imsapi.ListImagesOptions{}, url.Values{"created_at": {"neq:2026-02-01T00:00:00Z"}}, []string{"c", "a"}},
+		{"created_at in the future", imsapi.ListImagesOptions{}, url.Values{"created_at": {"gt:2099-01-01T00:00:00Z"}}, nil},
+		{"updated_at", imsapi.ListImagesOptions{}, url.Values{"updated_at": {"eq:2026-03-01T00:00:00Z"}}, []string{"c", "a"}},
+		{"combined", imsapi.ListImagesOptions{ImageType: "private"}, url.Values{"min_disk": {"40"}, "updated_at": {"lt:2026-03-01T00:00:00Z"}}, []string{"b"}},
+		{"ignored known filter", imsapi.ListImagesOptions{}, url.Values{"member_status": {"accepted"}, "__support_kvm": {"true"}}, []string{"c", "b", "a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := tt.opts
+			opts.Extra = tt.query
+			page, err := f.c.ListImages(t.Context(), &opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(page.Images); !slices.Equal(got, tt.want) {
+				t.Errorf("%v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestListSort: sort_key and sort_dir; the default is newest first.
+func TestListSort(t *testing.T) {
+	t.Parallel()
+	f := newEmu(t, nil)
+	for i, n := range []string{"b", "c", "a"} {
+		f.s.AddImage(imsapi.Image{Name: n, ID: fmt.Sprintf("0000000%d-0000-4000-a000-000000000000", 3-i), ImageSize: fmt.Sprint(i + 1)})
+		f.clock.Advance(time.Second)
+	}
+	tests := []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{"a", "c", "b"}},
+		{"?sort_key=created_at&sort_dir=asc", []string{"b", "c", "a"}},
+		{"?sort_key=name", []string{"c", "b", "a"}},
+		{"?sort_key=name&sort_dir=asc", []string{"a", "b", "c"}},
+		{"?sort_key=id&sort_dir=asc", []string{"a", "c", "b"}},
+		{"?sort_key=size", []string{"a", "c", "b"}},
+		{"?sort_key=name&sort_dir=asc&limit=1&marker=00000003-0000-4000-a000-000000000000", []string{"c"}},
+	}
+	for _, tt := range tests {
+		status, body := callRaw(t, f.s, http.MethodGet, "/v2/cloudimages"+tt.query, "")
+		var page imsapi.ImagePage
+		if err := json.Unmarshal(body, &page); err != nil || status != 200 {
+			t.Fatalf("%s: %d %s", tt.query, status, body)
+		}
+		if got := names(page.Images); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.query, got, tt.want)
+		}
+	}
+}
+
+// TestListRefusals: a query parameter IMS does not document, or a
+// malformed value, is 400 IMG.0001 rather than silently ignored.
+func TestListRefusals(t *testing.T) {
+	t.Parallel()
+	f := newEmu(t, nil)
+	f.s.AddImage(imsapi.Image{Name: "a"})
+	for _, q := range []string{
+		"colour=red",
+		"imagetype=gold",
+		"created_at=2026-01-01T00:00:00Z",
+		"created_at=after:2026-01-01T00:00:00Z",
+		"updated_at=gt:yesterday",
+		"protected=maybe",
+		"min_disk=big",
+		"sort_key=colour",
+		"sort_dir=up",
+		"limit=0",
+		"marker=00000000-0000-4000-a000-000000000000",
+	} {
+		if status, code := call(t, f.s, http.MethodGet, "/v2/cloudimages?"+q, ""); status != 400 || code != "IMG.0001" {
+			t.Errorf("?%s: %d %s, want 400 IMG.0001", q, status, code)
+		}
+	}
+}
+
+// TestPagingWhenTheMarkerStopsMatching: the marker is a position in the
+// whole list, so the next page follows it even when the marker's image no
+// longer matches the filter (it was saving, now it is active).
+func TestPagingWhenTheMarkerStopsMatching(t *testing.T) {
+	t.Parallel()
+	f := newEmu(t, func(c *Config) { c.InitDuration = -1 })
+	ctx := t.Context()
+	old := f.s.AddImage(imsapi.Image{Name: "old"}) // active
+	f.clock.Advance(time.Second)
+	// long: 10 GiB, saving for 40 s; short: 4 GiB, saving for 16 s.
+	if _, err := f.c.QuickImport(ctx, &imsapi.QuickImportRequest{Name: "long", ImageURL: "images:web/web-01.zvhd2", MinDisk: 40, Type: imsapi.TypeDataImage}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Second)
+	if _, err := f.c.ImportDataImage(ctx, &imsapi.DataImageRequest{Name: "short", ImageURL: "images:data/d.qcow2", MinDisk: 40}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := f.c.ListImages(ctx, &imsapi.ListImagesOptions{Status: imsapi.ImageSaving, Limit: 1})
+	if err != nil || !slices.Equal(names(first.Images), []string{"short"}) {
+		t.Fatalf("first page = %v, %v; want [short]", names(first.Images), err)
+	}
+	f.clock.Advance(20 * time.Second) // short is active now, long still saving
+	long := f.image(t, &imsapi.ListImagesOptions{Name: "long"})
+	tests := []struct {
+		name   string
+		opts   imsapi.ListImagesOptions
+		want   []string
+		status int
+	}{
+		{"same filter", imsapi.ListImagesOptions{Status: imsapi.ImageSaving, Marker: first.NextMarker}, []string{"long"}, 200},
+		{"other filter", imsapi.ListImagesOptions{Status: imsapi.ImageActive, Marker: first.NextMarker}, []string{"old"}, 200},
+		{"no filter", imsapi.ListImagesOptions{Marker: first.NextMarker}, []string{"long", "old"}, 200},
+		{"after the last match", imsapi.ListImagesOptions{Status: imsapi.ImageSaving, Marker: long.ID}, nil, 200},
+		{"after the last image", imsapi.ListImagesOptions{Marker: old.ID}, nil, 200},
+		{"unknown marker", imsapi.ListImagesOptions{Marker: "00000000-0000-4000-a000-000000000000"}, nil, 400},
+	}
+	for _, tt := range tests {
+		page, err := f.c.ListImages(ctx, &tt.opts)
+		status := 200
+		if apiErr, ok := errors.AsType[*imsapi.APIError](err); ok {
+			status = apiErr.StatusCode
+			if apiErr.Code != "IMG.0001" {
+				t.Errorf("%s: %v, want IMG.0001", tt.name, err)
+			}
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if status != tt.status || (err == nil && !slices.Equal(names(page.Images), tt.want)) {
+			t.Errorf("%s: status %d, page %v; want %d %v", tt.name, status, page, tt.status, tt.want)
+		}
+	}
+}
+
+// TestConfigIsCopied: changing the Config's maps and slices after New
+// (or DefaultOSVersions, which it defaults to) does not reach the emulator.
+func TestConfigIsCopied(t *testing.T) {
+	t.Parallel()
+	creds := map[string]imsapi.Secret{ak: sk}
+	tokens := []imsapi.Secret{"iam-token"}
+	versions := []OSVersion{{"CentOS", "CentOS 7.0 64bit", 64, imsapi.OSLinux, false, false}}
+	s, err := New(Config{Credentials: creds, Tokens: tokens, OSVersions: versions, Clock: NewManualClock(start)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	delete(creds, ak)
+	creds["OTHER"] = "other-secret"
+	tokens[0] = "other-token"
+	versions[0].Version = "Changed 1.0"
+	for _, c := range []imsapi.Credentials{imsapi.AKSK{AccessKey: ak, SecretKey: sk}, imsapi.Token{Token: "iam-token"}} {
+		client, err := imsapi.New(s.URL, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, err := client.ListOSVersions(t.Context(), "")
+		if err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+		if _, ok := list.Find("CentOS 7.0 64bit"); !ok {
+			t.Errorf("the caller's change of OSVersions reached the emulator: %+v", list)
+		}
 	}
 }

@@ -1,13 +1,16 @@
 package imsemu
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
@@ -135,9 +138,11 @@ func (s *Server) newImport(r *request, op, jobType string, src source, im imsapi
 	im.Owner = s.cfg.ProjectID
 	im.ImageSize = strconv.FormatInt(src.obj.Size, 10)
 	im.DiskFormat = diskFormat(src.format)
-	im.Tags = append(im.Tags, tags...)
+	for _, t := range tags {
+		im.Tags = append(im.Tags, canonicalTag(t))
+	}
 	for _, t := range imageTags {
-		im.Tags = append(im.Tags, t.Key+"."+t.Value)
+		im.Tags = append(im.Tags, canonicalTag(t.Key+"."+t.Value))
 	}
 	stamp := r.now.UTC().Format("2006-01-02T15:04:05Z")
 	im.CreatedAt, im.UpdatedAt = stamp, stamp
@@ -351,11 +356,192 @@ func (s *Server) jobView(r *request, progressAPI bool) (any, *apiError) {
 	if j == nil {
 		return nil, &apiError{status: http.StatusNotFound, code: "IMG.0001", message: fmt.Sprintf("The job %s does not exist.", id)}
 	}
-	return j.view(r.now, progressAPI), nil
+	v := j.view(r.now, progressAPI)
+	if v.Status == imsapi.JobSuccess && j.write != nil && !j.write.written {
+		// The answer goes out once the exported object is in the Store.
+		r.await = j.write
+	}
+	return v, nil
+}
+
+// listParams are the query parameters IMS documents for ListImages
+// (GET /v2/cloudimages); any other is refused with IMG.0001. The emulator
+// filters on all of them except those in ignoredListParams.
+var listParams = []string{
+	"__imagetype", "__isregistered", "__os_bit", "__os_type", "__platform", "__system__cmkid", "__whole_image",
+	"__support_diskintensive", "__support_highperformance", "__support_kvm", "__support_kvm_gpu_type",
+	"__support_kvm_infiniband", "__support_largememory", "__support_xen", "__support_xen_gpu_type", "__support_xen_hana",
+	"architecture", "container_format", "created_at", "disk_format", "enterprise_project_id", "flavor_id", "id",
+	"limit", "marker", "member_status", "min_disk", "min_ram", "name", "owner", "protected", "sort_dir", "sort_key",
+	"status", "tag", "updated_at", "virtual_env_type", "visibility",
+}
+
+// ignoredListParams are documented filters on what the emulator does not
+// model (registration, member status of shared images, flavors, hypervisor
+// features): they are accepted and match every image.
+var ignoredListParams = []string{
+	"__isregistered", "member_status", "flavor_id",
+	"__support_diskintensive", "__support_highperformance", "__support_kvm", "__support_kvm_gpu_type",
+	"__support_kvm_infiniband", "__support_largememory", "__support_xen", "__support_xen_gpu_type", "__support_xen_hana",
+}
+
+// imageMatch is one filter of ListImages.
+type imageMatch func(imsapi.Image) bool
+
+// listFilters turns the query's filters into matches; a malformed value
+// is IMG.0001. Empty values filter nothing.
+func listFilters(q url.Values) ([]imageMatch, *apiError) {
+	exact := map[string]func(imsapi.Image) string{
+		"id": func(i imsapi.Image) string { return i.ID }, "name": func(i imsapi.Image) string { return i.Name },
+		"status":           func(i imsapi.Image) string { return i.Status },
+		"owner":            func(i imsapi.Image) string { return i.Owner },
+		"visibility":       func(i imsapi.Image) string { return i.Visibility },
+		"__imagetype":      func(i imsapi.Image) string { return i.ImageType },
+		"__os_type":        func(i imsapi.Image) string { return i.OSType },
+		"__os_bit":         func(i imsapi.Image) string { return i.OSBit },
+		"__platform":       func(i imsapi.Image) string { return i.Platform },
+		"__system__cmkid":  func(i imsapi.Image) string { return i.SystemCMKID },
+		"disk_format":      func(i imsapi.Image) string { return i.DiskFormat },
+		"container_format": func(i imsapi.Image) string { return i.ContainerFormat },
+		"virtual_env_type": func(i imsapi.Image) string { return i.VirtualEnvType },
+		"architecture":     func(i imsapi.Image) string { return i.Architecture },
+	}
+	flags := map[string]func(imsapi.Image) bool{
+		"protected":     func(i imsapi.Image) bool { return bool(i.Protected) },
+		"__whole_image": func(i imsapi.Image) bool { return bool(i.WholeImage) },
+	}
+	// min_disk and min_ram match the image's value exactly, as every other
+	// attribute filter does.
+	numbers := map[string]func(imsapi.Image) int{
+		"min_disk": func(i imsapi.Image) int { return i.MinDisk },
+		"min_ram":  func(i imsapi.Image) int { return i.MinRAM },
+	}
+	times := map[string]func(imsapi.Image) string{
+		"created_at": func(i imsapi.Image) string { return i.CreatedAt },
+		"updated_at": func(i imsapi.Image) string { return i.UpdatedAt },
+	}
+	var out []imageMatch
+	for k := range q {
+		want := q.Get(k)
+		if want == "" || slices.Contains(ignoredListParams, k) {
+			continue
+		}
+		if get, ok := exact[k]; ok {
+			out = append(out, func(i imsapi.Image) bool { return get(i) == want })
+		}
+		if get, ok := flags[k]; ok {
+			b, err := strconv.ParseBool(strings.ToLower(want))
+			if err != nil {
+				return nil, imsError("IMG.0001", "%s %q must be true or false.", k, want)
+			}
+			out = append(out, func(i imsapi.Image) bool { return get(i) == b })
+		}
+		if get, ok := numbers[k]; ok {
+			n, err := strconv.Atoi(want)
+			if err != nil || n < 0 {
+				return nil, imsError("IMG.0001", "%s %q must be a whole number.", k, want)
+			}
+			out = append(out, func(i imsapi.Image) bool { return get(i) == n })
+		}
+		if get, ok := times[k]; ok {
+			m, e := timeFilter(k, want, get)
+			if e != nil {
+				return nil, e
+			}
+			out = append(out, m)
+		}
+		switch k {
+		case "enterprise_project_id":
+			// "all_granted_eps" lists every project; an image without one
+			// is in the default project, "0".
+			if want != "all_granted_eps" {
+				out = append(out, func(i imsapi.Image) bool { return cmpOr(i.EnterpriseProjectID, "0") == want })
+			}
+		case "tag":
+			tag := canonicalTag(want)
+			out = append(out, func(i imsapi.Image) bool { return slices.Contains(i.Tags, tag) })
+		}
+	}
+	return out, nil
+}
+
+// timeFilter is a created_at/updated_at filter as IMS documents it:
+// "<op>:<UTC time>" with op one of gt, gte, lt, lte, eq, neq and the time
+// RFC 3339 (2026-01-02T15:04:05Z) or "2026-01-02 15:04:05".
+func timeFilter(k, v string, get func(imsapi.Image) string) (imageMatch, *apiError) {
+	op, stamp, _ := strings.Cut(v, ":")
+	cmps := map[string]func(c int) bool{
+		"gt": func(c int) bool { return c > 0 }, "gte": func(c int) bool { return c >= 0 },
+		"lt": func(c int) bool { return c < 0 }, "lte": func(c int) bool { return c <= 0 },
+		"eq": func(c int) bool { return c == 0 }, "neq": func(c int) bool { return c != 0 },
+	}
+	cmpOK, okOp := cmps[op]
+	at, okTime := parseStamp(stamp)
+	if !okOp || !okTime {
+		return nil, imsError("IMG.0001", "%s %q must be <gt|gte|lt|lte|eq|neq>:<UTC time>, e.g. gt:2026-01-02T15:04:05Z.", k, v)
+	}
+	return func(i imsapi.Image) bool {
+		t, ok := parseStamp(get(i))
+		return ok && cmpOK(t.Compare(at))
+	}, nil
+}
+
+func parseStamp(s string) (time.Time, bool) {
+	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// listOrder sorts images for ListImages: by sort_key (created_at, the
+// default, name, id, status, disk_format, container_format or size) in
+// sort_dir (desc, the default, or asc). Images that tie keep the order of
+// creation, reversed for desc, so the default lists newest first.
+func listOrder(q url.Values) (func(all []imsapi.Image), *apiError) {
+	keys := map[string]func(a, b imsapi.Image) int{
+		"created_at": func(a, b imsapi.Image) int {
+			ta, _ := parseStamp(a.CreatedAt)
+			tb, _ := parseStamp(b.CreatedAt)
+			return ta.Compare(tb)
+		},
+		"name":             func(a, b imsapi.Image) int { return strings.Compare(a.Name, b.Name) },
+		"id":               func(a, b imsapi.Image) int { return strings.Compare(a.ID, b.ID) },
+		"status":           func(a, b imsapi.Image) int { return strings.Compare(a.Status, b.Status) },
+		"disk_format":      func(a, b imsapi.Image) int { return strings.Compare(a.DiskFormat, b.DiskFormat) },
+		"container_format": func(a, b imsapi.Image) int { return strings.Compare(a.ContainerFormat, b.ContainerFormat) },
+		"size": func(a, b imsapi.Image) int {
+			sa, _ := a.SizeBytes()
+			sb, _ := b.SizeBytes()
+			return cmp.Compare(sa, sb)
+		},
+	}
+	key := cmpOr(q.Get("sort_key"), "created_at")
+	compare, ok := keys[key]
+	if !ok {
+		return nil, imsError("IMG.0001", "sort_key %q must be one of created_at, name, id, status, disk_format, container_format, size.", key)
+	}
+	switch dir := cmpOr(q.Get("sort_dir"), "desc"); dir {
+	case "asc":
+		return func(all []imsapi.Image) { slices.SortStableFunc(all, compare) }, nil
+	case "desc":
+		return func(all []imsapi.Image) {
+			slices.Reverse(all)
+			slices.SortStableFunc(all, func(a, b imsapi.Image) int { return compare(b, a) })
+		}, nil
+	default:
+		return nil, imsError("IMG.0001", "sort_dir %q must be asc or desc.", dir)
+	}
 }
 
 func (s *Server) listImages(r *request) (any, *apiError) {
 	q := r.URL.Query()
+	for k := range q {
+		if !slices.Contains(listParams, k) {
+			return nil, imsError("IMG.0001", "The query parameter %s is not supported.", k)
+		}
+	}
 	limit := imsapi.DefaultPageSize
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -364,47 +550,41 @@ func (s *Server) listImages(r *request) (any, *apiError) {
 		}
 		limit = n
 	}
-	filters := map[string]func(imsapi.Image) string{
-		"id": func(i imsapi.Image) string { return i.ID }, "name": func(i imsapi.Image) string { return i.Name },
-		"status":      func(i imsapi.Image) string { return i.Status },
-		"__imagetype": func(i imsapi.Image) string { return i.ImageType },
-		"__os_type":   func(i imsapi.Image) string { return i.OSType }, "__platform": func(i imsapi.Image) string { return i.Platform },
-		"disk_format":      func(i imsapi.Image) string { return i.DiskFormat },
-		"virtual_env_type": func(i imsapi.Image) string { return i.VirtualEnvType },
-		"architecture":     func(i imsapi.Image) string { return i.Architecture },
+	filters, e := listFilters(q)
+	if e != nil {
+		return nil, e
 	}
-	var matched []imsapi.Image
-	// IMS lists newest first.
-	for i := len(s.images) - 1; i >= 0; i-- {
-		im := s.images[i]
-		if im.deleted {
-			continue
-		}
-		v := im.view(r.now)
-		ok := true
-		for k, get := range filters {
-			if want := q.Get(k); want != "" && get(v) != want {
-				ok = false
-			}
-		}
-		if t := q.Get("tag"); t != "" && !slices.Contains(v.Tags, t) {
-			ok = false
-		}
-		if ok {
-			matched = append(matched, v)
+	order, e := listOrder(q)
+	if e != nil {
+		return nil, e
+	}
+	all := make([]imsapi.Image, 0, len(s.images))
+	for _, im := range s.images {
+		if !im.deleted {
+			all = append(all, im.view(r.now))
 		}
 	}
+	order(all)
+	// The marker is looked up among all images, not the filtered ones: it
+	// stays a valid position when its image no longer matches the filter
+	// (an image that was saving when the last page was read is active now).
 	if m := q.Get("marker"); m != "" {
-		i := slices.IndexFunc(matched, func(im imsapi.Image) bool { return im.ID == m })
+		i := slices.IndexFunc(all, func(im imsapi.Image) bool { return im.ID == m })
 		if i < 0 {
 			return nil, imsError("IMG.0001", "The marker %s is not an image of this list.", m)
 		}
-		matched = matched[i+1:]
+		all = all[i+1:]
 	}
-	if len(matched) > limit {
-		matched = matched[:limit]
+	matched := []imsapi.Image{}
+	for _, v := range all {
+		if len(matched) == limit {
+			break
+		}
+		if !slices.ContainsFunc(filters, func(m imageMatch) bool { return !m(v) }) {
+			matched = append(matched, v)
+		}
 	}
-	return map[string][]imsapi.Image{"images": cmpOrEmpty(matched)}, nil
+	return map[string][]imsapi.Image{"images": matched}, nil
 }
 
 func cmpOrEmpty[T any](s []T) []T {

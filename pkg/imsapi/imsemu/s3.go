@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -15,7 +17,7 @@ import (
 // ObjectStore is a real bucket store (OBS, MinIO, any S3 API) behind the
 // emulator: imports check their file there, exports write theirs there.
 // The in-memory catalogue ([Server.PutObject]) is refreshed from it before
-// each submission.
+// each submission. Its methods are called concurrently.
 type ObjectStore interface {
 	// Stat returns the object, with ok false when the bucket has no such key.
 	Stat(ctx context.Context, bucket, key string) (o Object, ok bool, err error)
@@ -95,6 +97,11 @@ func exportContent(o Object, imageID string) []byte {
 // syncFromStore refreshes the catalogue with what a submission will look
 // at: the import's file (and a RAW file's bitmap) or the export's target,
 // and their bucket. It runs before the handler, outside s.mu.
+//
+// A key the store lacks leaves the catalogue, unless it is a finished
+// export that is not written yet (or whose export finished while the store
+// was asked): the catalogue is ahead of the store there, and dropping the
+// key would let a second export onto it pass IMG.0070.
 func (s *Server) syncFromStore(r *request, op string) *apiError {
 	if s.cfg.Store == nil {
 		return nil
@@ -118,6 +125,16 @@ func (s *Server) syncFromStore(r *request, op string) *apiError {
 	if strings.HasSuffix(strings.ToLower(key), ".raw") {
 		keys = append(keys, key[:len(key)-len(".raw")]+".mf")
 	}
+	// Keys waiting to be written now, and the exports finished so far: a
+	// key in either, or exported after this point, is kept below.
+	s.mu.Lock()
+	seq := s.exportSeq
+	waiting := map[string]bool{}
+	for _, k := range keys {
+		waiting[k] = s.unwritten[objectKey{bucket, k}] != nil
+	}
+	s.mu.Unlock()
+
 	ctx := r.Context()
 	exists, err := s.cfg.Store.BucketExists(ctx, bucket)
 	if err != nil {
@@ -144,36 +161,130 @@ func (s *Server) syncFromStore(r *request, op string) *apiError {
 		delete(s.buckets, bucket)
 	}
 	for _, k := range keys {
-		if o, ok := found[k]; ok {
+		ok := objectKey{bucket, k}
+		switch o, inStore := found[k]; {
+		case inStore:
 			s.putObject(o)
-		} else {
-			delete(s.objects, objectKey{bucket, k})
+		case waiting[k] || s.unwritten[ok] != nil || s.exportedAt[ok] > seq:
+			// finished export the store has not got yet: keep it
+		default:
+			delete(s.objects, ok)
 		}
 	}
 	return nil
 }
 
-// flushWrites writes finished exports to the store. It runs after the
-// handler and before the answer, one flush at a time, so that a client
-// that sees an export job SUCCESS finds the object in the bucket.
-func (s *Server) flushWrites(r *request) *apiError {
+// storeWriteTimeout bounds one attempt to write an export to the Store.
+const storeWriteTimeout = time.Minute
+
+// storeWrite is the write of one finished export to the Store. It starts
+// as soon as the emulator sees the export end (see advance), runs outside
+// s.mu, and is retried by the next answer that needs it after a failure.
+// Its fields are guarded by s.mu.
+type storeWrite struct {
+	obj     Object
+	imageID string
+	writing bool          // an attempt is under way
+	done    chan struct{} // closed when the attempt under way ends
+	written bool          // the object is in the Store
+	err     error         // of the last failed attempt
+}
+
+// finishExport records a successful export's object and, with a Store,
+// starts writing it. It runs under s.mu.
+func (s *Server) finishExport(j *job) {
+	s.putObject(j.target)
 	if s.cfg.Store == nil {
+		return
+	}
+	key := objectKey{j.target.Bucket, j.target.Key}
+	s.exportSeq++
+	s.exportedAt[key] = s.exportSeq
+	w := &storeWrite{obj: j.target, imageID: j.imageID}
+	j.write = w
+	s.unwritten[key] = w
+	s.startWrite(w)
+}
+
+// startWrite starts one attempt to write w. It runs under s.mu; after
+// Close it starts nothing.
+func (s *Server) startWrite(w *storeWrite) {
+	if s.closed || w.writing || w.written {
+		return
+	}
+	w.writing = true
+	done := make(chan struct{})
+	w.done = done
+	s.writers.Add(1)
+	go func() {
+		defer s.writers.Done()
+		ctx, cancel := context.WithTimeout(s.writeCtx, storeWriteTimeout)
+		err := s.cfg.Store.Put(ctx, w.obj, exportContent(w.obj, w.imageID))
+		cancel()
+		s.mu.Lock()
+		w.writing = false
+		if err == nil {
+			w.written, w.err = true, nil
+			key := objectKey{w.obj.Bucket, w.obj.Key}
+			if s.unwritten[key] == w {
+				delete(s.unwritten, key)
+			}
+		} else {
+			w.err = err
+			s.stats.StoreErrors++
+		}
+		close(done)
+		s.mu.Unlock()
+	}()
+}
+
+// awaitWrite waits until w is in the Store, retrying a failed write once,
+// and answers 500 IMG.0061 when the attempt it waited for failed. It runs
+// outside s.mu, and holds no lock while it waits.
+func (s *Server) awaitWrite(ctx context.Context, w *storeWrite) *apiError {
+	s.mu.Lock()
+	if w.written {
+		s.mu.Unlock()
 		return nil
 	}
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	s.mu.Lock()
-	todo := s.unwritten
-	s.unwritten = nil
+	s.startWrite(w) // a failed attempt is tried again
+	done, writing := w.done, w.writing
 	s.mu.Unlock()
-	for i, w := range todo {
-		if err := s.cfg.Store.Put(r.Context(), w.obj, exportContent(w.obj, w.imageID)); err != nil {
-			s.mu.Lock()
-			s.unwritten = append(todo[i:], s.unwritten...)
-			s.stats.StoreErrors++
-			s.mu.Unlock()
-			return &apiError{status: 500, code: "IMG.0061", message: "The object store could not be written: " + err.Error()}
-		}
+	if !writing {
+		return &apiError{status: http.StatusServiceUnavailable, code: "APIGW.0503", gateway: true, message: "The emulator is shutting down."}
 	}
-	return nil
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return &apiError{status: http.StatusServiceUnavailable, code: "APIGW.0503", gateway: true, message: "The request ended before the export was written."}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w.written {
+		return nil
+	}
+	return &apiError{status: http.StatusInternalServerError, code: "IMG.0061", message: fmt.Sprintf("The exported object %s:%s could not be written: %v", w.obj.Bucket, w.obj.Key, w.err)}
+}
+
+// endWrites lets no new write start and waits for those under way: until
+// stop is closed (nil: cancel them at once), then it cancels the rest.
+func (s *Server) endWrites(stop <-chan struct{}) {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	if stop == nil {
+		s.stopWrites()
+	}
+	idle := make(chan struct{})
+	go func() {
+		s.writers.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-stop:
+		s.stopWrites()
+		<-idle
+	}
+	s.stopWrites()
 }

@@ -2,8 +2,11 @@ package imsemu
 
 import (
 	"container/heap"
+	"context"
 	"encoding/json"
+	"math"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -57,11 +60,23 @@ func (s *Server) AddBucket(name string) {
 	s.buckets[name] = true
 }
 
-// Object returns an object, for example one an export wrote.
+// Object returns an object of the catalogue, for example one an export
+// wrote. It first finishes the jobs whose end has come. With a Store, when
+// the object is a finished export not yet in the Store, Object waits for
+// its write (retrying a failed one), so that the Store has whatever Object
+// reports; if that write fails, Object still reports the object, the
+// failure is counted in [Stats].StoreErrors, and the next job answer
+// reporting the export's SUCCESS tries again.
 func (s *Server) Object(bucket, key string) (Object, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.advance(s.clock.Now())
+	w := s.unwritten[objectKey{bucket, key}]
+	s.mu.Unlock()
+	if w != nil {
+		_ = s.awaitWrite(context.Background(), w)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	o, ok := s.objects[objectKey{bucket, key}]
 	return o, ok
 }
@@ -170,7 +185,9 @@ func (st *Stats) count(op string, status int) {
 	st.Statuses[status]++
 }
 
-// Stats returns a copy of the counters, as of the emulator's clock.
+// Stats returns a copy of the counters, as of the emulator's clock: jobs
+// whose end has come are finished first (and a finished export's write to
+// the Store starts, without Stats waiting for it).
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -233,6 +250,7 @@ func (s *Server) AddImage(im imsapi.Image) imsapi.Image {
 		im.CreatedAt = now.UTC().Format(time.RFC3339)
 		im.UpdatedAt = im.CreatedAt
 	}
+	im.Tags = canonicalTags(im.Tags)
 	s.addImage(&image{info: im, created: now})
 	return im
 }
@@ -242,7 +260,8 @@ func (s *Server) addImage(im *image) {
 	s.imageByID[im.info.ID] = im
 }
 
-// Images returns every image as IMS would list it now.
+// Images returns every image as IMS would list it now (finishing the jobs
+// whose end has come, as [Server.Stats] does).
 func (s *Server) Images() []imsapi.Image {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -253,6 +272,26 @@ func (s *Server) Images() []imsapi.Image {
 		if !im.deleted {
 			out = append(out, im.view(now))
 		}
+	}
+	return out
+}
+
+// canonicalTag is the one form an image's tag list holds: "key.value",
+// split at the first "." as IMS documents, with an empty value written
+// "key." — so tags ["k"], tags ["k."] and image_tags [{"key":"k"}] are
+// all stored as "k.", and a tag filter of "k" or "k." matches them all.
+func canonicalTag(t string) string {
+	key, value, _ := strings.Cut(t, ".")
+	return key + "." + value
+}
+
+func canonicalTags(tags []string) []string {
+	if tags == nil {
+		return nil
+	}
+	out := make([]string, len(tags))
+	for i, t := range tags {
+		out[i] = canonicalTag(t)
 	}
 	return out
 }
@@ -278,8 +317,9 @@ type job struct {
 	init, run             time.Duration
 	fail                  *FailureRule
 	finished              bool
-	// export target
+	// export target, and its write to the Store once the export succeeded
 	target Object
+	write  *storeWrite
 	index  int // in the heap
 }
 
@@ -296,12 +336,34 @@ func (j *job) end() time.Time {
 
 func (j *job) isImport() bool { return j.op != OpExport }
 
+// jobAnswer is a job as the job APIs report it. It mirrors [imsapi.Job]
+// but always carries entities.current_task, "" once the job has ended, as
+// IMS's SUCCESS example does (imsapi.JobEntities omits an empty one).
+type jobAnswer struct {
+	JobID      string            `json:"job_id"`
+	JobType    string            `json:"job_type"`
+	Status     imsapi.JobStatus  `json:"status"`
+	BeginTime  imsapi.Timestamp  `json:"begin_time"`
+	EndTime    imsapi.Timestamp  `json:"end_time"`
+	ErrorCode  imsapi.FlexString `json:"error_code"`
+	FailReason imsapi.FlexString `json:"fail_reason"`
+	Entities   jobAnswerEntities `json:"entities"`
+}
+
+type jobAnswerEntities struct {
+	ImageID        string  `json:"image_id,omitempty"`
+	ImageName      string  `json:"image_name,omitempty"`
+	ProcessPercent float64 `json:"process_percent"`
+	CurrentTask    string  `json:"current_task"`
+	SubJobID       string  `json:"subJobId,omitempty"`
+}
+
 // view is the job as the job APIs report it at now.
-func (j *job) view(now time.Time, progressAPI bool) imsapi.Job {
-	v := imsapi.Job{
+func (j *job) view(now time.Time, progressAPI bool) jobAnswer {
+	v := jobAnswer{
 		JobID: j.id, JobType: j.jobType,
 		BeginTime: imsapi.Timestamp{Time: j.submitted.UTC()},
-		Entities:  imsapi.JobEntities{ImageID: j.imageID, ImageName: j.imageName},
+		Entities:  jobAnswerEntities{ImageID: j.imageID, ImageName: j.imageName},
 	}
 	percent := 0.0
 	switch {
@@ -322,12 +384,21 @@ func (j *job) view(now time.Time, progressAPI bool) imsapi.Job {
 		percent = 1
 		v.EndTime = imsapi.Timestamp{Time: j.end().UTC()}
 	}
-	percent = float64(int(percent*100)) / 100 // IMS reports two decimals
-	v.Entities.ProcessPercent = &percent
+	v.Entities.ProcessPercent = twoDecimals(percent)
+	if v.Status == imsapi.JobRunning {
+		v.Entities.ProcessPercent = min(v.Entities.ProcessPercent, 0.99) // 1 means done
+	}
 	if progressAPI && j.isImport() {
 		v.Entities.SubJobID = j.subJobID
 	}
 	return v
+}
+
+// twoDecimals truncates a fraction to the two decimals IMS reports. The
+// epsilon keeps a value such as 0.29, which is 28.999999999999996 once
+// multiplied by 100, from falling to 0.28.
+func twoDecimals(p float64) float64 {
+	return math.Floor(p*100+1e-9) / 100
 }
 
 func (j *job) task() string {
@@ -338,8 +409,9 @@ func (j *job) task() string {
 }
 
 // advance finishes every job whose end has come: the imported image turns
-// active (or killed), the exported object appears. It runs under s.mu
-// before every answer, so state is always as of the clock.
+// active (or killed), the exported object appears in the catalogue and its
+// write to the Store starts. It runs under s.mu before every answer, so
+// state is always as of the clock.
 func (s *Server) advance(now time.Time) {
 	for len(s.pending) > 0 && !s.pending[0].end().After(now) {
 		j := heap.Pop(&s.pending).(*job)
@@ -364,10 +436,7 @@ func (s *Server) advance(now time.Time) {
 			j.image.info.UpdatedAt = stamp
 			j.image.job = nil
 		case ok:
-			s.putObject(j.target)
-			if s.cfg.Store != nil {
-				s.unwritten = append(s.unwritten, export{obj: j.target, imageID: j.imageID})
-			}
+			s.finishExport(j)
 		}
 	}
 }
@@ -377,7 +446,9 @@ func (s *Server) startJob(r *request, j *job, op, name, url string) string {
 	j.id = s.hexID()
 	j.op = op
 	j.submitted = r.now
-	j.init = scale(s.cfg.InitDuration, s.cfg.TimeScale)
+	if s.cfg.InitDuration > 0 {
+		j.init = scale(s.cfg.InitDuration, s.cfg.TimeScale)
+	}
 	if j.isImport() {
 		j.subJobID = s.hexID()
 		s.running++
