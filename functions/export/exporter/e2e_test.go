@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +25,9 @@ import (
 type lineSink chan string
 
 func (s lineSink) Write(p []byte) (int, error) {
+	if os.Getenv("DEBUGLOG") != "" {
+		os.Stderr.Write(p)
+	}
 	var l struct{ Message, Outcome string }
 	if json.Unmarshal(p, &l) == nil && l.Message == "message" {
 		s <- l.Outcome
@@ -39,6 +43,7 @@ type harness struct {
 	handoffs chan *nats.Msg
 	rejected chan *nats.Msg
 	images   map[string]string // name -> ID
+	h        *handler
 }
 
 func newHarness(t *testing.T, faults imsemu.Faults) *harness {
@@ -69,8 +74,9 @@ func newHarness(t *testing.T, faults imsemu.Faults) *harness {
 		t.Fatal(err)
 	}
 	kv, _ := js.KeyValue(t.Context(), runner.BucketExports)
-	h := &handler{cfg: Config{ClaimTTL: 1200 * time.Millisecond, ThrottleWait: 20 * time.Millisecond},
+	h := &handler{cfg: Config{ClaimTTL: 1200 * time.Millisecond, ThrottleWait: 20 * time.Millisecond, BusyWait: 20 * time.Millisecond},
 		decide: decideConfig{DefaultBucket: "exports", KeyPrefix: "out/"}, ims: client, kv: kv, now: time.Now}
+	hs.h = h
 	for subj, ch := range map[string]chan *nats.Msg{events.SubjectJobSubmitted: hs.handoffs, events.OutSubject(events.KindExport, events.StatusRejected): hs.rejected} {
 		if _, err := nc.ChanSubscribe(subj, ch); err != nil {
 			t.Fatal(err)
@@ -178,6 +184,19 @@ func TestExportEndToEnd(t *testing.T) {
 	}
 }
 
+// TestExportsOfOneImageQueue: IMS exports an image once at a time
+// (IMG.0148); a second export of it waits for the first instead of failing.
+func TestExportsOfOneImageQueue(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Faults{})
+	hs.send(events.ExportRequest{ImageID: hs.images["big"], RequestID: "q1", BucketURL: "exports:q1.zvhd2"})
+	hs.send(events.ExportRequest{ImageID: hs.images["big"], RequestID: "q2", BucketURL: "exports:q2.zvhd2"})
+	take[events.JobSubmitted](t, hs.handoffs, 2)
+	if n := len(hs.emu.Submissions()); n != 2 {
+		t.Errorf("%d IMS exports, want 2", n)
+	}
+}
+
 // TestExportDeduplication: a request repeated, with or without request_id,
 // is exported once.
 func TestExportDeduplication(t *testing.T) {
@@ -208,7 +227,8 @@ func TestExportThroughFaults(t *testing.T) {
 	t.Parallel()
 	hs := newHarness(t, imsemu.Faults{ErrorRate: 0.3})
 	for i := range 5 {
-		hs.send(events.ExportRequest{ImageID: hs.images["small"], RequestID: fmt.Sprint("f", i), BucketURL: fmt.Sprintf("exports:f%d.qcow2", i)})
+		id := hs.emu.AddImage(imsapi.Image{Name: fmt.Sprint("img-", i), ImageSize: fmt.Sprint(gib)}).ID
+		hs.send(events.ExportRequest{ImageID: id, RequestID: fmt.Sprint("f", i), BucketURL: fmt.Sprintf("exports:f%d.qcow2", i)})
 	}
 	take[events.JobSubmitted](t, hs.handoffs, 5)
 	urls := map[string]int{}

@@ -31,6 +31,9 @@ type Config struct {
 	KeyPrefix string `env:"EXPORT_KEY_PREFIX" envDefault:"exports/"`
 	// ClaimTTL is after how long an unfinished attempt is taken over.
 	ClaimTTL time.Duration `env:"EXPORT_CLAIM_TTL" envDefault:"2m"`
+	// BusyWait is the wait when IMS is already exporting the image
+	// (IMG.0148): exports of one image run one after another.
+	BusyWait time.Duration `env:"EXPORT_BUSY_WAIT" envDefault:"30s"`
 	// ThrottleWait is the wait after IMS throttles without Retry-After.
 	ThrottleWait time.Duration `env:"IMS_THROTTLE_WAIT" envDefault:"5s"`
 	Workers      int           `env:"EXPORT_WORKERS" envDefault:"4"`
@@ -73,6 +76,12 @@ type handler struct {
 	kv     jetstream.KeyValue
 	now    func() time.Time
 }
+
+// IMS answers of an export that an earlier attempt may have started.
+const (
+	codeExportRunning = "IMG.0148"
+	codeTargetExists  = "IMG.0070"
+)
 
 // claimRecheck is how soon a duplicate looks again at a claim that is
 // under way: usually the attempt has finished by then.
@@ -160,11 +169,14 @@ func (h *handler) handle(ctx context.Context, m runner.Msg) ([]events.Event, err
 	case err == nil:
 		ho.JobID = ref.JobID
 		return h.record(ctx, key, rev, exportRecord{State: stateSubmitted, ClaimedAt: h.now(), Handoff: &ho})
-	case takeover && apiErr != nil && (apiErr.Code == "IMG.0148" || apiErr.Code == "IMG.0070"):
+	case takeover && apiErr != nil && (apiErr.Code == codeExportRunning || apiErr.Code == codeTargetExists):
 		// The earlier attempt's export is running or done: hand it off
 		// without a job ID (IMS gave none); the poller follows the target.
 		zerolog.Ctx(ctx).Info().Str("code", apiErr.Code).Msg("an earlier attempt's export exists")
 		return h.record(ctx, key, rev, exportRecord{State: stateSubmitted, ClaimedAt: h.now(), Handoff: &ho})
+	case apiErr != nil && apiErr.Code == codeExportRunning:
+		_ = h.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+		return nil, runner.Delay(h.cfg.BusyWait, "IMS is exporting this image for another request; this export waits its turn")
 	case imsapi.MaybeApplied(err):
 		return nil, fmt.Errorf("export %s (it may have been accepted): %w", im.ID, err)
 	case imsapi.IsRetryable(err):
