@@ -285,16 +285,22 @@ func (r *Runner) backoff(n uint64) time.Duration {
 	return d
 }
 
-// publish sends every event with its deterministic ID, CloudEvents headers
-// and a confirmed PubAck.
 func (r *Runner) publish(ctx context.Context, out []events.Event) error {
-	for _, e := range out {
+	return Publish(ctx, r.js, r.cfg.Function, out...)
+}
+
+// Publish sends every event with its deterministic ID (as Nats-Msg-Id),
+// its CloudEvents headers with ce-source imsflow/<function>, and a
+// confirmed PubAck. Handlers that must know an event is out before they
+// record it (the poller) call it themselves.
+func Publish(ctx context.Context, js jetstream.JetStream, function string, evs ...events.Event) error {
+	for _, e := range evs {
 		data, err := json.Marshal(e)
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", e.Type(), err)
 		}
-		msg := &nats.Msg{Subject: e.Subject(), Data: data, Header: nats.Header(events.CEHeaders(e, r.cfg.Function, time.Now()))}
-		if _, err := r.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID())); err != nil {
+		msg := &nats.Msg{Subject: e.Subject(), Data: data, Header: nats.Header(events.CEHeaders(e, function, time.Now()))}
+		if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID())); err != nil {
 			return fmt.Errorf("publish %s: %w", e.Subject(), err)
 		}
 	}

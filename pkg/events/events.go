@@ -201,9 +201,12 @@ type JobFinished struct {
 	FinishedAt      time.Time `json:"finished_at"`
 	DurationSeconds float64   `json:"duration_seconds"`
 	Polls           int       `json:"polls"`
-	ErrorCode       string    `json:"error_code,omitempty"`
-	FailReason      string    `json:"fail_reason,omitempty"`
-	BatchID         string    `json:"batch_id,omitempty"`
+	// DetectedAfterSeconds is how long after the job's end (IMS's
+	// end_time) the poller saw it; 0 when IMS gave no end time.
+	DetectedAfterSeconds float64 `json:"detected_after_seconds,omitempty"`
+	ErrorCode            string  `json:"error_code,omitempty"`
+	FailReason           string  `json:"fail_reason,omitempty"`
+	BatchID              string  `json:"batch_id,omitempty"`
 }
 
 // Rejected is an input that imsflow will not process, with the reason

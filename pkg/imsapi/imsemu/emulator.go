@@ -83,6 +83,10 @@ type Config struct {
 	Seed uint64
 	// OSVersions is the os_version catalogue (default: DefaultOSVersions).
 	OSVersions []OSVersion
+	// DisableProgressAPI leaves GET /v1/cloudimages/job/{job_id} out (404
+	// APIGW.0101, as a gateway without the API answers), so that clients'
+	// fallback to the job status API can be tested.
+	DisableProgressAPI bool
 	// Store, when set, is the real bucket store imports are checked against
 	// and exports written to (see [S3Store]).
 	Store ObjectStore
@@ -363,7 +367,9 @@ func (s *Server) routes() http.Handler {
 	api("POST /v1/cloudimages/dataimages/action", OpDataImageImport, s.dataImageImport)
 	api("POST /v2/cloudimages/action", OpImageImport, s.imageImport)
 	api("POST /v1/cloudimages/{image_id}/file", OpExport, s.export)
-	api("GET /v1/cloudimages/job/{job_id}", OpJobProgress, s.jobProgress)
+	if !s.cfg.DisableProgressAPI {
+		api("GET /v1/cloudimages/job/{job_id}", OpJobProgress, s.jobProgress)
+	}
 	api("GET /v1/{project_id}/jobs/{job_id}", OpJob, s.jobStatus)
 	api("GET /v2/cloudimages", OpListImages, s.listImages)
 	api("GET /v1/cloudimages/os_version", OpOSVersions, s.osVersions)

@@ -1,0 +1,328 @@
+package poller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/testenv"
+	"github.com/imsflow/imsflow/pkg/events"
+	"github.com/imsflow/imsflow/pkg/imsapi"
+	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
+)
+
+const gib = imsapi.GiB
+
+type harness struct {
+	t      *testing.T
+	emu    *imsemu.Server
+	client *imsapi.Client
+	js     jetstream.JetStream
+	p      *poller
+	out    chan *nats.Msg
+	polls  chan string
+	stop   func()
+}
+
+type pollSink chan string
+
+func (s pollSink) Write(b []byte) (int, error) {
+	var l struct{ Message, Subject string }
+	if json.Unmarshal(b, &l) == nil && l.Message == "message" {
+		select {
+		case s <- l.Subject:
+		default:
+		}
+	}
+	return len(b), nil
+}
+
+// newHarness runs the poller on an embedded NATS against an emulator whose
+// jobs last seconds, polling every 1 to 2 s.
+func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harness {
+	t.Helper()
+	emuCfg.Credentials = map[string]imsapi.Secret{"AK": "SK"}
+	emuCfg.ProjectID = "p1"
+	emuCfg.ImageQuota, emuCfg.MaxRunningJobs = -1, -1
+	if emuCfg.InitDuration == 0 {
+		emuCfg.InitDuration = 500 * time.Millisecond
+	}
+	if emuCfg.ImportSpeed == 0 {
+		emuCfg.ImportSpeed = 512 << 20 // 1 GiB in 2 s
+	}
+	emu, err := imsemu.New(emuCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emu.Close() })
+	emu.AddBucket("exports")
+	for i := range 10 {
+		emu.PutObject(imsemu.Object{Bucket: "images", Key: fmt.Sprintf("d%d.qcow2", i), Size: int64(i%3+1) * gib})
+	}
+	emu.PutObject(imsemu.Object{Bucket: "images", Key: "broken.qcow2", Size: gib})
+	emu.PutObject(imsemu.Object{Bucket: "images", Key: "huge.qcow2", Size: 100 * gib})
+	if err := emu.AddFailureRule(imsemu.FailureRule{KeyPattern: "broken*", ErrorCode: "IMG.0057", FailReason: "the image file is damaged", AtPercent: 0.4}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := emu.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testenv.StartNATS(t)
+	nc, js := n.Connect(t)
+	if err := runner.Ensure(t.Context(), js, runner.DefaultTopology(1)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: 2 * time.Second, Backoff: 1.5,
+		Deadline: time.Hour, StallAfter: time.Hour}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	p, err := newPoller(t.Context(), cfg, client, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &harness{t: t, emu: emu, client: client, js: js, p: p, out: make(chan *nats.Msg, 1000), polls: make(chan string, 1000)}
+	if _, err := nc.ChanSubscribe("imsflow.out.>", hs.out); err != nil {
+		t.Fatal(err)
+	}
+	hs.start()
+	return hs
+}
+
+func (hs *harness) start() {
+	r, err := runner.New(hs.js, runner.Config{
+		Function: Function, Stream: runner.StreamJobs, Subjects: []string{events.SubjectJobSubmitted, subjectPollPrefix + ">"},
+		AckWait: 5 * time.Second, Workers: 8, BackoffInitial: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+	}, hs.p.handle, zerolog.New(pollSink(hs.polls)))
+	if err != nil {
+		hs.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = r.Run(ctx) })
+	var once sync.Once
+	hs.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	hs.t.Cleanup(hs.stop)
+}
+
+// importJob submits a data-image import to the emulator and hands it off.
+func (hs *harness) importJob(key string, slot string) events.JobSubmitted {
+	hs.t.Helper()
+	ref, err := hs.client.ImportDataImage(hs.t.Context(), &imsapi.DataImageRequest{Name: "img-" + key[:len(key)-6], ImageURL: "images:" + key, MinDisk: 200})
+	if err != nil {
+		hs.t.Fatal(err)
+	}
+	h := events.JobSubmitted{JobID: ref.JobID, JobType: imsapi.JobTypeImportDataImage, Kind: events.KindImport, Method: events.MethodNormal,
+		ImageName: "img", SubmittedAt: time.Now().UTC(), ImageType: events.ImageData, Source: &events.Source{Bucket: "images", Key: key}, Slot: slot, BatchID: "b1"}
+	hs.handoff(h)
+	return h
+}
+
+func (hs *harness) handoff(h events.JobSubmitted) {
+	hs.t.Helper()
+	if err := runner.Publish(hs.t.Context(), hs.js, "test", h); err != nil {
+		hs.t.Fatal(err)
+	}
+}
+
+// finished collects n completion events, keyed by job ID.
+func (hs *harness) finished(n int) map[string]events.JobFinished {
+	hs.t.Helper()
+	got := map[string]events.JobFinished{}
+	deadline := time.After(60 * time.Second)
+	for len(got) < n {
+		select {
+		case m := <-hs.out:
+			if m.Subject == events.SubjectProgress || m.Subject == events.OutSubject(events.KindImport, events.StatusStalled) {
+				continue
+			}
+			var f events.JobFinished
+			if err := json.Unmarshal(m.Data, &f); err != nil {
+				hs.t.Fatal(err)
+			}
+			if _, dup := got[f.JobID]; dup {
+				hs.t.Errorf("second completion event for %s", f.JobID)
+			}
+			got[f.JobID] = f
+		case <-deadline:
+			hs.t.Fatalf("only %d of %d jobs finished in 60s", len(got), n)
+		}
+	}
+	return got
+}
+
+// stored counts the completion events kept in the output stream.
+func (hs *harness) stored() uint64 {
+	s, err := hs.js.Stream(hs.t.Context(), runner.StreamOut)
+	if err != nil {
+		hs.t.Fatal(err)
+	}
+	info, err := s.Info(hs.t.Context(), jetstream.WithSubjectFilter("imsflow.out.*.*"))
+	if err != nil {
+		hs.t.Fatal(err)
+	}
+	var n uint64
+	for subj, c := range info.State.Subjects {
+		if subj != events.SubjectProgress {
+			n += c
+		}
+	}
+	return n
+}
+
+// TestJobsEndWithOneEventEach: jobs of several durations, one failing and
+// one export, end with exactly one event each, carrying what the spec lists.
+func TestJobsEndWithOneEventEach(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, nil)
+	slots, _ := hs.js.KeyValue(t.Context(), runner.BucketSlots)
+	if _, err := slots.Create(t.Context(), "slot.0001", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	var handoffs []events.JobSubmitted
+	for i := range 6 {
+		slot := ""
+		if i == 0 {
+			slot = "slot.0001"
+		}
+		handoffs = append(handoffs, hs.importJob(fmt.Sprintf("d%d.qcow2", i), slot))
+	}
+	broken := hs.importJob("broken.qcow2", "")
+	im := hs.emu.AddImage(imsapi.Image{Name: "exp", ImageSize: fmt.Sprint(gib)})
+	ref, err := hs.client.ExportImage(t.Context(), im.ID, &imsapi.ExportRequest{BucketURL: "exports:exp.qcow2", FileFormat: "qcow2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := events.JobSubmitted{JobID: ref.JobID, JobType: imsapi.JobTypeExportImage, Kind: events.KindExport, Method: events.MethodNormal,
+		ImageID: im.ID, ImageName: "exp", SubmittedAt: time.Now().UTC(), BucketURL: "exports:exp.qcow2", FileFormat: "qcow2"}
+	hs.handoff(exp)
+	hs.handoff(handoffs[1]) // a repeated hand-off changes nothing
+
+	got := hs.finished(8)
+	for _, h := range handoffs {
+		f := got[h.JobID]
+		if f.Status != events.StatusSucceeded || f.Kind != events.KindImport || f.ImageID == "" || f.Polls < 1 ||
+			f.Source == nil || f.Source.Key != h.Source.Key || f.BatchID != "b1" || f.DurationSeconds <= 0 || f.FinishedAt.IsZero() {
+			t.Errorf("import %s: %+v", h.Source.Key, f)
+		}
+		// Detected within the longest interval plus the timer's second.
+		if f.DetectedAfterSeconds < 0 || f.DetectedAfterSeconds > 4 {
+			t.Errorf("import %s detected %.1fs after its end", h.Source.Key, f.DetectedAfterSeconds)
+		}
+	}
+	if f := got[broken.JobID]; f.Status != events.StatusFailed || f.ErrorCode != "IMG.0057" || f.FailReason != "the image file is damaged" {
+		t.Errorf("failed import: %+v", f)
+	}
+	if f := got[exp.JobID]; f.Status != events.StatusSucceeded || f.Kind != events.KindExport || f.BucketURL != "exports:exp.qcow2" || f.JobType != imsapi.JobTypeExportImage {
+		t.Errorf("export: %+v", f)
+	}
+	if _, err := slots.Get(t.Context(), "slot.0001"); err == nil {
+		t.Error("the finished job's in-flight slot was not released")
+	}
+	if n := hs.stored(); n != 8 {
+		t.Errorf("%d completion events stored, want 8", n)
+	}
+}
+
+// TestRestartLosesNothing: the poller stops while jobs run and starts
+// again; every job still ends with exactly one event.
+func TestRestartLosesNothing(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, nil)
+	var ids []string
+	for i := range 8 {
+		ids = append(ids, hs.importJob(fmt.Sprintf("d%d.qcow2", i), "").JobID)
+	}
+	// Let some polls happen, then stop the poller mid-run.
+	for range 10 {
+		<-hs.polls
+	}
+	hs.stop()
+	hs.start()
+	got := hs.finished(len(ids))
+	for _, id := range ids {
+		if got[id].Status != events.StatusSucceeded {
+			t.Errorf("job %s: %+v", id, got[id])
+		}
+	}
+	if n := hs.stored(); n != uint64(len(ids)) {
+		t.Errorf("%d completion events stored, want %d", n, len(ids))
+	}
+}
+
+// TestDeadline: a job that outlives the deadline ends timed_out, once.
+func TestDeadline(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, func(c *Config) { c.Deadline = 2 * time.Second })
+	h := hs.importJob("huge.qcow2", "")
+	f := hs.finished(1)[h.JobID]
+	if f.Status != events.StatusTimedOut || f.FailReason == "" {
+		t.Errorf("event = %+v", f)
+	}
+}
+
+// TestStatusAPIFallback: without the progress API the poller uses the job
+// status API.
+func TestStatusAPIFallback(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{DisableProgressAPI: true}, nil)
+	h := hs.importJob("d0.qcow2", "")
+	if f := hs.finished(1)[h.JobID]; f.Status != events.StatusSucceeded {
+		t.Errorf("event = %+v", f)
+	}
+	if st := hs.emu.Stats(); st.Requests[imsemu.OpJob] == 0 {
+		t.Errorf("the status API was never used: %+v", st.Requests)
+	}
+}
+
+// TestImageOnlyJob: an import known only by its image (found after a
+// crash) is followed through the image's status.
+func TestImageOnlyJob(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, nil)
+	ref, err := hs.client.ImportDataImage(t.Context(), &imsapi.DataImageRequest{Name: "found", ImageURL: "images:d1.qcow2", MinDisk: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, _ := hs.client.JobProgress(t.Context(), ref.JobID)
+	hs.handoff(events.JobSubmitted{Kind: events.KindImport, Method: events.MethodNormal, ImageID: job.Entities.ImageID, ImageName: "found", SubmittedAt: time.Now().UTC()})
+	f := hs.finished(1)["image:"+job.Entities.ImageID]
+	if f.Status != events.StatusSucceeded || f.ImageID != job.Entities.ImageID {
+		t.Errorf("event = %+v", f)
+	}
+}
+
+// TestStalledWarning: progress that stops moving gives one stalled
+// warning; the job stays tracked and ends normally.
+func TestStalledWarning(t *testing.T) {
+	t.Parallel()
+	clock := imsemu.NewManualClock(time.Now())
+	hs := newHarness(t, imsemu.Config{Clock: clock}, func(c *Config) { c.StallAfter = 2 * time.Second })
+	h := hs.importJob("d0.qcow2", "")
+	clock.Advance(1500 * time.Millisecond) // RUNNING at 50 %, then frozen
+	var stalls int
+	deadline := time.After(30 * time.Second)
+	for stalls == 0 {
+		select {
+		case m := <-hs.out:
+			if m.Subject == events.OutSubject(events.KindImport, events.StatusStalled) {
+				stalls++
+			}
+		case <-deadline:
+			t.Fatal("no stalled warning in 30s")
+		}
+	}
+	clock.Advance(time.Minute)
+	if f := hs.finished(1)[h.JobID]; f.Status != events.StatusSucceeded {
+		t.Errorf("event = %+v", f)
+	}
+}

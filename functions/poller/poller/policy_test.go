@@ -1,0 +1,67 @@
+package poller
+
+import (
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+func at(sec float64, p float64) sample {
+	return sample{At: t0.Add(time.Duration(sec * float64(time.Second))), Percent: p}
+}
+
+func TestPolicyNext(t *testing.T) {
+	t.Parallel()
+	pol := policy{First: 10 * time.Second, Min: 5 * time.Second, Max: 5 * time.Minute, Factor: 2, Overshoot: 0.05}
+	far := t0.Add(24 * time.Hour)
+	tests := []struct {
+		name     string
+		samples  []sample
+		polls    int
+		now      time.Time
+		deadline time.Time
+		want     time.Duration
+	}{
+		{"no samples: backoff from min", nil, 1, t0, far, 5 * time.Second},
+		{"no trend: backoff grows", []sample{at(0, 0), at(10, 0)}, 3, t0.Add(10 * time.Second), far, 20 * time.Second},
+		{"backoff is capped", []sample{at(0, 0)}, 20, t0, far, 5 * time.Minute},
+		// 0.1 -> 0.3 in 20 s: 0.01/s, 0.7 left: 70 s, plus 5 %.
+		{"aims just past the predicted end", []sample{at(0, 0.1), at(20, 0.3)}, 2, t0.Add(20 * time.Second), far, 73500 * time.Millisecond},
+		{"trend starts at the last zero", []sample{at(0, 0), at(10, 0), at(20, 0.1)}, 3, t0.Add(20 * time.Second), far, 94500 * time.Millisecond},
+		{"a near end is at least min", []sample{at(0, 0.5), at(10, 0.99)}, 2, t0.Add(10 * time.Second), far, 5 * time.Second},
+		{"a far end is at most max", []sample{at(0, 0.01), at(100, 0.02)}, 2, t0.Add(100 * time.Second), far, 5 * time.Minute},
+		{"never past the deadline", nil, 1, t0, t0.Add(3 * time.Second), 3 * time.Second},
+		{"at least a second at the deadline", nil, 1, t0, t0, time.Second},
+		{"a falling percent is no trend", []sample{at(0, 0.5), at(10, 0.4)}, 2, t0.Add(10 * time.Second), far, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := pol.next(tt.samples, tt.polls, tt.now, tt.deadline); got != tt.want {
+			t.Errorf("%s: next = %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestStalledAndSamples(t *testing.T) {
+	t.Parallel()
+	var samples []sample
+	var last time.Time
+	for i, p := range []float64{0, 0.2, 0.2, 0.2} {
+		samples, last = addSample(samples, at(float64(i*10), p), last)
+	}
+	if !last.Equal(t0.Add(10 * time.Second)) {
+		t.Errorf("last change = %s, want the move to 0.2 at +10s", last)
+	}
+	if stalled(last, t0.Add(30*time.Second), 30*time.Second) || !stalled(last, t0.Add(40*time.Second), 30*time.Second) {
+		t.Error("stall detection off")
+	}
+	if stalled(last, t0.Add(time.Hour), 0) {
+		t.Error("stall detection with StallAfter 0 should be off")
+	}
+	for i := range 20 {
+		samples, last = addSample(samples, at(float64(100+i), float64(i)/100), last)
+	}
+	if len(samples) != maxSamples || samples[len(samples)-1].Percent != 0.19 {
+		t.Errorf("samples kept = %d (last %v), want %d", len(samples), samples[len(samples)-1], maxSamples)
+	}
+}
