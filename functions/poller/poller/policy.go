@@ -18,8 +18,9 @@ const maxSamples = 8
 type policy struct {
 	// First is the delay of the first query after submission.
 	First time.Duration
-	// Min and Max bound every interval.
-	Min, Max time.Duration
+	// Min bounds every interval from below; Max caps the backoff of a job
+	// without a progress trend, AimMax an interval aimed by the trend.
+	Min, Max, AimMax time.Duration
 	// Factor is the backoff multiplier while a job shows no progress trend.
 	Factor float64
 	// Overshoot is how far past the predicted end the query is aimed, as a
@@ -29,22 +30,45 @@ type policy struct {
 }
 
 // next returns when to query a job again, from its samples and the number
-// of queries made so far. With a rising process_percent it aims just past
-// the end the trend predicts; without one it backs off exponentially. The
-// result is within [Min, Max] and never past the deadline.
+// of queries made so far. Without a rising process_percent it backs off
+// exponentially from Min to Max. With one it predicts the end and closes
+// in on it: a third of the time left while that is long (each query
+// corrects the estimate, and a job that ends early is seen soon), then
+// just past the predicted end; from 95 % on, every Min. The result is at least Min,
+// at most Max (backoff) or AimMax (aimed), and never past the deadline.
 func (p policy) next(samples []sample, polls int, now, deadline time.Time) time.Duration {
-	d := p.backoff(polls)
-	if rate, last, ok := trend(samples); ok {
-		remaining := time.Duration((1 - last.Percent) / rate * float64(time.Second))
-		aim := last.At.Add(remaining + time.Duration(p.Overshoot*float64(remaining))).Sub(now)
-		d = aim
+	// Back off over the queries that saw no change (all of them before
+	// the first sample).
+	still := polls
+	if n := len(samples); n > 0 {
+		still = 1
+		for i := n - 1; i > 0 && samples[i-1].Percent == samples[i].Percent; i-- {
+			still++
+		}
 	}
-	d = min(max(d, p.Min), p.Max)
+	d := min(max(p.backoff(still), p.Min), p.Max)
+	if n := len(samples); n > 0 && samples[n-1].Percent >= nearEnd {
+		// The last percent or two can stand still a while: the end is
+		// close, so look often.
+		d = p.Min
+	} else if rate, last, ok := trend(samples); ok {
+		remaining := time.Duration((1 - last.Percent) / rate * float64(time.Second))
+		left := last.At.Add(remaining).Sub(now)
+		if left > 2*p.Min {
+			d = left / 3
+		} else {
+			d = left + time.Duration(p.Overshoot*float64(left))
+		}
+		d = min(max(d, p.Min), max(p.AimMax, p.Min))
+	}
 	if left := deadline.Sub(now); left < d {
 		d = max(left, time.Second)
 	}
 	return d
 }
+
+// nearEnd is the progress from which a job is queried every Min.
+const nearEnd = 0.95
 
 // backoff is Min times Factor to the power of the queries made, capped.
 func (p policy) backoff(polls int) time.Duration {

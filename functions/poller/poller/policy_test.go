@@ -13,7 +13,7 @@ func at(sec float64, p float64) sample {
 
 func TestPolicyNext(t *testing.T) {
 	t.Parallel()
-	pol := policy{First: 10 * time.Second, Min: 5 * time.Second, Max: 5 * time.Minute, Factor: 2, Overshoot: 0.05}
+	pol := policy{First: 10 * time.Second, Min: 5 * time.Second, Max: 5 * time.Minute, AimMax: 30 * time.Minute, Factor: 2, Overshoot: 0.05}
 	far := t0.Add(24 * time.Hour)
 	tests := []struct {
 		name     string
@@ -24,16 +24,18 @@ func TestPolicyNext(t *testing.T) {
 		want     time.Duration
 	}{
 		{"no samples: backoff from min", nil, 1, t0, far, 5 * time.Second},
-		{"no trend: backoff grows", []sample{at(0, 0), at(10, 0)}, 3, t0.Add(10 * time.Second), far, 20 * time.Second},
-		{"backoff is capped", []sample{at(0, 0)}, 20, t0, far, 5 * time.Minute},
-		// 0.1 -> 0.3 in 20 s: 0.01/s, 0.7 left: 70 s, plus 5 %.
-		{"aims just past the predicted end", []sample{at(0, 0.1), at(20, 0.3)}, 2, t0.Add(20 * time.Second), far, 73500 * time.Millisecond},
-		{"trend starts at the last zero", []sample{at(0, 0), at(10, 0), at(20, 0.1)}, 3, t0.Add(20 * time.Second), far, 94500 * time.Millisecond},
-		{"a near end is at least min", []sample{at(0, 0.5), at(10, 0.99)}, 2, t0.Add(10 * time.Second), far, 5 * time.Second},
-		{"a far end is at most max", []sample{at(0, 0.01), at(100, 0.02)}, 2, t0.Add(100 * time.Second), far, 5 * time.Minute},
+		{"no change: backoff over the unchanged samples", []sample{at(0, 0), at(10, 0), at(20, 0)}, 3, t0.Add(20 * time.Second), far, 20 * time.Second},
+		{"a change restarts the backoff", []sample{at(0, 0.5), at(10, 0.5), at(20, 0.4)}, 3, t0.Add(20 * time.Second), far, 5 * time.Second},
+		{"backoff is capped", nil, 20, t0, far, 5 * time.Minute},
+		// 0 -> 0.5 in 32 s: 32 s left, far from the end: a third of it.
+		{"closes in by thirds", []sample{at(0, 0), at(32, 0.5)}, 2, t0.Add(32 * time.Second), far, 32 * time.Second / 3},
+		// 0 -> 0.5 in 8 s: 8 s left: just past the end.
+		{"aims just past a near end", []sample{at(0, 0), at(8, 0.5)}, 2, t0.Add(8 * time.Second), far, 8400 * time.Millisecond},
+		{"trend starts at the last zero", []sample{at(0, 0), at(100, 0), at(132, 0.5)}, 3, t0.Add(132 * time.Second), far, 32 * time.Second / 3},
+		{"from 95 % every min", []sample{at(0, 0.5), at(10, 0.96)}, 2, t0.Add(10 * time.Second), far, 5 * time.Second},
+		{"aimed waits are capped", []sample{at(0, 0), at(100, 0.0078125)}, 2, t0.Add(100 * time.Second), far, 30 * time.Minute},
 		{"never past the deadline", nil, 1, t0, t0.Add(3 * time.Second), 3 * time.Second},
 		{"at least a second at the deadline", nil, 1, t0, t0, time.Second},
-		{"a falling percent is no trend", []sample{at(0, 0.5), at(10, 0.4)}, 2, t0.Add(10 * time.Second), far, 10 * time.Second},
 	}
 	for _, tt := range tests {
 		if got := pol.next(tt.samples, tt.polls, tt.now, tt.deadline); got != tt.want {

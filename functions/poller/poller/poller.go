@@ -39,9 +39,12 @@ const (
 type Config struct {
 	// FirstPoll is the delay of the first status query after submission.
 	FirstPoll time.Duration `env:"POLL_FIRST" envDefault:"10s"`
-	// MinInterval and MaxInterval bound the delay between queries.
+	// MinInterval is the shortest delay between queries; MaxInterval caps
+	// the backoff of a job that shows no progress trend; MaxAimed caps a
+	// delay aimed by the trend.
 	MinInterval time.Duration `env:"POLL_MIN" envDefault:"5s"`
 	MaxInterval time.Duration `env:"POLL_MAX" envDefault:"5m"`
+	MaxAimed    time.Duration `env:"POLL_MAX_AIMED" envDefault:"30m"`
 	// Backoff multiplies the interval while a job shows no progress trend.
 	Backoff float64 `env:"POLL_BACKOFF" envDefault:"1.6"`
 	// Deadline ends the tracking of a job with timed_out.
@@ -57,7 +60,7 @@ type Config struct {
 }
 
 func (c Config) policy() policy {
-	return policy{First: c.FirstPoll, Min: c.MinInterval, Max: c.MaxInterval, Factor: c.Backoff, Overshoot: 0.05}
+	return policy{First: c.FirstPoll, Min: c.MinInterval, Max: c.MaxInterval, AimMax: c.MaxAimed, Factor: c.Backoff, Overshoot: 0.05}
 }
 
 // IMS is what the poller needs of IMS; *imsapi.Client has it.
