@@ -46,9 +46,9 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSign$$' -fuzztime $(FUZZTIME) ./pkg/imsapi
 
-## run: build and show what imsflow can do today
+## run: the whole pipeline in one process on embedded defaults, until Ctrl-C
 run: build
-	./$(BIN)/imsflow help
+	./$(BIN)/imsflow dev
 
 clean:
 	rm -rf $(BIN)

@@ -83,6 +83,10 @@ type Config struct {
 	Seed uint64
 	// OSVersions is the os_version catalogue (default: DefaultOSVersions).
 	OSVersions []OSVersion
+	// AssumeObjects takes any object an import names as existing (Standard,
+	// 1 GiB, with its bitmap), for local runs whose notifications describe
+	// objects no catalogue holds ("imsflow dev").
+	AssumeObjects bool
 	// DisableProgressAPI leaves GET /v1/cloudimages/job/{job_id} out (404
 	// APIGW.0101, as a gateway without the API answers), so that clients'
 	// fallback to the job status API can be tested.

@@ -1242,3 +1242,19 @@ func TestConfigIsCopied(t *testing.T) {
 		}
 	}
 }
+
+// TestAssumeObjects: with AssumeObjects an import of an unknown object is
+// accepted; without it, refused.
+func TestAssumeObjects(t *testing.T) {
+	t.Parallel()
+	for _, assume := range []bool{false, true} {
+		f := newEmu(t, func(c *Config) { c.AssumeObjects = assume })
+		_, err := f.c.QuickImport(t.Context(), &imsapi.QuickImportRequest{Name: "x", ImageURL: "anybucket:new/disk.raw", MinDisk: 10, Type: imsapi.TypeDataImage})
+		if assume && err != nil {
+			t.Errorf("AssumeObjects: %v", err)
+		}
+		if !assume && (err == nil || !strings.Contains(err.Error(), "IMG.0069")) {
+			t.Errorf("without AssumeObjects: %v, want IMG.0069", err)
+		}
+	}
+}

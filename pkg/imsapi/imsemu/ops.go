@@ -50,6 +50,9 @@ func (s *Server) osVersion(v string) (OSVersion, bool) {
 	return OSVersion{}, false
 }
 
+// assumedSize is the size of an object AssumeObjects takes for granted.
+const assumedSize = imsapi.GiB
+
 // Formats IMS imports, by file extension.
 var (
 	normalFormats = []string{"vmdk", "vhd", "qcow2", "raw", "vhdx", "qed", "vdi", "qcow", "zvhd2", "zvhd"}
@@ -84,6 +87,11 @@ type source struct {
 
 func (s *Server) importSource(imageURL string, allowed []string, limit int64, minDisk int, iso bool) (source, *apiError) {
 	bucket, key, _ := strings.Cut(imageURL, ":")
+	if s.cfg.AssumeObjects {
+		if _, ok := s.objects[objectKey{bucket, key}]; !ok {
+			s.putObject(Object{Bucket: bucket, Key: key, Size: assumedSize})
+		}
+	}
 	if !s.buckets[bucket] {
 		return source{}, imsError("IMG.0069", "The OBS bucket %s does not exist or cannot be accessed.", bucket)
 	}
@@ -220,7 +228,7 @@ func (s *Server) quickImport(r *request) (any, *apiError) {
 	}
 	if src.format == "raw" {
 		bitmap := strings.TrimSuffix(src.obj.Key, path.Ext(src.obj.Key)) + ".mf"
-		if _, ok := s.objects[objectKey{src.obj.Bucket, bitmap}]; !ok {
+		if _, ok := s.objects[objectKey{src.obj.Bucket, bitmap}]; !ok && !s.cfg.AssumeObjects {
 			return nil, imsError("IMG.0057", "The bitmap file %s:%s of the RAW file is missing; quick import of RAW needs it.", src.obj.Bucket, bitmap)
 		}
 	}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/caarlos0/env/v10"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/imsflow/imsflow/functions/export/exporter"
+	"github.com/imsflow/imsflow/functions/import/importer"
+	"github.com/imsflow/imsflow/functions/poller/poller"
+	"github.com/imsflow/imsflow/internal/embedded"
+	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/pkg/imsapi"
+	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
+)
+
+// devConfig is the local stack's own settings; the functions read theirs
+// (IMPORT_*, EXPORT_*, POLL_*, ...) as they do when deployed.
+type devConfig struct {
+	DataDir      string  `env:"IMSFLOW_DATA" envDefault:".data"`
+	NATSPort     int     `env:"IMSFLOW_NATS_PORT" envDefault:"4222"`
+	EmulatorAddr string  `env:"IMSEMU_ADDR" envDefault:"127.0.0.1:8089"`
+	TimeScale    float64 `env:"IMSEMU_TIME_SCALE" envDefault:"60"`
+	ExportBucket string  `env:"EXPORT_BUCKET" envDefault:"exports"`
+}
+
+// stack is everything "imsflow dev" runs in one process.
+type stack struct {
+	nats    *server.Server
+	emu     *imsemu.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	runners []*runner.Runner
+}
+
+// startStack starts the embedded NATS, the emulator and the three
+// functions' runners (not yet running).
+func startStack(ctx context.Context, cfg devConfig, environ map[string]string, log zerolog.Logger) (*stack, error) {
+	opts := env.Options{}
+	if environ != nil {
+		opts.Environment = environ
+	}
+	var icfg importer.Config
+	var ecfg exporter.Config
+	var pcfg poller.Config
+	for _, c := range []any{&icfg, &ecfg, &pcfg} {
+		if err := env.ParseWithOptions(c, opts); err != nil {
+			return nil, err
+		}
+	}
+	if ecfg.DefaultBucket == "" {
+		ecfg.DefaultBucket = cfg.ExportBucket
+	}
+	st := &stack{}
+	var err error
+	if st.nats, err = embedded.Start(filepath.Join(cfg.DataDir, "nats"), cfg.NATSPort); err != nil {
+		return nil, err
+	}
+	st.emu, err = imsemu.Listen(cfg.EmulatorAddr, imsemu.Config{
+		Credentials: map[string]imsapi.Secret{"IMSFLOWLOCALAK": devSecretKey}, ProjectID: "0000000000000000000000000000f10c",
+		TimeScale: cfg.TimeScale, AssumeObjects: true,
+	})
+	if err != nil {
+		st.emu, err = imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"IMSFLOWLOCALAK": devSecretKey},
+			ProjectID: "0000000000000000000000000000f10c", TimeScale: cfg.TimeScale, AssumeObjects: true})
+	}
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	st.emu.AddBucket(ecfg.DefaultBucket)
+	client, err := st.emu.Client(imsapi.WithRateLimit(50, 50))
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	if st.nc, err = nats.Connect(st.nats.ClientURL(), nats.InProcessServer(st.nats), nats.Name("imsflow-dev")); err != nil {
+		st.close()
+		return nil, err
+	}
+	if st.js, err = jetstream.New(st.nc); err != nil {
+		st.close()
+		return nil, err
+	}
+	if err := runner.Ensure(ctx, st.js, runner.DefaultTopology(1)); err != nil {
+		st.close()
+		return nil, err
+	}
+	builds := []func() (*runner.Runner, error){
+		func() (*runner.Runner, error) { return importer.New(ctx, icfg, client, st.js, log) },
+		func() (*runner.Runner, error) { return exporter.New(ctx, ecfg, client, st.js, log) },
+		func() (*runner.Runner, error) { return poller.New(ctx, pcfg, client, st.js, log) },
+	}
+	for _, b := range builds {
+		r, err := b()
+		if err != nil {
+			st.close()
+			return nil, err
+		}
+		st.runners = append(st.runners, r)
+	}
+	return st, nil
+}
+
+// run runs the functions until ctx ends, then drains them.
+func (st *stack) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(st.runners))
+	for i, r := range st.runners {
+		wg.Go(func() { errs[i] = r.Run(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (st *stack) close() {
+	if st.nc != nil {
+		_ = st.nc.Drain()
+	}
+	if st.emu != nil {
+		_ = st.emu.Close()
+	}
+	if st.nats != nil {
+		st.nats.Shutdown()
+		st.nats.WaitForShutdown()
+	}
+}
+
+func runDev(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
+	var cfg devConfig
+	opts := env.Options{}
+	if environ != nil {
+		opts.Environment = environ
+	}
+	if err := env.ParseWithOptions(&cfg, opts); err != nil {
+		fmt.Fprintf(stderr, "imsflow dev: %v\n", err)
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("imsflow dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory of the embedded NATS's data (IMSFLOW_DATA)")
+	fs.IntVar(&cfg.NATSPort, "nats-port", cfg.NATSPort, "loopback port of the embedded NATS; a free one if taken (IMSFLOW_NATS_PORT)")
+	fs.StringVar(&cfg.EmulatorAddr, "emulator-addr", cfg.EmulatorAddr, "address of the IMS emulator; a free port if taken (IMSEMU_ADDR)")
+	fs.Float64Var(&cfg.TimeScale, "time-scale", cfg.TimeScale, "IMS jobs run this many times faster than IMS would (IMSEMU_TIME_SCALE)")
+	jsonLogs := fs.Bool("json", false, "log JSON lines instead of text")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if !(cfg.TimeScale > 0) {
+		fmt.Fprintln(stderr, "imsflow dev: -time-scale must be positive")
+		return exitUsage
+	}
+	var logOut io.Writer = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}
+	if *jsonLogs {
+		logOut = stderr
+	}
+	log := zerolog.New(logOut).With().Timestamp().Logger()
+	st, err := startStack(ctx, cfg, environ, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "imsflow dev: %v\n", err)
+		return exitError
+	}
+	defer st.close()
+	natsURL := st.nats.ClientURL()
+	fmt.Fprintf(stdout, `imsflow dev: the whole pipeline in this process
+  NATS with JetStream  %s   (data in %s)
+  IMS emulator         %s   (jobs run %gx faster than IMS; any object named is taken to exist)
+  functions            import, export, poller
+
+Send an upload notification (nats CLI: go install github.com/nats-io/natscli/nats@latest):
+  nats -s %s pub imsflow.in.objects.demo '{"Records":[{"eventVersion":"2.0","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"images"},"object":{"key":"web-01.zvhd2","size":5368709120,"eTag":"e1"}}}]}'
+Ask for an export:
+  nats -s %s pub imsflow.in.export '{"image_id":"<id from the succeeded event>"}'
+Watch what happens:
+  NATS_URL=%s imsflow watch          (or: nats -s %s sub 'imsflow.out.>')
+Ctrl-C stops.
+`, natsURL, filepath.Join(cfg.DataDir, "nats"), st.emu.URL, cfg.TimeScale, natsURL, natsURL, natsURL, natsURL)
+	if err := st.run(ctx); err != nil {
+		fmt.Fprintf(stderr, "imsflow dev: %v\n", err)
+		return exitError
+	}
+	fmt.Fprintln(stdout, "imsflow dev: stopped")
+	return exitOK
+}

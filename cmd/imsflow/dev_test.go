@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+)
+
+// TestDevAndWatch runs "imsflow dev" on free ports, sends an upload
+// notification to the NATS it prints, and reads the completion with
+// "imsflow watch".
+func TestDevAndWatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	env := map[string]string{"IMSFLOW_DATA": t.TempDir(), "IMSFLOW_NATS_PORT": "0", "IMSEMU_ADDR": "127.0.0.1:0",
+		"IMSEMU_TIME_SCALE": "1000", "POLL_FIRST": "1s", "POLL_MIN": "1s"}
+	go func() {
+		done <- run(ctx, []string{"dev", "-json"}, env, pw, io.Discard)
+		_ = pw.Close()
+	}()
+	var natsURL string
+	lines := bufio.NewScanner(pr)
+	for lines.Scan() && natsURL == "" {
+		if f := strings.Fields(lines.Text()); len(f) >= 4 && f[0] == "NATS" {
+			natsURL = f[3]
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	if !strings.HasPrefix(natsURL, "nats://127.0.0.1:") {
+		t.Fatalf("dev printed no NATS URL (got %q)", natsURL)
+	}
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	watched := make(chan string, 1)
+	go func() {
+		var out bytes.Buffer
+		run(ctx, []string{"watch", "-all", "-n", "1"}, map[string]string{"NATS_URL": natsURL}, &out, io.Discard)
+		watched <- out.String()
+	}()
+	body := `{"Records":[{"eventVersion":"2.0","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"images"},"object":{"key":"web-01.zvhd2","size":5368709120,"eTag":"e1"}}}]}`
+	if _, err := nc.Request("imsflow.in.objects.test", []byte(body), 5e9); err != nil {
+		t.Fatal(err)
+	}
+	line := <-watched
+	if !strings.Contains(line, "import succeeded") || !strings.Contains(line, "images:web-01.zvhd2") {
+		t.Errorf("watch printed %q", line)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("dev exited %d", code)
+	}
+}
