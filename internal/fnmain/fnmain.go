@@ -52,7 +52,7 @@ func Main[C any](function string, build Build[C]) {
 		fmt.Fprintf(os.Stderr, "%s: LOG_LEVEL %q: want debug, info, warn or error\n", function, cfg.LogLevel)
 		os.Exit(2)
 	}
-	log := zerolog.New(os.Stdout).Level(level).With().Timestamp().Str("function", function).Logger()
+	log := zerolog.New(os.Stdout).Level(level).With().Timestamp().Logger() // the runner adds "function"
 	if err := run(function, cfg, imsCfg, build, log); err != nil {
 		log.Error().Err(err).Msg("stopped")
 		os.Exit(1)
