@@ -9,7 +9,7 @@ MINIO       := github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 FUZZTIME    ?= 30s
 export IMSFLOW_MINIO := $(abspath $(BIN))/minio
 
-.PHONY: all build tools test test-short lint bench fuzz run clean
+.PHONY: all build tools test test-short lint bench fuzz run demo clean
 
 all: lint test build
 
@@ -49,6 +49,10 @@ fuzz:
 ## run: the whole pipeline in one process on embedded defaults, until Ctrl-C
 run: build
 	./$(BIN)/imsflow dev
+
+## demo: a realistic mixed batch through the local pipeline, a summary, exit 0 when all is as expected
+demo: build
+	./$(BIN)/imsflow demo
 
 clean:
 	rm -rf $(BIN)

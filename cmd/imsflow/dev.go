@@ -46,7 +46,7 @@ type stack struct {
 
 // startStack starts the embedded NATS, the emulator and the three
 // functions' runners (not yet running).
-func startStack(ctx context.Context, cfg devConfig, environ map[string]string, log zerolog.Logger) (*stack, error) {
+func startStack(ctx context.Context, cfg devConfig, environ map[string]string, log zerolog.Logger, emuCfg func(*imsemu.Config)) (*stack, error) {
 	opts := env.Options{}
 	if environ != nil {
 		opts.Environment = environ
@@ -67,13 +67,16 @@ func startStack(ctx context.Context, cfg devConfig, environ map[string]string, l
 	if st.nats, err = embedded.Start(filepath.Join(cfg.DataDir, "nats"), cfg.NATSPort); err != nil {
 		return nil, err
 	}
-	st.emu, err = imsemu.Listen(cfg.EmulatorAddr, imsemu.Config{
+	ec := imsemu.Config{
 		Credentials: map[string]imsapi.Secret{"IMSFLOWLOCALAK": devSecretKey}, ProjectID: "0000000000000000000000000000f10c",
 		TimeScale: cfg.TimeScale, AssumeObjects: true,
-	})
-	if err != nil {
-		st.emu, err = imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"IMSFLOWLOCALAK": devSecretKey},
-			ProjectID: "0000000000000000000000000000f10c", TimeScale: cfg.TimeScale, AssumeObjects: true})
+	}
+	if emuCfg != nil {
+		emuCfg(&ec)
+	}
+	st.emu, err = imsemu.Listen(cfg.EmulatorAddr, ec)
+	if err != nil { // the port is taken: any free one
+		st.emu, err = imsemu.New(ec)
 	}
 	if err != nil {
 		st.close()
@@ -166,7 +169,7 @@ func runDev(ctx context.Context, args []string, environ map[string]string, stdou
 		logOut = stderr
 	}
 	log := zerolog.New(logOut).With().Timestamp().Logger()
-	st, err := startStack(ctx, cfg, environ, log)
+	st, err := startStack(ctx, cfg, environ, log, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "imsflow dev: %v\n", err)
 		return exitError

@@ -63,3 +63,22 @@ func TestDevAndWatch(t *testing.T) {
 		t.Errorf("dev exited %d", code)
 	}
 }
+
+// TestDemo runs the demo, the whole pipeline on a mixed batch, and
+// requires every item to end as the demo expects.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	t.Parallel()
+	var out bytes.Buffer
+	code := run(t.Context(), []string{"demo", "-timeout", "60s"}, map[string]string{}, &out, io.Discard)
+	if code != exitOK || !strings.Contains(out.String(), "every item ended as expected") {
+		t.Errorf("demo exited %d:\n%s", code, out.String())
+	}
+	for _, want := range []string{"raw/after-01.raw", "needs_conversion", "IMG.0057", "export, quick by size", "status queries per job"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the summary lacks %q", want)
+		}
+	}
+}

@@ -31,6 +31,7 @@ const usage = `imsflow moves VM and disk images in and out of Huawei Cloud IMS.
 
 Usage:
   imsflow dev [flags]             the whole pipeline in one process: embedded NATS, IMS emulator, functions
+  imsflow demo [-v]               a realistic mixed batch through the local pipeline, with a summary
   imsflow watch [-json] [-all]    print imsflow's events as they arrive (NATS_URL)
   imsflow ims <command> [flags]   call the IMS API directly (see "imsflow ims -h")
   imsflow emulator [flags]        run the local IMS emulator (see "imsflow emulator -h")
@@ -53,6 +54,8 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		return runIMS(ctx, args[1:], environ, stdout, stderr)
 	case "emulator":
 		return runEmulator(ctx, args[1:], environ, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args[1:], environ, stdout, stderr)
 	case "dev":
 		return runDev(ctx, args[1:], environ, stdout, stderr)
 	case "watch":
