@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/imsflow/imsflow/internal/batches"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
@@ -194,6 +195,14 @@ func runDemo(ctx context.Context, args []string, environ map[string]string, stdo
 	_ = st.emu.AddFailureRule(imsemu.FailureRule{KeyPattern: "data/broken-*", ErrorCode: "IMG.0057", FailReason: "the image file is damaged (scripted by the demo)", AtPercent: 0.6})
 	batch := fmt.Sprintf("demo-%d", time.Now().Unix())
 	items, bitmapsFirst, bitmapsAfter := demoBatch(batch, images)
+	counter, err := batches.New(ctx, st.js, "demo")
+	if err == nil {
+		err = counter.Open(ctx, batch, len(items), map[string]string{"source": "imsflow demo"})
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "imsflow demo: %v\n", err)
+		return exitError
+	}
 	for _, it := range items {
 		if it.export == nil {
 			st.emu.PutObject(imsemu.Object{Bucket: "images", Key: it.key, Size: it.size})
@@ -210,10 +219,18 @@ func runDemo(ctx context.Context, args []string, environ map[string]string, stdo
 	}
 	var mu sync.Mutex
 	doneCh := make(chan struct{}, len(items)*2)
+	completed := make(chan events.BatchCompleted, 1)
 	start := time.Now()
 	sub, err := st.nc.Subscribe("imsflow.out.>", func(m *nats.Msg) {
 		mu.Lock()
 		defer mu.Unlock()
+		if m.Subject == events.SubjectBatchCompleted {
+			var b events.BatchCompleted
+			if json.Unmarshal(m.Data, &b) == nil && b.BatchID == batch {
+				completed <- b
+			}
+			return
+		}
 		it := match(byID, m)
 		if it == nil || it.done {
 			return
@@ -297,9 +314,21 @@ wait:
 	if tty {
 		fmt.Fprintln(stdout)
 	}
+	var totals *events.BatchCompleted
+	select {
+	case b := <-completed:
+		totals = &b
+	case <-time.After(10 * time.Second):
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	return summary(stdout, items, time.Since(start))
+	code := summary(stdout, items, time.Since(start))
+	if totals == nil {
+		fmt.Fprintf(stdout, "no %s event for batch %s\n", events.SubjectBatchCompleted, batch)
+		return exitError
+	}
+	fmt.Fprintf(stdout, "%s: batch %s, %d items: %v\n", events.SubjectBatchCompleted, totals.BatchID, totals.Total, totals.ByStatus)
+	return code
 }
 
 // match finds the item an output event reports on, and records it.

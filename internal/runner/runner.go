@@ -96,6 +96,10 @@ type Config struct {
 	// BackoffInitial and BackoffMax shape the redelivery delay after an
 	// error (defaults 2s and 5m).
 	BackoffInitial, BackoffMax time.Duration
+	// Published, when set, is called with every message's events after
+	// they are published and before the message is settled (batch
+	// totals); an error redelivers the message.
+	Published func(ctx context.Context, evs []events.Event) error
 }
 
 func (c *Config) setDefaults() error {
@@ -239,6 +243,11 @@ func (r *Runner) settle(ctx context.Context, jm jetstream.Msg, m Msg, out []even
 	case herr == nil, errors.As(herr, &term), errors.As(herr, &delay):
 		if err := r.publish(ctx, out); err != nil {
 			return retry(r.backoff(m.Delivery), "publishing events: "+err.Error())
+		}
+		if r.cfg.Published != nil && len(out) > 0 {
+			if err := r.cfg.Published(ctx, out); err != nil {
+				return retry(r.backoff(m.Delivery), "after publishing: "+err.Error())
+			}
 		}
 		switch {
 		case term != nil:

@@ -34,6 +34,8 @@ const (
 	BucketSlots = "imsflow_slots"
 	// BucketJobs is the poller's state of every tracked job.
 	BucketJobs = "imsflow_jobs"
+	// BucketBatches holds every batch's totals.
+	BucketBatches = "imsflow_batches"
 )
 
 // Subjects of internal traffic.
@@ -84,6 +86,7 @@ func DefaultTopology(replicas int) Topology {
 			{Bucket: BucketSlots, Description: "IMS image-creation jobs in flight", Storage: jetstream.FileStorage, Replicas: replicas,
 				LimitMarkerTTL: time.Minute},
 			{Bucket: BucketJobs, Description: "poller state per IMS job", Storage: jetstream.FileStorage, Replicas: replicas},
+			{Bucket: BucketBatches, Description: "batch totals", Storage: jetstream.FileStorage, Replicas: replicas, TTL: 30 * 24 * time.Hour},
 		},
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/imsflow/imsflow/internal/batches"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -63,9 +64,14 @@ func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log z
 		return nil, fmt.Errorf("bucket %s: %w", runner.BucketExports, err)
 	}
 	h := &handler{cfg: cfg, decide: decideConfig{DefaultBucket: cfg.DefaultBucket, KeyPrefix: cfg.KeyPrefix}, ims: ims, kv: kv, now: time.Now}
+	counter, err := batches.New(ctx, js, Function)
+	if err != nil {
+		return nil, err
+	}
 	return runner.New(js, runner.Config{
 		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectExportRequests},
 		AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, Workers: cfg.Workers,
+		Published: func(ctx context.Context, evs []events.Event) error { return counter.Ended(ctx, evs...) },
 	}, h.handle, log)
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/imsflow/imsflow/internal/batches"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
 )
@@ -90,8 +91,13 @@ func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log z
 		},
 		ims: ims, imports: imports, slots: slots, js: js, now: time.Now,
 	}
+	counter, err := batches.New(ctx, js, Function)
+	if err != nil {
+		return nil, err
+	}
 	return runner.New(js, runner.Config{
 		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectObjects},
 		AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, Workers: cfg.Workers,
+		Published: func(ctx context.Context, evs []events.Event) error { return counter.Ended(ctx, evs...) },
 	}, h.handle, log)
 }

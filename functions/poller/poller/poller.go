@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/imsflow/imsflow/internal/batches"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -93,9 +94,10 @@ type poller struct {
 	pol   policy
 	ims   IMS
 	js    jetstream.JetStream
-	jobs  jetstream.KeyValue
-	slots jetstream.KeyValue
-	now   func() time.Time
+	jobs    jetstream.KeyValue
+	slots   jetstream.KeyValue
+	batches *batches.Counter
+	now     func() time.Time
 }
 
 // New returns the poller's runner. The topology (runner.Ensure) must exist.
@@ -122,7 +124,11 @@ func newPoller(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", runner.BucketSlots, err)
 	}
-	return &poller{cfg: cfg, pol: cfg.policy(), ims: ims, js: js, jobs: jobs, slots: slots, now: time.Now}, nil
+	counter, err := batches.New(ctx, js, Function)
+	if err != nil {
+		return nil, err
+	}
+	return &poller{cfg: cfg, pol: cfg.policy(), ims: ims, js: js, jobs: jobs, slots: slots, batches: counter, now: time.Now}, nil
 }
 
 // codeNoSuchAPI is the gateway's answer for a path it does not serve.
@@ -370,6 +376,9 @@ func (p *poller) publishFinal(ctx context.Context, key string, st jobState, rev 
 	}
 	if st.Handoff.Slot != "" {
 		_ = p.slots.Delete(ctx, st.Handoff.Slot)
+	}
+	if err := p.batches.Ended(ctx, *st.Final); err != nil {
+		return nil, err
 	}
 	st.Published = true
 	b, _ := json.Marshal(st)
