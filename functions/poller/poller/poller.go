@@ -90,10 +90,10 @@ type jobState struct {
 }
 
 type poller struct {
-	cfg   Config
-	pol   policy
-	ims   IMS
-	js    jetstream.JetStream
+	cfg     Config
+	pol     policy
+	ims     IMS
+	js      jetstream.JetStream
 	jobs    jetstream.KeyValue
 	slots   jetstream.KeyValue
 	batches *batches.Counter
