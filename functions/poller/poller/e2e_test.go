@@ -326,3 +326,11 @@ func TestStalledWarning(t *testing.T) {
 		t.Errorf("event = %+v", f)
 	}
 }
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
