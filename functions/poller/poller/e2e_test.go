@@ -334,3 +334,33 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
+
+// TestProgressEvents: with Progress on, changes of process_percent are
+// published on imsflow.out.progress.
+func TestProgressEvents(t *testing.T) {
+	t.Parallel()
+	clock := imsemu.NewManualClock(time.Now())
+	hs := newHarness(t, imsemu.Config{Clock: clock}, func(c *Config) { c.Progress = true })
+	h := hs.importJob("d2.qcow2", "") // 3 GiB: 6 s of emulated time
+	clock.Advance(2 * time.Second)
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case m := <-hs.out:
+			if m.Subject != events.SubjectProgress {
+				continue
+			}
+			var p events.Progress
+			if err := json.Unmarshal(m.Data, &p); err != nil || p.JobID != h.JobID || p.Percent <= 0 || p.Percent >= 1 {
+				t.Fatalf("progress = %+v, %v", p, err)
+			}
+			clock.Advance(time.Hour)
+			if f := hs.finished(1)[h.JobID]; f.Status != events.StatusSucceeded {
+				t.Errorf("event = %+v", f)
+			}
+			return
+		case <-deadline:
+			t.Fatal("no progress event in 30s")
+		}
+	}
+}
