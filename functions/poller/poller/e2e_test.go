@@ -234,7 +234,7 @@ func TestJobsEndWithOneEventEach(t *testing.T) {
 }
 
 // TestRestartLosesNothing: the poller stops while jobs run and starts
-// again; every job still ends with exactly one event.
+// again as two replicas; every job still ends with exactly one event.
 func TestRestartLosesNothing(t *testing.T) {
 	t.Parallel()
 	hs := newHarness(t, imsemu.Config{}, nil)
@@ -248,6 +248,7 @@ func TestRestartLosesNothing(t *testing.T) {
 	}
 	hs.stop()
 	hs.start()
+	hs.start() // a second replica
 	got := hs.finished(len(ids))
 	for _, id := range ids {
 		if got[id].Status != events.StatusSucceeded {
