@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -60,4 +61,25 @@ func (n *NATS) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 		t.Fatal(err)
 	}
 	return nc, js
+}
+
+// Receive decodes the JSON bodies of n messages from ch, failing the test
+// if they have not all arrived within 20 seconds.
+func Receive[T any](t testing.TB, ch chan *nats.Msg, n int) []T {
+	t.Helper()
+	var out []T
+	timeout := time.After(20 * time.Second)
+	for range n {
+		select {
+		case m := <-ch:
+			var v T
+			if err := json.Unmarshal(m.Data, &v); err != nil {
+				t.Fatalf("message on %s: %v", m.Subject, err)
+			}
+			out = append(out, v)
+		case <-timeout:
+			t.Fatalf("only %d of %d messages in 20s", len(out), n)
+		}
+	}
+	return out
 }

@@ -117,24 +117,6 @@ func (hs *harness) outcomes(n int) []string {
 	return out
 }
 
-func take[T any](t *testing.T, ch chan *nats.Msg, n int) []T {
-	t.Helper()
-	var out []T
-	for range n {
-		select {
-		case m := <-ch:
-			var v T
-			if err := json.Unmarshal(m.Data, &v); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, v)
-		case <-time.After(20 * time.Second):
-			t.Fatalf("only %d of %d messages", len(out), n)
-		}
-	}
-	return out
-}
-
 // TestExportEndToEnd: export requests through JetStream become the right
 // IMS exports, or rejections with their reason codes.
 func TestExportEndToEnd(t *testing.T) {
@@ -153,7 +135,7 @@ func TestExportEndToEnd(t *testing.T) {
 		t.Errorf("outcomes = %s", got)
 	}
 	byReq := map[string]events.JobSubmitted{}
-	for _, h := range take[events.JobSubmitted](t, hs.handoffs, 2) {
+	for _, h := range testenv.Receive[events.JobSubmitted](t, hs.handoffs, 2) {
 		byReq[h.RequestID] = h
 	}
 	if h := byReq["r1"]; h.Method != events.MethodNormal || h.FileFormat != "qcow2" || h.BatchID != "b1" || h.JobID == "" ||
@@ -164,7 +146,7 @@ func TestExportEndToEnd(t *testing.T) {
 		t.Errorf("big export hand-off = %+v", h)
 	}
 	var codes []string
-	for _, r := range take[events.Rejected](t, hs.rejected, 5) {
+	for _, r := range testenv.Receive[events.Rejected](t, hs.rejected, 5) {
 		codes = append(codes, r.ReasonCode)
 	}
 	sort.Strings(codes)
@@ -191,7 +173,7 @@ func TestExportsOfOneImageQueue(t *testing.T) {
 	hs := newHarness(t, imsemu.Faults{})
 	hs.send(events.ExportRequest{ImageID: hs.images["big"], RequestID: "q1", BucketURL: "exports:q1.zvhd2"})
 	hs.send(events.ExportRequest{ImageID: hs.images["big"], RequestID: "q2", BucketURL: "exports:q2.zvhd2"})
-	take[events.JobSubmitted](t, hs.handoffs, 2)
+	testenv.Receive[events.JobSubmitted](t, hs.handoffs, 2)
 	if n := len(hs.emu.Submissions()); n != 2 {
 		t.Errorf("%d IMS exports, want 2", n)
 	}
@@ -230,7 +212,7 @@ func TestExportThroughFaults(t *testing.T) {
 		id := hs.emu.AddImage(imsapi.Image{Name: fmt.Sprint("img-", i), ImageSize: fmt.Sprint(gib)}).ID
 		hs.send(events.ExportRequest{ImageID: id, RequestID: fmt.Sprint("f", i), BucketURL: fmt.Sprintf("exports:f%d.qcow2", i)})
 	}
-	take[events.JobSubmitted](t, hs.handoffs, 5)
+	testenv.Receive[events.JobSubmitted](t, hs.handoffs, 5)
 	urls := map[string]int{}
 	for _, s := range hs.emu.Submissions() {
 		urls[s.URL]++

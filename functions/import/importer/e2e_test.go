@@ -166,24 +166,6 @@ func (hs *harness) lines(n int) []string {
 	return out
 }
 
-func take[T any](t *testing.T, ch chan *nats.Msg, n int) []T {
-	t.Helper()
-	var out []T
-	for range n {
-		select {
-		case m := <-ch:
-			var v T
-			if err := json.Unmarshal(m.Data, &v); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, v)
-		case <-time.After(20 * time.Second):
-			t.Fatalf("only %d of %d messages", len(out), n)
-		}
-	}
-	return out
-}
-
 func ops(subs []imsemu.Submission) map[string]string {
 	m := map[string]string{}
 	for _, s := range subs {
@@ -209,7 +191,7 @@ func TestImportEndToEnd(t *testing.T) {
 	if strings.Join(outcomes, ",") != "ack,ack,ack,ack,term,term,term" {
 		t.Errorf("outcomes = %v", outcomes)
 	}
-	handoffs := take[events.JobSubmitted](t, hs.handoffs, 3)
+	handoffs := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 3)
 	byKey := map[string]events.JobSubmitted{}
 	for _, h := range handoffs {
 		byKey[h.Source.Key] = h
@@ -223,7 +205,7 @@ func TestImportEndToEnd(t *testing.T) {
 	if h := byKey["sys/centos.vmdk"]; h.ImageType != events.ImageSystem || h.JobType != imsapi.JobTypeImportImage {
 		t.Errorf("vmdk hand-off = %+v", h)
 	}
-	rejected := take[events.Rejected](t, hs.rejected, 3)
+	rejected := testenv.Receive[events.Rejected](t, hs.rejected, 3)
 	codes := []string{}
 	for _, r := range rejected {
 		codes = append(codes, r.ReasonCode)
@@ -302,7 +284,7 @@ func TestCrashBetweenSubmitAndRecord(t *testing.T) {
 	if o := hs.lines(1); o[0] != "ack" {
 		t.Errorf("outcome = %v", o)
 	}
-	h := take[events.JobSubmitted](t, hs.handoffs, 1)[0]
+	h := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 1)[0]
 	if h.ImageID == "" || h.ImageName != p.name {
 		t.Errorf("hand-off = %+v, want the found image", h)
 	}
@@ -327,7 +309,7 @@ func TestRAWAndBitmapInEitherOrder(t *testing.T) {
 		}
 		hs.publish(minioEvent("images", "db/db-01.mf", 1<<20, "m1", nil))
 		hs.lines(2) // the bitmap, and the replayed RAW notification
-		h := take[events.JobSubmitted](t, hs.handoffs, 1)[0]
+		h := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 1)[0]
 		if h.Method != events.MethodQuick || h.Source.Format != "raw" {
 			t.Errorf("hand-off = %+v", h)
 		}
@@ -352,7 +334,7 @@ func TestRAWAndBitmapInEitherOrder(t *testing.T) {
 		t.Parallel()
 		hs := newHarness(t, imsemu.Config{}, func(c *handlerConfig) { c.BitmapWait, c.BitmapPoll = 100*time.Millisecond, 50*time.Millisecond })
 		hs.publish(minioEvent("images", "db/db-01.raw", 20*gib, "r1", nil))
-		h := take[events.JobSubmitted](t, hs.handoffs, 1)[0]
+		h := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 1)[0]
 		if h.Method != events.MethodNormal {
 			t.Errorf("hand-off = %+v, want a normal import", h)
 		}
@@ -364,7 +346,7 @@ func TestRAWAndBitmapInEitherOrder(t *testing.T) {
 		t.Parallel()
 		hs := newHarness(t, imsemu.Config{}, func(c *handlerConfig) { c.BitmapWait, c.BitmapPoll = 100*time.Millisecond, 50*time.Millisecond })
 		hs.publish(minioEvent("images", "db/huge.raw", 200*gib, "r1", nil))
-		r := take[events.Rejected](t, hs.rejected, 1)[0]
+		r := testenv.Receive[events.Rejected](t, hs.rejected, 1)[0]
 		if r.ReasonCode != events.ReasonMissingBitmap {
 			t.Errorf("rejected = %+v", r)
 		}
@@ -384,7 +366,7 @@ func TestFaultsAndThrottlingLoseNothing(t *testing.T) {
 	for i := range n {
 		hs.publish(minioEvent("images", fmt.Sprintf("bulk/d%02d.qcow2", i), gib, fmt.Sprintf("e%d", i), nil))
 	}
-	handoffs := take[events.JobSubmitted](t, hs.handoffs, n)
+	handoffs := testenv.Receive[events.JobSubmitted](t, hs.handoffs, n)
 	seen := map[string]bool{}
 	for _, h := range handoffs {
 		seen[h.Source.Key] = true
@@ -417,7 +399,7 @@ func TestDroppedAnswersDoNotDuplicate(t *testing.T) {
 	if err := hs.emu.SetFaults(imsemu.Faults{}); err != nil {
 		t.Fatal(err)
 	}
-	h := take[events.JobSubmitted](t, hs.handoffs, 1)[0]
+	h := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 1)[0]
 	if h.ImageID == "" {
 		t.Errorf("hand-off = %+v, want the image found", h)
 	}
@@ -434,7 +416,7 @@ func TestInFlightSlots(t *testing.T) {
 	for i := range 3 {
 		hs.publish(minioEvent("images", fmt.Sprintf("bulk/d%02d.qcow2", i), gib, "e", nil))
 	}
-	handoffs := take[events.JobSubmitted](t, hs.handoffs, 2)
+	handoffs := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 2)
 	for _, o := range hs.lines(3) {
 		if o == "delay" {
 			goto waiting
@@ -449,7 +431,7 @@ waiting:
 	if err := hs.h.slots.Delete(t.Context(), handoffs[0].Slot); err != nil {
 		t.Fatal(err)
 	}
-	take[events.JobSubmitted](t, hs.handoffs, 1)
+	testenv.Receive[events.JobSubmitted](t, hs.handoffs, 1)
 	if n := len(hs.emu.Submissions()); n != 3 {
 		t.Errorf("%d submissions after a slot was released, want 3", n)
 	}
