@@ -14,6 +14,18 @@ import (
 	"time"
 )
 
+// MinIONATSTarget returns the settings of a MinIO NATS notification target
+// with ID "PRIMARY" that publishes with JetStream to subject on the NATS
+// server at addr (host:port).
+func MinIONATSTarget(addr, subject string) []string {
+	return []string{
+		"MINIO_NOTIFY_NATS_ENABLE_PRIMARY=on",
+		"MINIO_NOTIFY_NATS_ADDRESS_PRIMARY=" + addr,
+		"MINIO_NOTIFY_NATS_SUBJECT_PRIMARY=" + subject,
+		"MINIO_NOTIFY_NATS_JETSTREAM_PRIMARY=on",
+	}
+}
+
 // MinIO is a running MinIO server.
 type MinIO struct {
 	Endpoint  string // host:port
@@ -54,10 +66,11 @@ func moduleRoot() (string, error) {
 }
 
 // StartMinIO starts a MinIO server on a loopback port with its data in a
-// temporary directory, and stops it when the test ends. Without the minio
+// temporary directory, and stops it when the test ends; env adds settings
+// ("KEY=value"), such as a NATS notification target. Without the minio
 // binary the test is skipped, except under CI (CI set), where it fails:
 // CI must run what it installs.
-func StartMinIO(t testing.TB) *MinIO {
+func StartMinIO(t testing.TB, env ...string) *MinIO {
 	t.Helper()
 	bin, err := MinIOBinary()
 	if err != nil {
@@ -75,6 +88,7 @@ func StartMinIO(t testing.TB) *MinIO {
 		"--address", m.Endpoint, "--console-address", fmt.Sprintf("127.0.0.1:%d", console))
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+m.AccessKey, "MINIO_ROOT_PASSWORD="+m.SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "CI=")
+	cmd.Env = append(cmd.Env, env...)
 	out, err := os.CreateTemp(t.TempDir(), "minio-*.log")
 	if err != nil {
 		t.Fatal(err)
