@@ -20,6 +20,7 @@ import (
 	"github.com/imsflow/imsflow/functions/import/importer"
 	"github.com/imsflow/imsflow/functions/poller/poller"
 	"github.com/imsflow/imsflow/internal/embedded"
+	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
@@ -70,6 +71,19 @@ func startStack(ctx context.Context, cfg devConfig, environ map[string]string, l
 	ec := imsemu.Config{
 		Credentials: map[string]imsapi.Secret{"IMSFLOWLOCALAK": devSecretKey}, ProjectID: "0000000000000000000000000000f10c",
 		TimeScale: cfg.TimeScale, AssumeObjects: true,
+	}
+	var s3 objstore.Config
+	if err := env.ParseWithOptions(&s3, opts); err != nil {
+		return nil, err
+	}
+	if s3.Enabled() {
+		// A real bucket (MinIO, scripts/minio.sh): the emulator checks and
+		// writes the objects there.
+		store, err := imsemu.NewS3Store(s3.Endpoint, s3.AccessKey, s3.SecretKey.Reveal(), s3.Secure)
+		if err != nil {
+			return nil, err
+		}
+		ec.Store, ec.AssumeObjects = store, false
 	}
 	if emuCfg != nil {
 		emuCfg(&ec)
