@@ -33,6 +33,8 @@ Usage:
   imsflow dev [flags]             the whole pipeline in one process: embedded NATS, IMS emulator, functions
   imsflow demo [-v]               a realistic mixed batch through the local pipeline, with a summary
   imsflow watch [-json] [-all]    print imsflow's events as they arrive (NATS_URL)
+  imsflow bulk import|export ...  one event per object of a bucket prefix, or per image ID (see "imsflow bulk")
+  imsflow status [BATCH]          a batch's totals and items, or the jobs in flight
   imsflow bucket init BUCKET...    create buckets (S3_*) and send MinIO's events to JetStream
   imsflow ims <command> [flags]   call the IMS API directly (see "imsflow ims -h")
   imsflow emulator [flags]        run the local IMS emulator (see "imsflow emulator -h")
@@ -55,6 +57,10 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		return runIMS(ctx, args[1:], environ, stdout, stderr)
 	case "emulator":
 		return runEmulator(ctx, args[1:], environ, stdout, stderr)
+	case "bulk":
+		return runBulk(ctx, args[1:], environ, stdout, stderr, os.Stdin)
+	case "status":
+		return runStatus(ctx, args[1:], environ, stdout, stderr)
 	case "bucket":
 		return runBucket(ctx, args[1:], environ, stdout, stderr)
 	case "demo":

@@ -78,6 +78,10 @@ func decide(req events.ExportRequest, im *imsapi.Image, cfg decideConfig) (plan,
 		p.format, p.fileExt = DefaultFormat, DefaultFormat
 	}
 	p.bucketURL = req.BucketURL
+	if strings.HasSuffix(p.bucketURL, "/") {
+		// A prefix: the file is named from the image and the format.
+		p.bucketURL += objectName(im) + "." + p.fileExt
+	}
 	if p.bucketURL == "" {
 		if cfg.DefaultBucket == "" {
 			return plan{}, &rejection{events.ReasonNoBucket, "the request has no bucket_url and no default export bucket is configured (EXPORT_BUCKET)"}

@@ -39,6 +39,8 @@ func TestDecide(t *testing.T) {
 			want: plan{format: "qcow2", fileExt: "qcow2", bucketURL: "exports:out/web-01-698a61e2-abde-4151-a778-f9035e214c92.qcow2"}},
 		{name: "normal export, given format and target", req: req("auto", "vmdk", "mine:disk.vmdk"), im: image(10*gib, nil),
 			want: plan{format: "vmdk", fileExt: "vmdk", bucketURL: "mine:disk.vmdk"}},
+		{name: "a bucket_url ending in / is a prefix", req: req("auto", "", "mine:nightly/"), im: image(200*gib, nil),
+			want: plan{quick: true, fileExt: "zvhd2", bucketURL: "mine:nightly/web-01-698a61e2-abde-4151-a778-f9035e214c92.zvhd2"}},
 		{name: "128 GB exactly is normal", req: req("auto", "", "b12:k.qcow2"), im: image(128*gib, nil),
 			want: plan{format: "qcow2", fileExt: "qcow2", bucketURL: "b12:k.qcow2"}},
 		{name: "above 128 GB: quick automatically, no file_format", req: req("auto", "", ""), im: image(200*gib, nil), cfg: cfg,

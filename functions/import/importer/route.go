@@ -296,3 +296,43 @@ func imageName(key, hash string) string {
 	}
 	return name + suffix
 }
+
+// Route is routing's decision for one object, for people and tools
+// ("imsflow bulk import --dry-run").
+type Route struct {
+	// Action is skip, bitmap, reject, quick or normal.
+	Action     string           `json:"action"`
+	ImageType  events.ImageType `json:"image_type,omitempty"`
+	Format     string           `json:"format,omitempty"`
+	ImageName  string           `json:"image_name,omitempty"`
+	MinDisk    int              `json:"min_disk,omitempty"`
+	ReasonCode string           `json:"reason_code,omitempty"`
+	Reason     string           `json:"reason,omitempty"`
+	// WaitsForBitmap: a RAW file that needs its .mf bitmap.
+	WaitsForBitmap bool `json:"waits_for_bitmap,omitempty"`
+}
+
+// Describe returns the route the import function would give o under rules.
+func Describe(o events.ObjectCreated, rules Rules, imgAsRaw bool) Route {
+	p := route(o, routeConfig{Rules: rules, ImgAsRaw: imgAsRaw})
+	r := Route{ImageType: p.imageType, Format: p.format, ImageName: p.name, ReasonCode: p.reasonCode, Reason: p.reason, WaitsForBitmap: p.needsBitmap}
+	switch p.act {
+	case actSkip:
+		r.Action = "skip"
+	case actBitmap:
+		r.Action = "bitmap"
+	case actReject:
+		r.Action = "reject"
+	default:
+		r.Action = string(p.method)
+		switch {
+		case p.quick != nil:
+			r.MinDisk = p.quick.MinDisk
+		case p.data != nil:
+			r.MinDisk = p.data.MinDisk
+		case p.system != nil:
+			r.MinDisk = p.system.MinDisk
+		}
+	}
+	return r
+}
