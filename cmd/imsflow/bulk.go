@@ -323,7 +323,6 @@ func runBulkExport(ctx context.Context, args []string, environ map[string]string
 	return exitOK
 }
 
-
 // runStatus prints a batch's totals and its items by outcome, or with no
 // batch the jobs in flight.
 func runStatus(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
