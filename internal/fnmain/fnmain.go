@@ -14,9 +14,11 @@ import (
 	"github.com/caarlos0/env/v10"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/imsflow/imsflow/internal/imsconfig"
 	"github.com/imsflow/imsflow/internal/natsconn"
+	"github.com/imsflow/imsflow/internal/rateshare"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
@@ -62,7 +64,10 @@ func Main[C any](function string, build Build[C]) {
 func run[C any](function string, cfg config[C], imsCfg imsconfig.Config, build Build[C], log zerolog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	ims, err := imsCfg.Client()
+	// One limiter for the process, its rate a share of IMS_RATE_LIMIT
+	// among every imsflow process alive (rateshare).
+	limiter := rate.NewLimiter(rate.Limit(imsCfg.RateLimit), imsCfg.RateBurst)
+	ims, err := imsCfg.Client(imsapi.WithRateLimiter(limiter))
 	if err != nil {
 		return err
 	}
@@ -72,6 +77,10 @@ func run[C any](function string, cfg config[C], imsCfg imsconfig.Config, build B
 	}
 	defer func() { _ = nc.Drain() }()
 	if err := runner.Ensure(ctx, js, runner.DefaultTopology(cfg.NATS.Replicas)); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	if err := rateshare.Share(ctx, js, fmt.Sprintf("%s/%s/%d", function, host, os.Getpid()), imsCfg.RateLimit, imsCfg.RateBurst, limiter); err != nil {
 		return err
 	}
 	r, err := build(ctx, cfg.Function, ims, js, log)

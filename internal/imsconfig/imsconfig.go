@@ -45,8 +45,8 @@ var Variables = []struct{ Name, Default, Meaning string }{
 	{"HUAWEICLOUD_SDK_SECURITY_TOKEN", "", "security token of temporary AK/SK"},
 	{"HUAWEICLOUD_SDK_PROJECT_ID", "", "project ID: X-Project-Id header and the job status path"},
 	{"IMS_AUTH_TOKEN", "", "IAM token (X-Auth-Token), instead of AK/SK"},
-	{"IMS_RATE_LIMIT", "10", "IMS requests per second, shared by the whole process"},
-	{"IMS_RATE_BURST", "10", "requests allowed at once after a quiet spell"},
+	{"IMS_RATE_LIMIT", "10", "IMS requests per second, shared by every imsflow process on one NATS"},
+	{"IMS_RATE_BURST", "10", "requests allowed at once after a quiet spell, shared likewise"},
 	{"IMS_TIMEOUT", "30s", "timeout of one IMS request"},
 }
 

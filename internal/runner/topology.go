@@ -36,6 +36,8 @@ const (
 	BucketJobs = "imsflow_jobs"
 	// BucketBatches holds every batch's totals.
 	BucketBatches = "imsflow_batches"
+	// BucketReplicas holds a heartbeat per process sharing the IMS rate.
+	BucketReplicas = "imsflow_replicas"
 )
 
 // Subjects of internal traffic.
@@ -87,6 +89,8 @@ func DefaultTopology(replicas int) Topology {
 				LimitMarkerTTL: time.Minute},
 			{Bucket: BucketJobs, Description: "poller state per IMS job", Storage: jetstream.FileStorage, Replicas: replicas},
 			{Bucket: BucketBatches, Description: "batch totals", Storage: jetstream.FileStorage, Replicas: replicas, TTL: 30 * 24 * time.Hour},
+			{Bucket: BucketReplicas, Description: "processes sharing the IMS request rate", Storage: jetstream.MemoryStorage, Replicas: replicas,
+				TTL: 3 * 5 * time.Second},
 		},
 	}
 }
