@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/imsflow/imsflow/functions/import/importer"
+	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/testenv"
+	"github.com/imsflow/imsflow/pkg/events"
+	"github.com/imsflow/imsflow/pkg/imsapi"
+	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
+)
+
+// s3Body is an S3-shaped object-created notification.
+func s3Body(bucket, key string, size int64, etag string) []byte {
+	return fmt.Appendf(nil, `{"Records":[{"eventVersion":"2.0","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":%q},"object":{"key":%q,"size":%d,"eTag":%q}}}]}`,
+		bucket, url.QueryEscape(key), size, etag)
+}
+
+// BenchmarkFanOut measures notifications turned into submitted IMS jobs
+// per second with 1, 2 and 4 import replicas sharing the durable consumer,
+// against the emulator at zero latency with no rate limit and no cap.
+func BenchmarkFanOut(b *testing.B) {
+	for _, replicas := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) {
+			const perOp = 500
+			emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, AssumeObjects: true,
+				MaxRunningJobs: -1, ImageQuota: -1, TimeScale: 1e6})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer emu.Close()
+			client, _ := emu.Client(imsapi.WithRateLimiter(rate.NewLimiter(rate.Inf, 0)))
+			n := testenv.StartNATS(b)
+			nc, js := n.Connect(b)
+			ctx := context.Background()
+			if err := runner.Ensure(ctx, js, runner.DefaultTopology(1)); err != nil {
+				b.Fatal(err)
+			}
+			handoffs := make(chan *nats.Msg, perOp*4)
+			if _, err := nc.ChanSubscribe(events.SubjectJobSubmitted, handoffs); err != nil {
+				b.Fatal(err)
+			}
+			runCtx, cancel := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			for range replicas {
+				r, err := importer.New(ctx, importer.Config{BitmapWait: time.Minute, BitmapPoll: time.Minute, ClaimTTL: 2 * time.Minute,
+					ThrottleWait: time.Second, Workers: 8, AckWait: 30 * time.Second, MaxDeliver: 50}, client, js, zerolog.Nop())
+				if err != nil {
+					b.Fatal(err)
+				}
+				wg.Go(func() { _ = r.Run(runCtx) })
+			}
+			defer func() { cancel(); wg.Wait() }()
+			seq := 0
+			b.ResetTimer()
+			for b.Loop() {
+				acks := make([]jetstream.PubAckFuture, 0, perOp)
+				for range perOp {
+					seq++
+					a, err := js.PublishAsync(events.SubjectObjectsPrefix+"bench", s3Body("images", fmt.Sprintf("bench/d%07d.qcow2", seq), 1<<30, fmt.Sprint(seq)))
+					if err != nil {
+						b.Fatal(err)
+					}
+					acks = append(acks, a)
+				}
+				for _, a := range acks {
+					<-a.Ok()
+				}
+				for range perOp {
+					<-handoffs
+				}
+			}
+			b.ReportMetric(float64(perOp)*float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+		})
+	}
+}
