@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -16,9 +15,7 @@ import (
 
 	"github.com/imsflow/imsflow/functions/import/importer"
 	"github.com/imsflow/imsflow/functions/poller/poller"
-	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/internal/runner"
-	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
@@ -35,25 +32,8 @@ func TestTwoThousandUploads(t *testing.T) {
 	t.Parallel()
 	const total = 2000
 	ctx := t.Context()
-	n := testenv.StartNATS(t)
-	nc, js := n.Connect(t)
-	if err := runner.Ensure(ctx, js, runner.DefaultTopology(1)); err != nil {
-		t.Fatal(err)
-	}
-	u, _ := url.Parse(n.URL)
-	m := testenv.StartMinIO(t, testenv.MinIONATSTarget(u.Host, events.SubjectObjectsPrefix+"minio")...)
-	store, err := objstore.New(objstore.Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: imsapi.Secret(m.SecretKey)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mc := store.Client()
-	if err := mc.MakeBucket(ctx, "fleet", minio.MakeBucketOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.NotifyMinIONATS(ctx, "fleet", "PRIMARY"); err != nil {
-		t.Fatal(err)
-	}
-	s3, _ := imsemu.NewS3Store(m.Endpoint, m.AccessKey, m.SecretKey, false)
+	bs := newBucketStack(t, []string{"fleet"})
+	nc, js, mc, s3 := bs.nc, bs.js, bs.minio, bs.s3
 	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, Store: s3, TimeScale: 1e6, ImageQuota: -1,
 		RateLimit: 300, RateBurst: 30, MaxRunningJobs: 40, Faults: imsemu.Faults{ErrorRate: 0.05}, Seed: 9})
 	if err != nil {

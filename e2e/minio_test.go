@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/imsflow/imsflow/functions/export/exporter"
 	"github.com/imsflow/imsflow/functions/import/importer"
 	"github.com/imsflow/imsflow/functions/poller/poller"
-	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
@@ -34,31 +32,8 @@ func TestMinIOToJetStream(t *testing.T) {
 	}
 	t.Parallel()
 	ctx := t.Context()
-	n := testenv.StartNATS(t)
-	nc, js := n.Connect(t)
-	if err := runner.Ensure(ctx, js, runner.DefaultTopology(1)); err != nil {
-		t.Fatal(err)
-	}
-	u, _ := url.Parse(n.URL)
-	m := testenv.StartMinIO(t, testenv.MinIONATSTarget(u.Host, events.SubjectObjectsPrefix+"minio")...)
-	store, err := objstore.New(objstore.Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: imsapi.Secret(m.SecretKey), Secure: false})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mc := store.Client()
-	for _, b := range []string{"images", "exports"} {
-		if err := mc.MakeBucket(ctx, b, minio.MakeBucketOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := store.NotifyMinIONATS(ctx, "images", "PRIMARY"); err != nil {
-		t.Fatal(err)
-	}
-
-	s3, err := imsemu.NewS3Store(m.Endpoint, m.AccessKey, m.SecretKey, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bs := newBucketStack(t, []string{"images"}, "exports")
+	nc, js, mc, s3 := bs.nc, bs.js, bs.minio, bs.s3
 	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, TimeScale: 1000, Store: s3})
 	if err != nil {
 		t.Fatal(err)

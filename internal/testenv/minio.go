@@ -80,6 +80,23 @@ func StartMinIO(t testing.TB, env ...string) *MinIO {
 		}
 		t.Skip(msg)
 	}
+	// A port picked free can be taken before MinIO binds it: try again.
+	var log []byte
+	for range 3 {
+		m, ok, l := startMinIO(t, bin, env)
+		if ok {
+			return m
+		}
+		log = l
+	}
+	t.Fatalf("minio did not start:\n%s", log)
+	return nil
+}
+
+// startMinIO makes one attempt; false with MinIO's log when it exited
+// before serving.
+func startMinIO(t testing.TB, bin string, env []string) (*MinIO, bool, []byte) {
+	t.Helper()
 	m := &MinIO{AccessKey: "imsflow-test", SecretKey: "imsflow-test-secret"}
 	port, console := freePort(t), freePort(t)
 	m.Endpoint = fmt.Sprintf("127.0.0.1:%d", port)
@@ -111,13 +128,13 @@ func StartMinIO(t testing.TB, env ...string) *MinIO {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return m
+				return m, true, nil
 			}
 		}
 		select {
 		case err := <-exited:
 			log, _ := os.ReadFile(out.Name())
-			t.Fatalf("minio exited: %v\n%s", err, log)
+			return nil, false, append([]byte(fmt.Sprintf("exit: %v\n", err)), log...)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
