@@ -19,10 +19,11 @@ import (
 // bucketStack is an embedded NATS with imsflow's topology and a MinIO
 // whose upload buckets publish their object-created events to it.
 type bucketStack struct {
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	minio *minio.Client
-	s3    *imsemu.S3Store // for the emulator: the same buckets
+	endpoint, accessKey, secretKey string // of MinIO
+	nc                             *nats.Conn
+	js                             jetstream.JetStream
+	minio                          *minio.Client
+	s3                             *imsemu.S3Store // for the emulator: the same buckets
 }
 
 // newBucketStack starts both; uploads go to the notifying buckets, plain
@@ -56,5 +57,5 @@ func newBucketStack(t *testing.T, notifying []string, plain ...string) *bucketSt
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bucketStack{nc: nc, js: js, minio: mc, s3: s3}
+	return &bucketStack{endpoint: m.Endpoint, accessKey: m.AccessKey, secretKey: m.SecretKey, nc: nc, js: js, minio: mc, s3: s3}
 }

@@ -292,6 +292,8 @@ const (
 	ReasonNeedsQuickExport = "needs_quick_export"
 	ReasonEncryptedQuick   = "encrypted_quick_export"
 	ReasonNoBucket         = "no_bucket"
+	ReasonFormatMismatch   = "format_mismatch" // the content contradicts the extension
+	ReasonObjectMissing    = "object_missing"  // gone from the bucket before it was read
 )
 
 // Typed event type strings (ce-type).

@@ -50,6 +50,7 @@ type importer struct {
 	imports jetstream.KeyValue // BucketImports
 	slots   jetstream.KeyValue // BucketSlots
 	js      jetstream.JetStream
+	objects objectReader // nil without bucket access
 	now     func() time.Time
 }
 
@@ -118,6 +119,20 @@ func (h *importer) object(ctx context.Context, m runner.Msg, o events.ObjectCrea
 	log := zerolog.Ctx(ctx).With().Str("bucket", o.Bucket).Str("key", o.Key).Logger()
 	p := route(o, h.cfg.route)
 	batch := o.Metadata[MetaBatch]
+	if p.act == actSubmit {
+		// Know the file, not only its name: its header must agree with its
+		// extension, and its virtual size sets min_disk.
+		virtual, rej, err := h.checkContent(ctx, o, p)
+		if err != nil {
+			return nil, err
+		}
+		if rej != nil {
+			return []events.Event{*rej}, nil
+		}
+		if virtual > 0 {
+			p = routeContent(o, h.cfg.route, virtual)
+		}
+	}
 	switch p.act {
 	case actSkip:
 		log.Debug().Str("reason", p.reason).Msg("skipped")

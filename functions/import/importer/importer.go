@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/imsflow/imsflow/internal/batches"
+	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
 )
@@ -40,6 +41,9 @@ type Config struct {
 	SlotWait time.Duration `env:"IMPORT_SLOT_WAIT" envDefault:"20s"`
 	// ThrottleWait is the wait after IMS throttles without Retry-After.
 	ThrottleWait time.Duration `env:"IMS_THROTTLE_WAIT" envDefault:"5s"`
+	// Objects is the bucket access (S3_*): where set, each image's first
+	// and last bytes are read to check its format and virtual size.
+	Objects objstore.Config
 	// Workers, AckWait and MaxDeliver tune the consumer.
 	Workers    int           `env:"IMPORT_WORKERS" envDefault:"4"`
 	AckWait    time.Duration `env:"IMPORT_ACK_WAIT" envDefault:"60s"`
@@ -90,6 +94,13 @@ func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log z
 			ClaimTTL: cfg.ClaimTTL, MaxInFlight: cfg.MaxInFlight, SlotTTL: cfg.SlotTTL, SlotWait: cfg.SlotWait, ThrottleWait: cfg.ThrottleWait,
 		},
 		ims: ims, imports: imports, slots: slots, js: js, now: time.Now,
+	}
+	if cfg.Objects.Enabled() {
+		store, err := objstore.New(cfg.Objects)
+		if err != nil {
+			return nil, err
+		}
+		h.objects = store
 	}
 	counter, err := batches.New(ctx, js, Function)
 	if err != nil {

@@ -67,7 +67,11 @@ const (
 )
 
 // route decides, from the event alone, what to do with one object.
-func route(o events.ObjectCreated, cfg routeConfig) plan {
+func route(o events.ObjectCreated, cfg routeConfig) plan { return routeContent(o, cfg, 0) }
+
+// routeContent is route with the virtual disk size read from the file's
+// header (0 when unknown), which then sets the floor of min_disk.
+func routeContent(o events.ObjectCreated, cfg routeConfig, virtualSize int64) plan {
 	src := o.Source()
 	p := plan{source: src, versionKey: src.VersionKey(o.Sequencer)}
 	p.hash = events.Hash(p.versionKey, 64)
@@ -106,11 +110,11 @@ func route(o events.ObjectCreated, cfg routeConfig) plan {
 	}
 	switch format {
 	case "raw", "zvhd2":
-		p = quickPlan(p, o, rule)
+		p = quickPlan(p, o, rule, diskSize(o.Size, virtualSize))
 		if format == "raw" && p.act == actSubmit {
 			p.needsBitmap = true
 			if o.Size <= imsapi.MaxNormalImportSize {
-				fb := normalPlan(p, o, rule)
+				fb := normalPlan(p, o, rule, diskSize(o.Size, virtualSize))
 				p.fallback = &fb
 			}
 		}
@@ -128,8 +132,17 @@ func route(o events.ObjectCreated, cfg routeConfig) plan {
 			return reject(p, events.ReasonNeedsConversion, fmt.Sprintf(
 				"the %s file is %s; above 128 GB IMS imports only quickly: convert it to ZVHD2 (qemu-img-hw convert -O zvhd2), or to RAW and create its bitmap (CreateMF.jar), and upload that", strings.ToUpper(format), gb(o.Size)))
 		}
-		return normalPlan(p, o, rule)
+		return normalPlan(p, o, rule, diskSize(o.Size, virtualSize))
 	}
+}
+
+// diskSize is the size of the disk inside the file: the header's virtual
+// size when known, else the file's size.
+func diskSize(fileSize, virtualSize int64) int64 {
+	if virtualSize > 0 {
+		return virtualSize
+	}
+	return fileSize
 }
 
 func reject(p plan, code, reason string) plan {
@@ -149,7 +162,7 @@ func minDisk(rule Rule, size int64, lo int) (int, error) {
 	floor := sizeGB(size)
 	if rule.MinDisk > 0 {
 		if rule.MinDisk < floor {
-			return 0, fmt.Errorf("min_disk %d GB is below the file's %d GB; raise it", rule.MinDisk, floor)
+			return 0, fmt.Errorf("min_disk %d GB is below the %d GB disk in the file; raise it", rule.MinDisk, floor)
 		}
 		return rule.MinDisk, nil
 	}
@@ -177,7 +190,7 @@ func (p plan) tags(rule Rule) []imsapi.ImageTag {
 	return imageTags(rule.Tags, imsapi.ImageTag{Key: provenanceTag, Value: p.hash[:tagHashLen]})
 }
 
-func quickPlan(p plan, o events.ObjectCreated, rule Rule) plan {
+func quickPlan(p plan, o events.ObjectCreated, rule Rule, disk int64) plan {
 	p.method = events.MethodQuick
 	r := &imsapi.QuickImportRequest{
 		Name: p.name, Description: description(o, rule), ImageURL: o.Bucket + ":" + o.Key,
@@ -198,7 +211,7 @@ func quickPlan(p plan, o events.ObjectCreated, rule Rule) plan {
 	if windows {
 		lo = imsapi.QuickImportMinDiskWindows
 	}
-	n, err := minDisk(rule, o.Size, lo)
+	n, err := minDisk(rule, disk, lo)
 	if err != nil {
 		return reject(p, events.ReasonInvalidRequest, err.Error())
 	}
@@ -210,7 +223,7 @@ func quickPlan(p plan, o events.ObjectCreated, rule Rule) plan {
 	return p
 }
 
-func normalPlan(p plan, o events.ObjectCreated, rule Rule) plan {
+func normalPlan(p plan, o events.ObjectCreated, rule Rule, disk int64) plan {
 	p.method, p.quick, p.needsBitmap, p.fallback = events.MethodNormal, nil, false, nil
 	url := o.Bucket + ":" + o.Key
 	if rule.ImageType == events.ImageSystem {
@@ -223,7 +236,7 @@ func normalPlan(p plan, o events.ObjectCreated, rule Rule) plan {
 		if p.format == "iso" {
 			r.Type = imsapi.TypeIsoImage
 		}
-		n, err := minDisk(rule, o.Size, imsapi.ImageMinDisk)
+		n, err := minDisk(rule, disk, imsapi.ImageMinDisk)
 		if err != nil {
 			return reject(p, events.ReasonInvalidRequest, err.Error())
 		}
@@ -238,7 +251,7 @@ func normalPlan(p plan, o events.ObjectCreated, rule Rule) plan {
 		Name: p.name, Description: description(o, rule), ImageURL: url, OSType: rule.OSType,
 		CMKID: rule.CMKID, EnterpriseProjectID: rule.EnterpriseProjectID, ImageTags: p.tags(rule),
 	}
-	n, err := minDisk(rule, o.Size, imsapi.DataImageMinDisk)
+	n, err := minDisk(rule, disk, imsapi.DataImageMinDisk)
 	if err != nil {
 		return reject(p, events.ReasonInvalidRequest, err.Error())
 	}

@@ -261,3 +261,21 @@ func TestRulesFile(t *testing.T) {
 		t.Error("missing rules file accepted")
 	}
 }
+
+// TestVirtualSizeSetsMinDisk: the disk inside a small file sets min_disk;
+// the file's own size still decides quick or normal.
+func TestVirtualSizeSetsMinDisk(t *testing.T) {
+	t.Parallel()
+	if p := routeContent(obj("d.qcow2", gib), routeConfig{}, 300*gib); p.data == nil || p.data.MinDisk != 300 || p.method != events.MethodNormal {
+		t.Errorf("qcow2 of 1 GiB with a 300 GiB disk: %+v", p.data)
+	}
+	if p := routeContent(obj("d.zvhd2", gib), routeConfig{}, 70*gib+1); p.quick == nil || p.quick.MinDisk != 71 {
+		t.Errorf("zvhd2 with a 70 GiB disk: %+v", p.quick)
+	}
+	if p := routeContent(obj("d.qcow2", gib, MetaMinDisk, "100"), routeConfig{}, 300*gib); p.act != actReject || p.reasonCode != events.ReasonInvalidRequest {
+		t.Errorf("min_disk metadata below the disk: act %d %s", p.act, p.reason)
+	}
+	if p := routeContent(obj("d.qcow2", gib), routeConfig{}, 3000*gib); p.act != actReject {
+		t.Errorf("a 3000 GiB disk is beyond the data-image range: %+v", p)
+	}
+}
