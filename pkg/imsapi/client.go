@@ -182,9 +182,11 @@ func New(endpoint string, creds Credentials, opts ...Option) (*Client, error) {
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
 	c := &Client{
-		base:      u,
-		creds:     creds,
-		hc:        &http.Client{Timeout: DefaultTimeout, CheckRedirect: noRedirects},
+		base:  u,
+		creds: creds,
+		// A transport of its own: its connections are not closed by whoever
+		// else calls http.DefaultTransport.CloseIdleConnections.
+		hc:        &http.Client{Timeout: DefaultTimeout, CheckRedirect: noRedirects, Transport: http.DefaultTransport.(*http.Transport).Clone()},
 		limiter:   rate.NewLimiter(DefaultRateLimit, DefaultRateBurst),
 		userAgent: userAgent,
 		now:       time.Now,
