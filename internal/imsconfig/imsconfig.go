@@ -112,7 +112,7 @@ func (c Config) Credentials() imsapi.Credentials {
 func (c Config) Client(extra ...imsapi.Option) (*imsapi.Client, error) {
 	opts := []imsapi.Option{
 		imsapi.WithRateLimit(c.RateLimit, c.RateBurst),
-		imsapi.WithHTTPClient(&http.Client{Timeout: c.Timeout}),
+		imsapi.WithHTTPClient(&http.Client{Timeout: c.Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}),
 	}
 	if c.ProjectID != "" {
 		opts = append(opts, imsapi.WithProjectID(c.ProjectID))
