@@ -39,7 +39,7 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 ## bench: the benchmarks, with allocations
-bench:
+bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## fuzz: run each fuzz test for FUZZTIME

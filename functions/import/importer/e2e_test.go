@@ -436,3 +436,30 @@ waiting:
 		t.Errorf("%d submissions after a slot was released, want 3", n)
 	}
 }
+
+// TestInFlightCapAcrossReplicas: two replicas share 3 slots; of 6 imports
+// exactly 3 are submitted while no job releases its slot.
+func TestInFlightCapAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, func(c *handlerConfig) { c.MaxInFlight = 3; c.SlotWait = 20 * time.Millisecond })
+	hs.start() // a second replica on the same consumer
+	for i := range 6 {
+		hs.publish(minioEvent("images", fmt.Sprintf("bulk/d%02d.qcow2", i), gib, "e", nil))
+	}
+	testenv.Receive[events.JobSubmitted](t, hs.handoffs, 3)
+	// Every one of the other three has waited for a slot at least once.
+	waiting := map[string]bool{}
+	for len(waiting) < 3 {
+		select {
+		case l := <-hs.logs:
+			if l["outcome"] == "delay" {
+				waiting[fmt.Sprint(l["stream_seq"])] = true
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("only %d imports waited for a slot", len(waiting))
+		}
+	}
+	if n := len(hs.emu.Submissions()); n != 3 {
+		t.Errorf("%d submissions with 3 slots across two replicas", n)
+	}
+}
