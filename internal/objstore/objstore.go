@@ -141,16 +141,30 @@ func (s *Store) List(ctx context.Context, bucket, prefix string) iter.Seq2[Objec
 
 // NotifyMinIONATS sets the bucket's notification so that MinIO publishes
 // every object-created event to its NATS target targetID (the suffix of
-// the MINIO_NOTIFY_NATS_*_<ID> settings), replacing other settings.
+// the MINIO_NOTIFY_NATS_*_<ID> settings), replacing other settings. A
+// MinIO that has just started may not know its target yet (it connects to
+// NATS in the background): the call is repeated for up to 30 seconds while
+// MinIO says the target's ARN does not exist.
 func (s *Store) NotifyMinIONATS(ctx context.Context, bucket, targetID string) error {
 	cfg := notification.NewConfig(notification.NewArn("minio", "sqs", "", targetID, "nats"))
 	cfg.AddEvents(notification.ObjectCreatedAll)
 	var nc notification.Configuration
 	nc.AddQueue(cfg)
-	if err := s.c.SetBucketNotification(ctx, bucket, nc); err != nil {
-		return fmt.Errorf("bucket %s notification: %w", bucket, err)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := s.c.SetBucketNotification(ctx, bucket, nc)
+		if err == nil {
+			return nil
+		}
+		if !strings.Contains(err.Error(), "ARN does not exist") || time.Now().After(deadline) {
+			return fmt.Errorf("bucket %s notification: %w", bucket, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 // Client returns the underlying minio-go client.
