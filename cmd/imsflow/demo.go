@@ -283,35 +283,22 @@ func runDemo(ctx context.Context, args []string, environ map[string]string, stdo
 	deadline := time.After(*timeout)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	tty := isTerminal(stdout)
-	lastLine := -1
-	bar := func() {
-		const width = 30
-		n := finished * width / total
-		line := fmt.Sprintf("[%s%s] %2d/%d  %4.1fs", strings.Repeat("#", n), strings.Repeat(".", width-n), finished, total, time.Since(start).Seconds())
-		switch {
-		case tty:
-			fmt.Fprint(stdout, "\r"+line)
-		case finished*4/total != lastLine: // a line per quarter when not a terminal
-			lastLine = finished * 4 / total
-			fmt.Fprintln(stdout, line)
-		}
-	}
+	bar := newProgress(stdout, total)
 wait:
 	for finished < total {
 		select {
 		case <-doneCh:
 			finished++
-			bar()
+			bar.show(finished, "ended")
 		case <-tick.C:
-			bar()
+			bar.show(finished, "ended")
 		case <-deadline:
 			break wait
 		case <-ctx.Done():
 			break wait
 		}
 	}
-	if tty {
+	if bar.tty && finished < total {
 		fmt.Fprintln(stdout)
 	}
 	var totals *events.BatchCompleted
@@ -416,16 +403,6 @@ func summary(w io.Writer, items []*demoItem, took time.Duration) int {
 	}
 	fmt.Fprintln(w, "every item ended as expected")
 	return exitOK
-}
-
-// isTerminal reports whether w is a terminal (for the progress bar's \r).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func shortID(s string) string {

@@ -28,35 +28,18 @@ func (e testEvent) Type() string    { return "io.imsflow.test.v1" }
 func (e testEvent) Subject() string { return "imsflow.out.test." + e.Name }
 func (e testEvent) ID() string      { return "test:" + e.Name }
 
-// logLine is one "message" line of the runner's log.
-type logLine struct {
-	Message  string `json:"message"`
-	Outcome  string `json:"outcome"`
-	Delivery uint64 `json:"delivery"`
-	Reason   string `json:"reason"`
-	Subject  string `json:"subject"`
-}
+// logSink is the runner's log as a channel of lines: every settled
+// message logs exactly one.
+type logSink testenv.RunnerLog
 
-// logSink turns the runner's JSON log into a channel of lines, the tests'
-// synchronisation point: every settled message logs exactly one line.
-type logSink chan logLine
-
-func (s logSink) Write(p []byte) (int, error) {
-	var l logLine
-	if json.Unmarshal(p, &l) == nil && (l.Message == "message" || l.Message == "drained") {
-		s <- l
-	}
-	return len(p), nil
-}
-
-func (s logSink) next(t *testing.T) logLine {
+func (s logSink) next(t *testing.T) testenv.RunnerLine {
 	t.Helper()
 	select {
 	case l := <-s:
 		return l
 	case <-time.After(10 * time.Second):
 		t.Fatal("no log line in 10s")
-		return logLine{}
+		return testenv.RunnerLine{}
 	}
 }
 
@@ -79,7 +62,7 @@ func start(t *testing.T, h Handler, mutate func(*Config)) *env {
 	if err := Ensure(ctx, js, DefaultTopology(1)); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{js: js, nc: nc, logs: make(logSink, 100), out: make(chan *nats.Msg, 100), dlq: make(chan *nats.Msg, 100)}
+	e := &env{js: js, nc: nc, logs: logSink(testenv.NewRunnerLog(100)), out: make(chan *nats.Msg, 100), dlq: make(chan *nats.Msg, 100)}
 	if _, err := nc.ChanSubscribe("imsflow.out.>", e.out); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +74,7 @@ func start(t *testing.T, h Handler, mutate func(*Config)) *env {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	r, err := New(js, cfg, h, zerolog.New(e.logs))
+	r, err := New(js, cfg, h, zerolog.New(testenv.RunnerLog(e.logs)))
 	if err != nil {
 		t.Fatal(err)
 	}

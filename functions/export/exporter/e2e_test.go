@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -22,24 +21,11 @@ import (
 	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
 )
 
-type lineSink chan string
-
-func (s lineSink) Write(p []byte) (int, error) {
-	if os.Getenv("DEBUGLOG") != "" {
-		os.Stderr.Write(p)
-	}
-	var l struct{ Message, Outcome string }
-	if json.Unmarshal(p, &l) == nil && l.Message == "message" {
-		s <- l.Outcome
-	}
-	return len(p), nil
-}
-
 type harness struct {
 	t        *testing.T
 	emu      *imsemu.Server
 	js       jetstream.JetStream
-	logs     lineSink
+	logs     testenv.RunnerLog
 	handoffs chan *nats.Msg
 	rejected chan *nats.Msg
 	images   map[string]string // name -> ID
@@ -54,7 +40,7 @@ func newHarness(t *testing.T, faults imsemu.Faults) *harness {
 	}
 	t.Cleanup(func() { _ = emu.Close() })
 	emu.AddBucket("exports")
-	hs := &harness{t: t, emu: emu, logs: make(lineSink, 100), handoffs: make(chan *nats.Msg, 100), rejected: make(chan *nats.Msg, 100), images: map[string]string{}}
+	hs := &harness{t: t, emu: emu, logs: testenv.NewRunnerLog(100), handoffs: make(chan *nats.Msg, 100), rejected: make(chan *nats.Msg, 100), images: map[string]string{}}
 	for name, im := range map[string]imsapi.Image{
 		"small":     {Name: "small", ImageSize: fmt.Sprint(10 * gib)},
 		"big":       {Name: "big", ImageSize: fmt.Sprint(300 * gib)},
@@ -105,10 +91,12 @@ func (hs *harness) send(req events.ExportRequest) {
 func (hs *harness) outcomes(n int) []string {
 	hs.t.Helper()
 	var out []string
-	for range n {
+	for len(out) < n {
 		select {
-		case o := <-hs.logs:
-			out = append(out, o)
+		case l := <-hs.logs:
+			if l.Message == "message" {
+				out = append(out, l.Outcome)
+			}
 		case <-time.After(20 * time.Second):
 			hs.t.Fatalf("only %d of %d settled", len(out), n)
 		}

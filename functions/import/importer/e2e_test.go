@@ -43,23 +43,13 @@ func minioEvent(bucket, key string, size int64, etag string, meta map[string]str
 	return b
 }
 
-type lineSink chan map[string]any
-
-func (s lineSink) Write(p []byte) (int, error) {
-	var l map[string]any
-	if json.Unmarshal(p, &l) == nil && l["message"] == "message" {
-		s <- l
-	}
-	return len(p), nil
-}
-
 type harness struct {
 	t        *testing.T
 	emu      *imsemu.Server
 	js       jetstream.JetStream
 	nc       *nats.Conn
 	h        *importer
-	logs     lineSink
+	logs     testenv.RunnerLog
 	handoffs chan *nats.Msg
 	rejected chan *nats.Msg
 	stop     func()
@@ -114,7 +104,7 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*handlerConfig))
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	hs := &harness{t: t, emu: emu, js: js, nc: nc, logs: make(lineSink, 1000),
+	hs := &harness{t: t, emu: emu, js: js, nc: nc, logs: testenv.NewRunnerLog(1000),
 		handoffs: make(chan *nats.Msg, 1000), rejected: make(chan *nats.Msg, 1000), natsSrv: n}
 	hs.h = &importer{cfg: cfg, ims: client, imports: imports, slots: slots, js: js, now: time.Now}
 	if _, err := nc.ChanSubscribe(events.SubjectJobSubmitted, hs.handoffs); err != nil {
@@ -155,10 +145,12 @@ func (hs *harness) publish(body []byte) {
 func (hs *harness) lines(n int) []string {
 	hs.t.Helper()
 	var out []string
-	for range n {
+	for len(out) < n {
 		select {
 		case l := <-hs.logs:
-			out = append(out, fmt.Sprint(l["outcome"]))
+			if l.Message == "message" { // not a replica's "drained"
+				out = append(out, l.Outcome)
+			}
 		case <-time.After(20 * time.Second):
 			hs.t.Fatalf("only %d of %d messages settled: %v", len(out), n, out)
 		}
@@ -452,8 +444,8 @@ func TestInFlightCapAcrossReplicas(t *testing.T) {
 	for len(waiting) < 3 {
 		select {
 		case l := <-hs.logs:
-			if l["outcome"] == "delay" {
-				waiting[fmt.Sprint(l["stream_seq"])] = true
+			if l.Outcome == "delay" {
+				waiting[fmt.Sprint(l.StreamSeq)] = true
 			}
 		case <-time.After(20 * time.Second):
 			t.Fatalf("only %d imports waited for a slot", len(waiting))

@@ -28,21 +28,8 @@ type harness struct {
 	js     jetstream.JetStream
 	p      *poller
 	out    chan *nats.Msg
-	polls  chan string
+	polls  testenv.RunnerLog
 	stop   func()
-}
-
-type pollSink chan string
-
-func (s pollSink) Write(b []byte) (int, error) {
-	var l struct{ Message, Subject string }
-	if json.Unmarshal(b, &l) == nil && l.Message == "message" {
-		select {
-		case s <- l.Subject:
-		default:
-		}
-	}
-	return len(b), nil
 }
 
 // newHarness runs the poller on an embedded NATS against an emulator whose
@@ -90,7 +77,7 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harne
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &harness{t: t, emu: emu, client: client, js: js, p: p, out: make(chan *nats.Msg, 1000), polls: make(chan string, 1000)}
+	hs := &harness{t: t, emu: emu, client: client, js: js, p: p, out: make(chan *nats.Msg, 1000), polls: testenv.NewRunnerLog(1000)}
 	if _, err := nc.ChanSubscribe("imsflow.out.>", hs.out); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +89,7 @@ func (hs *harness) start() {
 	r, err := runner.New(hs.js, runner.Config{
 		Function: Function, Stream: runner.StreamJobs, Subjects: []string{events.SubjectJobSubmitted, subjectPollPrefix + ">"},
 		AckWait: 5 * time.Second, Workers: 8, BackoffInitial: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-	}, hs.p.handle, zerolog.New(pollSink(hs.polls)))
+	}, hs.p.handle, zerolog.New(hs.polls))
 	if err != nil {
 		hs.t.Fatal(err)
 	}
