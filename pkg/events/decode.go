@@ -80,6 +80,41 @@ func (e *DecodeError) Error() string {
 // bucket or key, or whose key does not unescape, is an error of type
 // *DecodeError.
 func DecodeObjectEvents(body []byte) (created []ObjectCreated, skipped []string, err error) {
+	var d decoder
+	if err := d.decode(body); err != nil {
+		return nil, nil, err
+	}
+	return d.created, d.skipped, nil
+}
+
+// ObjectRecord is one object-created record and a notification body that
+// carries it alone.
+type ObjectRecord struct {
+	ObjectCreated
+	// Body is a notification holding this record only, in its input
+	// shape: an OBS, S3 or MinIO record in {"Records":[record]}, an
+	// EventGrid event with this record as its data, and for SMN the OBS
+	// notification its message carried (so Body's shape is obs).
+	// DecodeObjectEvents(Body) returns this record.
+	Body []byte
+}
+
+// SplitObjectEvents is DecodeObjectEvents that also gives every created
+// record a body of its own, so that a notification of many records can be
+// passed on one message per record.
+func SplitObjectEvents(body []byte) (records []ObjectRecord, skipped []string, err error) {
+	d := decoder{split: true}
+	if err := d.decode(body); err != nil {
+		return nil, nil, err
+	}
+	records = make([]ObjectRecord, len(d.created))
+	for i, o := range d.created {
+		records[i] = ObjectRecord{ObjectCreated: o, Body: d.bodies[i]}
+	}
+	return records, d.skipped, nil
+}
+
+func (d *decoder) decode(body []byte) error {
 	var top struct {
 		Records     json.RawMessage `json:"Records"`
 		EventName   json.RawMessage `json:"EventName"` // MinIO envelope
@@ -94,12 +129,14 @@ func DecodeObjectEvents(body []byte) (created []ObjectCreated, skipped []string,
 		Event       json.RawMessage `json:"Event"` // S3 test event
 	}
 	if err := unmarshal(body, &top, ""); err != nil {
-		return nil, nil, err
+		return err
 	}
-	var d decoder
 	switch {
 	case present(top.SpecVersion):
 		d.shape = ShapeEventGrid
+		if d.split {
+			d.wrap = func(rec json.RawMessage) ([]byte, error) { return replaceMember(body, "data", rec) }
+		}
 		return d.eventGrid(top.Type, top.Time, top.Data)
 	case present(top.Type) && (present(top.Message) || present(top.TopicURN) || present(top.MessageID)):
 		d.shape = ShapeSMN
@@ -117,13 +154,14 @@ func DecodeObjectEvents(body []byte) (created []ObjectCreated, skipped []string,
 		// configured: {"Service":"Amazon S3","Event":"s3:TestEvent",...}.
 		var ev string
 		if err := unmarshal(top.Event, &ev, "Event"); err != nil {
-			return nil, nil, err
+			return err
 		}
 		if ev == "s3:TestEvent" {
-			return nil, []string{ev}, nil
+			d.skipped = append(d.skipped, ev)
+			return nil
 		}
 	}
-	return nil, nil, &DecodeError{Reason: "not an object notification: expected OBS or S3 \"Records\", " +
+	return &DecodeError{Reason: "not an object notification: expected OBS or S3 \"Records\", " +
 		"a MinIO event, an EventGrid CloudEvent or an SMN notification"}
 }
 
@@ -136,78 +174,80 @@ type decoder struct {
 	defTime  json.RawMessage
 	created  []ObjectCreated
 	skipped  []string
+	// split asks for a body per created record, made by wrap (by default
+	// {"Records":[record]}), in bodies.
+	split  bool
+	wrap   func(record json.RawMessage) ([]byte, error)
+	bodies [][]byte
 }
 
-func (d *decoder) eventGrid(typ, tm, data json.RawMessage) ([]ObjectCreated, []string, error) {
+func (d *decoder) eventGrid(typ, tm, data json.RawMessage) error {
 	if present(typ) {
 		if err := unmarshal(typ, &d.typeName, "type"); err != nil {
-			return nil, nil, err
+			return err
 		}
 	}
 	d.defTime = tm
 	if !present(data) {
-		return nil, nil, &DecodeError{Field: "data", Reason: "missing: an EventGrid event must carry the OBS record in data"}
+		return &DecodeError{Field: "data", Reason: "missing: an EventGrid event must carry the OBS record in data"}
 	}
 	var wrapped struct {
 		Records json.RawMessage `json:"Records"`
 	}
 	if err := unmarshal(data, &wrapped, "data"); err != nil {
-		return nil, nil, err
+		return err
 	}
 	if present(wrapped.Records) {
 		return d.records(wrapped.Records, "data.")
 	}
-	if err := d.record(data, "data"); err != nil {
-		return nil, nil, err
-	}
-	return d.created, d.skipped, nil
+	return d.record(data, "data")
 }
 
-func (d *decoder) smn(typ, msg json.RawMessage) ([]ObjectCreated, []string, error) {
+func (d *decoder) smn(typ, msg json.RawMessage) error {
 	var t string
 	if err := unmarshal(typ, &t, "type"); err != nil {
-		return nil, nil, err
+		return err
 	}
 	switch t {
 	case "Notification":
 	case "SubscriptionConfirmation", "UnsubscribeConfirmation":
-		return nil, nil, &DecodeError{Field: "type", Reason: "is " + t +
+		return &DecodeError{Field: "type", Reason: "is " + t +
 			": it must be confirmed by the HTTP ingest (through its subscribe_url), not processed here"}
 	default:
-		return nil, nil, &DecodeError{Field: "type", Reason: fmt.Sprintf("is %q; want an SMN Notification", t)}
+		return &DecodeError{Field: "type", Reason: fmt.Sprintf("is %q; want an SMN Notification", t)}
 	}
 	var m string
 	if present(msg) {
 		if err := unmarshal(msg, &m, "message"); err != nil {
-			return nil, nil, err
+			return err
 		}
 	}
 	if m == "" {
-		return nil, nil, &DecodeError{Field: "message", Reason: "missing: an SMN notification must carry the OBS notification in message"}
+		return &DecodeError{Field: "message", Reason: "missing: an SMN notification must carry the OBS notification in message"}
 	}
 	var inner struct {
 		Records json.RawMessage `json:"Records"`
 	}
 	if err := unmarshal([]byte(m), &inner, "message"); err != nil {
-		return nil, nil, err
+		return err
 	}
 	if !present(inner.Records) {
-		return nil, nil, &DecodeError{Field: "message", Reason: "holds no \"Records\": not an OBS notification"}
+		return &DecodeError{Field: "message", Reason: "holds no \"Records\": not an OBS notification"}
 	}
 	return d.records(inner.Records, "message.")
 }
 
-func (d *decoder) records(raw json.RawMessage, prefix string) ([]ObjectCreated, []string, error) {
+func (d *decoder) records(raw json.RawMessage, prefix string) error {
 	var recs []json.RawMessage
 	if err := unmarshal(raw, &recs, prefix+"Records"); err != nil {
-		return nil, nil, err
+		return err
 	}
 	for i, r := range recs {
 		if err := d.record(r, fmt.Sprintf("%sRecords[%d]", prefix, i)); err != nil {
-			return nil, nil, err
+			return err
 		}
 	}
-	return d.created, d.skipped, nil
+	return nil
 }
 
 // s3Entity is the "obs" or "s3" object of a record.
@@ -331,7 +371,36 @@ func (d *decoder) record(raw json.RawMessage, path string) error {
 	o.ContentType = ent.Object.ContentType
 	o.Metadata, o.ContentType = userMetadata(ent.Object.UserMetadata, o.ContentType)
 	d.created = append(d.created, o)
+	if d.split {
+		wrap := d.wrap
+		if wrap == nil {
+			wrap = recordsBody
+		}
+		b, err := wrap(raw)
+		if err != nil {
+			return &DecodeError{Field: path, Reason: err.Error()}
+		}
+		d.bodies = append(d.bodies, b)
+	}
 	return nil
+}
+
+// recordsBody returns {"Records":[rec]}.
+func recordsBody(rec json.RawMessage) ([]byte, error) {
+	return json.Marshal(struct {
+		Records []json.RawMessage `json:"Records"`
+	}{[]json.RawMessage{rec}})
+}
+
+// replaceMember returns the JSON object obj with its member name set to v,
+// every other member as it was.
+func replaceMember(obj []byte, name string, v json.RawMessage) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(obj, &m); err != nil {
+		return nil, err
+	}
+	m[name] = v
+	return json.Marshal(m)
 }
 
 // isCreated reports whether an event name is an object-created one:

@@ -97,6 +97,58 @@ func TestDecodeObjectEventsGolden(t *testing.T) {
 	}
 }
 
+// TestSplitObjectEvents checks that every fixture splits into the records
+// DecodeObjectEvents returns, each with a body that decodes to it alone.
+func TestSplitObjectEvents(t *testing.T) {
+	t.Parallel()
+	bodies := map[string]string{
+		"several records": records(
+			s3Record("minio:s3", "s3:ObjectCreated:Put", `"key":"a.qcow2","size":1,"eTag":"e1"`),
+			s3Record("minio:s3", "s3:ObjectRemoved:Delete", `"key":"gone.qcow2"`),
+			s3Record("minio:s3", "s3:ObjectCreated:Copy", `"key":"b+c.vhd","size":2,"eTag":"e2"`)),
+		"eventgrid with Records in data": `{"specversion":"1.0","id":"r1","source":"HC.OBS.DWR","type":"OBS:DWR:ObjectCreated:PUT","time":"2026-11-23T08:15:30Z",` +
+			`"data":{"Records":[{"obs":{"bucket":{"name":"b"},"object":{"key":"x.raw","size":3}}},{"obs":{"bucket":{"name":"b"},"object":{"key":"x.raw.mf","size":4}}}]}}`,
+	}
+	for _, tc := range objectFixtures {
+		bodies[tc.file] = string(readFixture(t, tc.file))
+	}
+	for name, body := range bodies {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			want, wantSkipped, err := DecodeObjectEvents([]byte(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, skipped, err := SplitObjectEvents([]byte(body))
+			if err != nil {
+				t.Fatalf("SplitObjectEvents error = %v", err)
+			}
+			if !reflect.DeepEqual(skipped, wantSkipped) {
+				t.Errorf("skipped = %q, want %q", skipped, wantSkipped)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("SplitObjectEvents gave %d records, want %d", len(got), len(want))
+			}
+			for i, r := range got {
+				if !reflect.DeepEqual(r.ObjectCreated, want[i]) {
+					t.Errorf("record %d = %+v, want %+v", i, r.ObjectCreated, want[i])
+				}
+				again, skipped, err := DecodeObjectEvents(r.Body)
+				if err != nil || len(again) != 1 || len(skipped) != 0 {
+					t.Fatalf("record %d: DecodeObjectEvents(%s) = %+v, %q, %v; want one record", i, r.Body, again, skipped, err)
+				}
+				w := want[i]
+				if w.Shape == ShapeSMN {
+					w.Shape = ShapeOBS // the body is the OBS notification SMN carried
+				}
+				if !reflect.DeepEqual(again[0], w) {
+					t.Errorf("record %d: its body decodes to %+v, want %+v", i, again[0], w)
+				}
+			}
+		})
+	}
+}
+
 func TestDecodeExportRequestGolden(t *testing.T) {
 	t.Parallel()
 	got, err := DecodeExportRequest(readFixture(t, "export_request.json"))
@@ -524,12 +576,22 @@ func FuzzDecodeObjectEvents(f *testing.F) {
 	f.Add([]byte(`{"specversion":"1.0","type":"OBS:DWR:ObjectCreated:PUT","time":"2026-11-23T08:15:30Z","data":{"obs":{"bucket":{"name":"b"},"object":{"key":"k"}}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		created, _, err := DecodeObjectEvents(data)
+		split, _, serr := SplitObjectEvents(data)
+		if (err == nil) != (serr == nil) || len(split) != len(created) {
+			t.Fatalf("SplitObjectEvents = %d records, %v; DecodeObjectEvents = %d, %v", len(split), serr, len(created), err)
+		}
 		if err != nil {
 			var de *DecodeError
 			if !errors.As(err, &de) {
 				t.Fatalf("DecodeObjectEvents error = %v (%T), want a *DecodeError", err, err)
 			}
 			return
+		}
+		for i, r := range split {
+			again, _, err := DecodeObjectEvents(r.Body)
+			if err != nil || len(again) != 1 || again[0].Source() != created[i].Source() {
+				t.Fatalf("split body %s decodes to %+v, %v; want %+v", r.Body, again, err, created[i].Source())
+			}
 		}
 		for _, o := range created {
 			if o.Bucket == "" || o.Key == "" || o.Size < 0 {
