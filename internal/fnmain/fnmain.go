@@ -1,7 +1,7 @@
 // Package fnmain is the main of every imsflow function run as its own
 // process: configuration from the environment (a clear message and exit 2
 // when it is wrong), JSON logs, a NATS connection, the topology, the
-// function's runner, and a graceful drain on SIGTERM or Ctrl-C.
+// function itself, and a graceful drain on SIGTERM or Ctrl-C.
 package fnmain
 
 import (
@@ -23,8 +23,17 @@ import (
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
 
-// Build makes a function's runner from its configuration.
+// Service is a function's work: it runs until ctx ends, then finishes
+// what it holds and returns.
+type Service interface {
+	Run(ctx context.Context) error
+}
+
+// Build makes a function that calls IMS from its configuration.
 type Build[C any] func(ctx context.Context, cfg C, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error)
+
+// BuildService makes a function that needs NATS only.
+type BuildService[C any] func(ctx context.Context, cfg C, js jetstream.JetStream, log zerolog.Logger) (Service, error)
 
 type config[C any] struct {
 	NATS     natsconn.Config
@@ -32,45 +41,72 @@ type config[C any] struct {
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 }
 
-// Main runs the function and exits.
+// Main runs a function that calls IMS, and exits.
 func Main[C any](function string, build Build[C]) {
+	cfg, log := parse[C](function)
+	imsCfg, err := imsconfig.Parse(nil)
+	if err != nil {
+		badConfig(function, err)
+	}
+	err = run(function, cfg, func(ctx context.Context, js jetstream.JetStream) (Service, error) {
+		// One limiter for the process, its rate a share of IMS_RATE_LIMIT
+		// among every imsflow process alive (rateshare).
+		limiter := rate.NewLimiter(rate.Limit(imsCfg.RateLimit), imsCfg.RateBurst)
+		ims, err := imsCfg.Client(imsapi.WithRateLimiter(limiter))
+		if err != nil {
+			return nil, err
+		}
+		host, _ := os.Hostname()
+		if err := rateshare.Share(ctx, js, fmt.Sprintf("%s/%s/%d", function, host, os.Getpid()), imsCfg.RateLimit, imsCfg.RateBurst, limiter); err != nil {
+			return nil, err
+		}
+		return build(ctx, cfg.Function, ims, js, log)
+	})
+	exit(log, err)
+}
+
+// MainService runs a function that needs no IMS client, and exits.
+func MainService[C any](function string, build BuildService[C]) {
+	cfg, log := parse[C](function)
+	err := run(function, cfg, func(ctx context.Context, js jetstream.JetStream) (Service, error) {
+		return build(ctx, cfg.Function, js, log)
+	})
+	exit(log, err)
+}
+
+func parse[C any](function string) (config[C], zerolog.Logger) {
 	var cfg config[C]
 	err := env.Parse(&cfg)
 	if err == nil {
 		err = cfg.NATS.Validate()
 	}
-	imsCfg, imsErr := imsconfig.Parse(nil)
-	if err != nil || imsErr != nil {
-		fmt.Fprintf(os.Stderr, "%s: bad configuration (see the README for every variable):\n", function)
-		for _, e := range []error{err, imsErr} {
-			if e != nil {
-				fmt.Fprintf(os.Stderr, "  %v\n", e)
-			}
-		}
-		os.Exit(2)
+	if err != nil {
+		badConfig(function, err)
 	}
 	level, err := zerolog.ParseLevel(cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: LOG_LEVEL %q: want debug, info, warn or error\n", function, cfg.LogLevel)
 		os.Exit(2)
 	}
-	log := zerolog.New(os.Stdout).Level(level).With().Timestamp().Logger() // the runner adds "function"
-	if err := run(function, cfg, imsCfg, build, log); err != nil {
+	log := zerolog.New(os.Stdout).Level(level).With().Timestamp().Logger() // the function adds "function"
+	return cfg, log
+}
+
+func badConfig(function string, err error) {
+	fmt.Fprintf(os.Stderr, "%s: bad configuration (see the README for every variable):\n  %v\n", function, err)
+	os.Exit(2)
+}
+
+func exit(log zerolog.Logger, err error) {
+	if err != nil {
 		log.Error().Err(err).Msg("stopped")
 		os.Exit(1)
 	}
 }
 
-func run[C any](function string, cfg config[C], imsCfg imsconfig.Config, build Build[C], log zerolog.Logger) error {
+func run[C any](function string, cfg config[C], build func(context.Context, jetstream.JetStream) (Service, error)) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	// One limiter for the process, its rate a share of IMS_RATE_LIMIT
-	// among every imsflow process alive (rateshare).
-	limiter := rate.NewLimiter(rate.Limit(imsCfg.RateLimit), imsCfg.RateBurst)
-	ims, err := imsCfg.Client(imsapi.WithRateLimiter(limiter))
-	if err != nil {
-		return err
-	}
 	nc, js, err := cfg.NATS.Connect("imsflow-" + function)
 	if err != nil {
 		return err
@@ -79,13 +115,9 @@ func run[C any](function string, cfg config[C], imsCfg imsconfig.Config, build B
 	if err := runner.Ensure(ctx, js, runner.DefaultTopology(cfg.NATS.Replicas)); err != nil {
 		return err
 	}
-	host, _ := os.Hostname()
-	if err := rateshare.Share(ctx, js, fmt.Sprintf("%s/%s/%d", function, host, os.Getpid()), imsCfg.RateLimit, imsCfg.RateBurst, limiter); err != nil {
-		return err
-	}
-	r, err := build(ctx, cfg.Function, ims, js, log)
+	s, err := build(ctx, js)
 	if err != nil {
 		return err
 	}
-	return r.Run(ctx)
+	return s.Run(ctx)
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"encoding/json"
+	"net"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ type NATS struct {
 	Server *server.Server
 	URL    string
 	dir    string
+	port   int
 }
 
 // StartNATS starts an embedded nats-server with JetStream, its store in a
@@ -29,7 +31,11 @@ func StartNATS(t testing.TB) *NATS {
 
 func (n *NATS) start(t testing.TB) {
 	t.Helper()
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: n.dir, NoSigs: true, NoLog: true}
+	port := n.port
+	if port == 0 {
+		port = -1 // any free port, kept by Restart
+	}
+	opts := &server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: n.dir, NoSigs: true, NoLog: true}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -39,6 +45,14 @@ func (n *NATS) start(t testing.TB) {
 		t.Fatal("nats-server not ready after 10s")
 	}
 	n.Server, n.URL = s, s.ClientURL()
+	n.port = s.Addr().(*net.TCPAddr).Port
+}
+
+// Restart starts the server again after Shutdown, on the same port with
+// the same store, so that clients reconnect and find their streams.
+func (n *NATS) Restart(t testing.TB) {
+	t.Helper()
+	n.start(t)
 }
 
 // Shutdown stops the server.

@@ -1,0 +1,366 @@
+// Package ingest is imsflow's HTTP(S) ingest function. In Huawei Cloud,
+// OBS event notifications reach the outside world through SMN HTTP(S)
+// subscriptions or EventGrid (EG) webhook targets, not NATS; this function
+// receives them, makes sure they are authentic, and publishes every object
+// record to imsflow.in.objects.obs, one message per record with a message
+// ID derived from the object version, answering 2xx only once JetStream
+// has stored them.
+//
+// Endpoints:
+//
+//	POST /smn         SMN notifications, subscription and unsubscribe confirmations
+//	POST /eventgrid   EventGrid CloudEvents: structured, batched (a JSON array) or binary
+//	GET  /healthz     liveness: the process serves
+//	GET  /readyz      readiness: NATS is connected and the input stream is there
+//	GET  /metrics     counters in the Prometheus text format
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/pkg/events"
+)
+
+// HeaderVia, on every message the ingest publishes, says how the record
+// arrived: "smn" or "eventgrid".
+const HeaderVia = "Imsflow-Via"
+
+// Server is the ingest function: an http.Handler and the server around it.
+type Server struct {
+	cfg     Config
+	js      jetstream.JetStream
+	log     zerolog.Logger
+	limiter *rate.Limiter
+	client  *http.Client
+	certs   *certCache
+	tokens  []string
+	metrics *metrics
+	mux     *http.ServeMux
+
+	readyMu  sync.Mutex
+	readyAt  time.Time
+	readyErr error
+}
+
+// Option changes a Server made by New.
+type Option func(*Server)
+
+// WithHTTPClient sets the client that fetches SMN signing certificates and
+// confirms subscriptions. Whatever its redirect policy, a redirect is
+// followed only to an HTTPS URL on INGEST_SMN_HOSTS.
+func WithHTTPClient(c *http.Client) Option { return func(s *Server) { s.client = c } }
+
+// New returns the ingest function publishing through js.
+func New(cfg Config, js jetstream.JetStream, log zerolog.Logger, opts ...Option) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, js: js, log: log.With().Str("function", Function).Logger(),
+		limiter: rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst),
+		tokens:  cfg.tokens(), metrics: newMetrics(),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	client := &http.Client{Timeout: smnFetchDeadline}
+	if s.client != nil {
+		c := *s.client
+		client = &c
+	} else {
+		client.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 5 {
+			return errors.New("too many redirects")
+		}
+		_, err := allowedURL(cfg.SMNHosts, req.URL.String())
+		return err
+	}
+	s.client = client
+	s.certs = newCertCache(client)
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("POST /smn", s.endpoint("smn", s.smn))
+	s.mux.HandleFunc("POST /eventgrid", s.endpoint("eventgrid", s.eventGrid))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("GET /metrics", s.metrics.serve)
+	if len(cfg.SMNTopics) == 0 {
+		s.log.Warn().Msg("no INGEST_SMN_TOPICS: every SMN message will be refused")
+	}
+	if len(s.tokens) == 0 {
+		s.log.Warn().Msg("no INGEST_EG_TOKEN: every EventGrid delivery will be refused")
+	}
+	return s, nil
+}
+
+// Handler returns the function's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Run listens on the configured address and serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln, over TLS when configured, until ctx ends; then it
+// stops taking requests and waits for those under way.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      s.cfg.PublishTimeout + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          stdlog.New(s.log.With().Str("component", "http").Logger(), "", 0),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	stopped := make(chan error, 1)
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.PublishTimeout+5*time.Second)
+		defer cancel()
+		stopped <- srv.Shutdown(sctx)
+	}()
+	scheme := "http"
+	if s.cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	s.log.Info().Str("url", scheme+"://"+ln.Addr().String()).Str("subject", s.cfg.Subject).Msg("serving")
+	var err error
+	if s.cfg.TLSCert != "" {
+		err = srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+	} else {
+		err = srv.Serve(ln)
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	if err := <-stopped; err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	s.log.Info().Msg("drained")
+	return nil
+}
+
+// reply is what an endpoint answers.
+type reply struct {
+	code int
+	// refused names why a request was refused as unauthentic (401/403):
+	// counted in imsflow_ingest_refused_total.
+	refused string
+	// retryAfter, when set, is sent as Retry-After.
+	retryAfter time.Duration
+	body       result
+}
+
+// result is the JSON body of every answer of /smn and /eventgrid.
+type result struct {
+	Published  int    `json:"published"`
+	Duplicates int    `json:"duplicates"`
+	Skipped    int    `json:"skipped"`
+	Rejected   int    `json:"rejected"`
+	Confirmed  bool   `json:"confirmed,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+func failure(code int, format string, args ...any) reply {
+	return reply{code: code, body: result{Error: fmt.Sprintf(format, args...)}}
+}
+
+func refuse(code int, reason, format string, args ...any) reply {
+	r := failure(code, format, args...)
+	r.refused = reason
+	return r
+}
+
+func unavailable(format string, args ...any) reply {
+	r := failure(http.StatusServiceUnavailable, format, args...)
+	r.retryAfter = 5 * time.Second
+	return r
+}
+
+// endpoint wraps a handler of a whole body with what every endpoint does:
+// the request rate limit, the body size limit, counting, logging.
+func (s *Server) endpoint(name string, h func(r *http.Request, body []byte) reply) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var rep reply
+		switch {
+		case !s.limiter.Allow():
+			rep = failure(http.StatusTooManyRequests, "more than %g requests per second: retry later", s.cfg.RateLimit)
+			rep.retryAfter = time.Second
+		default:
+			body, err := readBody(w, r, s.cfg.MaxBodyBytes)
+			var tooLarge *http.MaxBytesError
+			switch {
+			case errors.As(err, &tooLarge):
+				rep = failure(http.StatusRequestEntityTooLarge, "the body is larger than %d bytes (INGEST_MAX_BODY_BYTES)", s.cfg.MaxBodyBytes)
+			case err != nil:
+				rep = failure(http.StatusBadRequest, "reading the body: %v", err)
+			default:
+				rep = h(r, body)
+			}
+		}
+		s.metrics.add("imsflow_ingest_requests_total", "endpoint", name, "code", strconv.Itoa(rep.code))
+		if rep.refused != "" {
+			s.metrics.add("imsflow_ingest_refused_total", "endpoint", name, "reason", rep.refused)
+		}
+		ev := s.log.Debug()
+		switch {
+		case rep.code >= 500, rep.refused != "":
+			ev = s.log.Warn()
+		case rep.code >= 400:
+			ev = s.log.Info()
+		}
+		ev.Str("endpoint", name).Int("code", rep.code).Str("remote", r.RemoteAddr).
+			Int("published", rep.body.Published).Int("duplicates", rep.body.Duplicates).
+			Int("skipped", rep.body.Skipped).Int("rejected", rep.body.Rejected).
+			Str("refused", rep.refused).Str("error", rep.body.Error).Msg("request")
+		if rep.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(rep.retryAfter.Seconds())))
+		}
+		if rep.code == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="imsflow-ingest"`)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rep.code)
+		_ = json.NewEncoder(w).Encode(rep.body)
+	}
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+}
+
+// publish stores every record on the configured subject, each with a
+// message ID of its object version and notification sequencer, so that a
+// delivery the sender retries is stored once. It counts what it stored.
+func (s *Server) publish(ctx context.Context, via string, recs []events.ObjectRecord, res *result) error {
+	for _, r := range recs {
+		id := "ingest:" + events.Hash(r.Source().VersionKey(r.Sequencer)+"\x00"+r.Sequencer, 40)
+		dup, err := s.store(ctx, via, r.Body, id)
+		if err != nil {
+			return err
+		}
+		if dup {
+			res.Duplicates++
+		} else {
+			res.Published++
+		}
+		s.log.Debug().Str("via", via).Str("bucket", r.Bucket).Str("key", r.Key).Str("version", r.VersionID).
+			Str("etag", r.ETag).Bool("duplicate", dup).Msg("record published")
+	}
+	return nil
+}
+
+// forward passes a notification the ingest could authenticate but not
+// decode to the import function, which answers it with a rejected event
+// naming the reason, so that nothing from a genuine sender is lost.
+func (s *Server) forward(ctx context.Context, via string, body []byte, res *result) error {
+	if _, err := s.store(ctx, via, body, "ingest:raw:"+events.Hash(string(body), 40)); err != nil {
+		return err
+	}
+	res.Rejected++
+	return nil
+}
+
+func (s *Server) store(ctx context.Context, via string, body []byte, id string) (duplicate bool, err error) {
+	if st := s.js.Conn().Status(); st != nats.CONNECTED {
+		return false, fmt.Errorf("NATS is %s", st)
+	}
+	m := nats.NewMsg(s.cfg.Subject)
+	m.Data = body
+	m.Header.Set(events.HeaderMsgID, id)
+	m.Header.Set(HeaderVia, via)
+	ack, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectStream(runner.StreamIn))
+	if err != nil {
+		s.metrics.add("imsflow_ingest_publish_errors_total")
+		return false, err
+	}
+	if ack.Duplicate {
+		s.metrics.add("imsflow_ingest_records_total", "result", "duplicate")
+	} else {
+		s.metrics.add("imsflow_ingest_records_total", "result", "published")
+	}
+	return ack.Duplicate, nil
+}
+
+// publishAll publishes records and forwards undecodable notifications
+// under the publish timeout; any failure is a 503, for the sender to
+// retry the whole delivery (what was stored is then a duplicate).
+func (s *Server) publishAll(ctx context.Context, via string, recs []events.ObjectRecord, undecodable [][]byte, res result) reply {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	err := s.publish(ctx, via, recs, &res)
+	for _, b := range undecodable {
+		if err == nil {
+			err = s.forward(ctx, via, b, &res)
+		}
+	}
+	s.metrics.addN("imsflow_ingest_records_total", res.Skipped, "result", "skipped")
+	s.metrics.addN("imsflow_ingest_records_total", res.Rejected, "result", "rejected")
+	if err != nil {
+		r := unavailable("publishing to JetStream: %v; retry", err)
+		r.body.Published, r.body.Duplicates = res.Published, res.Duplicates
+		return r
+	}
+	return reply{code: http.StatusOK, body: res}
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := s.ready(r.Context()); err != nil {
+		writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+		return
+	}
+	writeText(w, http.StatusOK, "ready\n")
+}
+
+// ready reports whether a record would be stored now: NATS connected and
+// the input stream there (looked up at most every two seconds).
+func (s *Server) ready(ctx context.Context) error {
+	if st := s.js.Conn().Status(); st != nats.CONNECTED {
+		return fmt.Errorf("NATS is %s", st)
+	}
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	if time.Since(s.readyAt) < 2*time.Second {
+		return s.readyErr
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := s.js.Stream(ctx, runner.StreamIn)
+	if err != nil {
+		err = fmt.Errorf("stream %s: %w", runner.StreamIn, err)
+	}
+	s.readyAt, s.readyErr = time.Now(), err
+	return err
+}
+
+func writeText(w http.ResponseWriter, code int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(text))
+}

@@ -1,0 +1,382 @@
+package ingest
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	_ "crypto/sha1" // hashes a signing certificate may name
+	_ "crypto/sha256"
+	_ "crypto/sha512"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	neturl "net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/imsflow/imsflow/pkg/events"
+)
+
+// SMN message types (the type member and the X-SMN-MESSAGE-TYPE header).
+const (
+	smnNotification  = "Notification"
+	smnSubscription  = "SubscriptionConfirmation"
+	smnUnsubscribe   = "UnsubscribeConfirmation"
+	smnSignatureV1   = "v1"
+	maxCertBytes     = 64 << 10
+	certCacheSize    = 32
+	certCacheTTL     = 24 * time.Hour
+	smnFetchDeadline = 10 * time.Second
+)
+
+// smnMessage is the body SMN posts to an HTTP(S) subscriber (SMN user
+// guide, "HTTP/HTTPS Message Format").
+type smnMessage struct {
+	Type             string  `json:"type"`
+	Signature        string  `json:"signature"`
+	SignatureVersion string  `json:"signature_version"`
+	TopicURN         string  `json:"topic_urn"`
+	MessageID        string  `json:"message_id"`
+	Subject          *string `json:"subject"`
+	Message          string  `json:"message"`
+	Timestamp        string  `json:"timestamp"`
+	SubscribeURL     string  `json:"subscribe_url"`
+	UnsubscribeURL   string  `json:"unsubscribe_url"`
+	SigningCertURL   string  `json:"signing_cert_url"`
+}
+
+// stringsToSign returns what SMN signs for m: its members in alphabetical
+// order, each name and each value on a line of its own. A notification
+// with an empty subject leaves the subject out; SMN's samples disagree on
+// whether an empty (not missing) one is signed, so both are returned.
+func (m *smnMessage) stringsToSign() []string {
+	line := func(b *strings.Builder, k, v string) {
+		b.WriteString(k)
+		b.WriteByte('\n')
+		b.WriteString(v)
+		b.WriteByte('\n')
+	}
+	build := func(withSubject bool) string {
+		var b strings.Builder
+		line(&b, "message", m.Message)
+		line(&b, "message_id", m.MessageID)
+		switch {
+		case m.Type != smnNotification:
+			line(&b, "subscribe_url", m.SubscribeURL)
+		case withSubject:
+			line(&b, "subject", *m.Subject)
+		}
+		line(&b, "timestamp", m.Timestamp)
+		line(&b, "topic_urn", m.TopicURN)
+		line(&b, "type", m.Type)
+		return b.String()
+	}
+	if m.Type != smnNotification || m.Subject == nil {
+		return []string{build(false)}
+	}
+	if *m.Subject != "" {
+		return []string{build(true)}
+	}
+	return []string{build(false), build(true)}
+}
+
+// verifySMN checks m's signature with the public key of cert. The hash is
+// the one of the certificate's own signature algorithm, as SMN's Java
+// sample does (Signature.getInstance(cert.getSigAlgName())), then SHA-256,
+// as its Go sample does.
+func verifySMN(cert *x509.Certificate, m *smnMessage) error {
+	sig, err := base64.StdEncoding.DecodeString(m.Signature)
+	if err != nil {
+		return errors.New("signature is not base64")
+	}
+	hashes := []crypto.Hash{certHash(cert.SignatureAlgorithm)}
+	if hashes[0] != crypto.SHA256 {
+		hashes = append(hashes, crypto.SHA256)
+	}
+	for _, s := range m.stringsToSign() {
+		for _, h := range hashes {
+			d := h.New()
+			d.Write([]byte(s))
+			sum := d.Sum(nil)
+			switch pub := cert.PublicKey.(type) {
+			case *rsa.PublicKey:
+				if rsa.VerifyPKCS1v15(pub, h, sum, sig) == nil {
+					return nil
+				}
+			case *ecdsa.PublicKey:
+				if ecdsa.VerifyASN1(pub, sum, sig) {
+					return nil
+				}
+			default:
+				return fmt.Errorf("the signing certificate's key is a %T; want RSA or ECDSA", cert.PublicKey)
+			}
+		}
+	}
+	return errors.New("signature does not match the message")
+}
+
+func certHash(a x509.SignatureAlgorithm) crypto.Hash {
+	switch a {
+	case x509.SHA1WithRSA, x509.ECDSAWithSHA1:
+		return crypto.SHA1
+	case x509.SHA384WithRSA, x509.SHA384WithRSAPSS, x509.ECDSAWithSHA384:
+		return crypto.SHA384
+	case x509.SHA512WithRSA, x509.SHA512WithRSAPSS, x509.ECDSAWithSHA512:
+		return crypto.SHA512
+	}
+	return crypto.SHA256
+}
+
+// fetchError is a failure to fetch a certificate or a confirmation;
+// transient ones (network, 5xx, 429) are worth a retry by the sender.
+type fetchError struct {
+	transient bool
+	err       error
+}
+
+func (e *fetchError) Error() string { return e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
+
+// certCache fetches signing certificates and keeps them a day, at most
+// certCacheSize of them; a failed fetch is not kept.
+type certCache struct {
+	client *http.Client
+	mu     sync.Mutex
+	m      map[string]*certEntry
+	now    func() time.Time
+}
+
+type certEntry struct {
+	done    chan struct{}
+	cert    *x509.Certificate
+	err     error
+	fetched time.Time
+}
+
+func newCertCache(c *http.Client) *certCache {
+	return &certCache{client: c, m: make(map[string]*certEntry), now: time.Now}
+}
+
+// get returns the certificate at url, fetching it once however many
+// requests ask at the same time.
+func (c *certCache) get(ctx context.Context, url string) (*x509.Certificate, error) {
+	c.mu.Lock()
+	e, ok := c.m[url]
+	if ok {
+		select {
+		case <-e.done:
+			if e.err != nil || c.now().Sub(e.fetched) > certCacheTTL {
+				ok = false
+			}
+		default:
+		}
+	}
+	if !ok {
+		if len(c.m) >= certCacheSize {
+			c.evictLocked()
+		}
+		e = &certEntry{done: make(chan struct{})}
+		c.m[url] = e
+		go func() {
+			// Not ctx: the fetch serves every request waiting for it.
+			fctx, cancel := context.WithTimeout(context.Background(), smnFetchDeadline)
+			defer cancel()
+			e.cert, e.err = fetchCert(fctx, c.client, url)
+			e.fetched = c.now()
+			close(e.done)
+		}()
+	}
+	c.mu.Unlock()
+	select {
+	case <-e.done:
+		return e.cert, e.err
+	case <-ctx.Done():
+		return nil, &fetchError{transient: true, err: fmt.Errorf("fetching the signing certificate: %w", ctx.Err())}
+	}
+}
+
+// evictLocked drops failed entries, or else the oldest fetched one.
+func (c *certCache) evictLocked() {
+	var oldest string
+	var at time.Time
+	for u, e := range c.m {
+		select {
+		case <-e.done:
+		default:
+			continue // in flight
+		}
+		if e.err != nil {
+			delete(c.m, u)
+			return
+		}
+		if oldest == "" || e.fetched.Before(at) {
+			oldest, at = u, e.fetched
+		}
+	}
+	if oldest != "" {
+		delete(c.m, oldest)
+	}
+}
+
+func fetchCert(ctx context.Context, client *http.Client, rawURL string) (*x509.Certificate, error) {
+	body, err := fetch(ctx, client, rawURL, maxCertBytes)
+	url := withoutQuery(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	der := body
+	if b, _ := pem.Decode(body); b != nil {
+		if b.Type != "CERTIFICATE" {
+			return nil, &fetchError{err: fmt.Errorf("the signing certificate at %s is a PEM %q, not a CERTIFICATE", url, b.Type)}
+		}
+		der = b.Bytes
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, &fetchError{err: fmt.Errorf("the signing certificate at %s: %v", url, err)}
+	}
+	return cert, nil
+}
+
+// fetch GETs url and returns at most limit bytes of a 2xx body. Its
+// errors name the URL without its query, which for a subscribe_url holds
+// a confirmation token.
+func fetch(ctx context.Context, client *http.Client, rawURL string, limit int64) ([]byte, error) {
+	url := withoutQuery(rawURL)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, &fetchError{err: fmt.Errorf("GET %s: bad URL", url)}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message repeats the whole URL
+		}
+		return nil, &fetchError{transient: true, err: fmt.Errorf("GET %s: %w", url, err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	switch {
+	case err != nil:
+		return nil, &fetchError{transient: true, err: fmt.Errorf("GET %s: %w", url, err)}
+	case resp.StatusCode/100 != 2:
+		transient := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
+		return nil, &fetchError{transient: transient, err: fmt.Errorf("GET %s: %s", url, resp.Status)}
+	case int64(len(body)) > limit:
+		return nil, &fetchError{err: fmt.Errorf("GET %s: more than %d bytes", url, limit)}
+	}
+	return body, nil
+}
+
+// withoutQuery returns raw without its query and fragment.
+func withoutQuery(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "(a malformed URL)"
+	}
+	u.RawQuery, u.Fragment, u.User = "", "", nil
+	return u.String()
+}
+
+// smn handles one SMN delivery.
+func (s *Server) smn(r *http.Request, body []byte) reply {
+	var m smnMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return failure(http.StatusBadRequest, "the body is not an SMN message: %v", err)
+	}
+	switch {
+	case m.Type == "":
+		return failure(http.StatusBadRequest, "the body is not an SMN message: it has no type")
+	case r.Header.Get("X-SMN-MESSAGE-TYPE") != "" && r.Header.Get("X-SMN-MESSAGE-TYPE") != m.Type:
+		return failure(http.StatusBadRequest, "X-SMN-MESSAGE-TYPE %q differs from the body's type %q", r.Header.Get("X-SMN-MESSAGE-TYPE"), m.Type)
+	case r.Header.Get("X-SMN-TOPIC-URN") != "" && r.Header.Get("X-SMN-TOPIC-URN") != m.TopicURN:
+		return failure(http.StatusBadRequest, "X-SMN-TOPIC-URN %q differs from the body's topic_urn %q", r.Header.Get("X-SMN-TOPIC-URN"), m.TopicURN)
+	case !topicAllowed(s.cfg.SMNTopics, m.TopicURN):
+		return refuse(http.StatusForbidden, "topic", "topic %q is not one of INGEST_SMN_TOPICS", m.TopicURN)
+	}
+	if rep, ok := s.authenticSMN(r.Context(), &m); !ok {
+		return rep
+	}
+	log := s.log.With().Str("topic", m.TopicURN).Str("message_id", m.MessageID).Logger()
+	switch m.Type {
+	case smnSubscription:
+		return s.confirm(r.Context(), &m, log)
+	case smnUnsubscribe:
+		s.metrics.add("imsflow_ingest_smn_unsubscriptions_total")
+		log.Warn().Msg("SMN ended this endpoint's subscription to the topic: no more uploads will arrive from it until it is subscribed again")
+		return reply{code: http.StatusOK}
+	case smnNotification:
+	default:
+		return failure(http.StatusBadRequest, "type %q is not an SMN message type", m.Type)
+	}
+	recs, skipped, err := events.SplitObjectEvents(body)
+	res := result{Skipped: len(skipped)}
+	if err != nil {
+		log.Warn().Err(err).Msg("an authentic SMN notification that is no OBS notification: passed on to be rejected")
+		return s.publishAll(r.Context(), "smn", nil, [][]byte{body}, res)
+	}
+	return s.publishAll(r.Context(), "smn", recs, nil, res)
+}
+
+// authenticSMN checks m's signature; when it fails, the reply says why.
+func (s *Server) authenticSMN(ctx context.Context, m *smnMessage) (reply, bool) {
+	if m.Signature == "" {
+		if s.cfg.SMNAllowUnsigned {
+			return reply{}, true
+		}
+		return refuse(http.StatusUnauthorized, "unsigned", "the message carries no signature (INGEST_SMN_ALLOW_UNSIGNED is off)"), false
+	}
+	if !strings.EqualFold(m.SignatureVersion, smnSignatureV1) {
+		return refuse(http.StatusForbidden, "signature_version", "signature_version %q: only v1 is known", m.SignatureVersion), false
+	}
+	u, err := allowedURL(s.cfg.SMNHosts, m.SigningCertURL)
+	if err != nil {
+		return refuse(http.StatusForbidden, "certificate_url", "signing_cert_url: %v", err), false
+	}
+	cert, err := s.certs.get(ctx, u.String())
+	if err != nil {
+		var fe *fetchError
+		if errors.As(err, &fe) && fe.transient {
+			return unavailable("cannot fetch the signing certificate now: %v", err), false
+		}
+		return refuse(http.StatusForbidden, "certificate", "%v", err), false
+	}
+	if err := verifySMN(cert, m); err != nil {
+		return refuse(http.StatusForbidden, "signature", "%v", err), false
+	}
+	return reply{}, true
+}
+
+// confirm confirms a subscription by fetching its subscribe_url.
+func (s *Server) confirm(ctx context.Context, m *smnMessage, log zerolog.Logger) reply {
+	if !s.cfg.SMNConfirm {
+		log.Warn().Msg("a subscription confirmation arrived and INGEST_SMN_CONFIRM is off: confirm it in the SMN console")
+		return reply{code: http.StatusOK}
+	}
+	u, err := allowedURL(s.cfg.SMNHosts, m.SubscribeURL)
+	if err != nil {
+		s.metrics.add("imsflow_ingest_smn_confirmations_total", "result", "refused")
+		return refuse(http.StatusForbidden, "subscribe_url", "subscribe_url: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, smnFetchDeadline)
+	defer cancel()
+	if _, err := fetch(ctx, s.client, u.String(), 64<<10); err != nil {
+		s.metrics.add("imsflow_ingest_smn_confirmations_total", "result", "failed")
+		r := failure(http.StatusBadGateway, "confirming the subscription: %v", err)
+		r.retryAfter = 5 * time.Second
+		return r
+	}
+	s.metrics.add("imsflow_ingest_smn_confirmations_total", "result", "confirmed")
+	log.Info().Msg("subscription to the topic confirmed")
+	return reply{code: http.StatusOK, body: result{Confirmed: true}}
+}
