@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/imsflow/imsflow/functions/export/exporter"
 	"github.com/imsflow/imsflow/functions/import/importer"
+	"github.com/imsflow/imsflow/functions/ingest/ingest"
 	"github.com/imsflow/imsflow/functions/poller/poller"
 	"github.com/imsflow/imsflow/internal/embedded"
 	"github.com/imsflow/imsflow/internal/objstore"
@@ -34,7 +37,12 @@ type devConfig struct {
 	EmulatorAddr string  `env:"IMSEMU_ADDR" envDefault:"127.0.0.1:8089"`
 	TimeScale    float64 `env:"IMSEMU_TIME_SCALE" envDefault:"60"`
 	ExportBucket string  `env:"EXPORT_BUCKET" envDefault:"exports"`
+	IngestAddr   string  `env:"IMSFLOW_INGEST_ADDR" envDefault:"127.0.0.1:8090"`
 }
+
+// devEGToken is the EventGrid token of "imsflow dev" when INGEST_EG_TOKEN
+// is not set: the ingest listens on loopback only.
+const devEGToken = "imsflow-dev-token"
 
 // stack is everything "imsflow dev" runs in one process.
 type stack struct {
@@ -43,6 +51,10 @@ type stack struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	runners []*runner.Runner
+	ingest  *ingest.Server
+	// ingestLn is the ingest's listener, ingestURL its URL.
+	ingestLn  net.Listener
+	ingestURL string
 }
 
 // startStack starts the embedded NATS, the emulator and the three
@@ -55,7 +67,8 @@ func startStack(ctx context.Context, cfg devConfig, environ map[string]string, l
 	var icfg importer.Config
 	var ecfg exporter.Config
 	var pcfg poller.Config
-	for _, c := range []any{&icfg, &ecfg, &pcfg} {
+	var gcfg ingest.Config
+	for _, c := range []any{&icfg, &ecfg, &pcfg, &gcfg} {
 		if err := env.ParseWithOptions(c, opts); err != nil {
 			return nil, err
 		}
@@ -127,21 +140,47 @@ func startStack(ctx context.Context, cfg devConfig, environ map[string]string, l
 		}
 		st.runners = append(st.runners, r)
 	}
+	if gcfg.EGToken == "" {
+		gcfg.EGToken = devEGToken
+	}
+	gcfg.Addr = cfg.IngestAddr
+	if st.ingest, err = ingest.New(gcfg, st.js, log); err != nil {
+		st.close()
+		return nil, err
+	}
+	if st.ingestLn, err = net.Listen("tcp", cfg.IngestAddr); err != nil { // the port is taken: any free one
+		st.ingestLn, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	scheme := "http"
+	if gcfg.TLSCert != "" {
+		scheme = "https"
+	}
+	st.ingestURL = scheme + "://" + st.ingestLn.Addr().String()
 	return st, nil
 }
 
 // run runs the functions until ctx ends, then drains them.
 func (st *stack) run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(st.runners))
+	errs := make([]error, len(st.runners)+1)
 	for i, r := range st.runners {
 		wg.Go(func() { errs[i] = r.Run(ctx) })
 	}
+	ln := st.ingestLn
+	st.ingestLn = nil // Serve closes it
+	wg.Go(func() { errs[len(st.runners)] = st.ingest.Serve(ctx, ln) })
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
 func (st *stack) close() {
+	if st.ingestLn != nil {
+		_ = st.ingestLn.Close()
+	}
 	if st.nc != nil {
 		_ = st.nc.Drain()
 	}
@@ -170,6 +209,7 @@ func runDev(ctx context.Context, args []string, environ map[string]string, stdou
 	fs.IntVar(&cfg.NATSPort, "nats-port", cfg.NATSPort, "loopback port of the embedded NATS; a free one if taken (IMSFLOW_NATS_PORT)")
 	fs.StringVar(&cfg.EmulatorAddr, "emulator-addr", cfg.EmulatorAddr, "address of the IMS emulator; a free port if taken (IMSEMU_ADDR)")
 	fs.Float64Var(&cfg.TimeScale, "time-scale", cfg.TimeScale, "IMS jobs run this many times faster than IMS would (IMSEMU_TIME_SCALE)")
+	fs.StringVar(&cfg.IngestAddr, "ingest-addr", cfg.IngestAddr, "address of the HTTP ingest; a free loopback port if taken (IMSFLOW_INGEST_ADDR)")
 	jsonLogs := fs.Bool("json", false, "log JSON lines instead of text")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -193,20 +233,36 @@ func runDev(ctx context.Context, args []string, environ map[string]string, stdou
 	fmt.Fprintf(stdout, `imsflow dev: the whole pipeline in this process
   NATS with JetStream  %s   (data in %s)
   IMS emulator         %s   (jobs run %gx faster than IMS; any object named is taken to exist)
-  functions            import, export, poller
+  functions            import, export, poller, ingest
+  HTTP ingest          %s   (POST /eventgrid, /smn; GET /readyz, /metrics)
 
 Send an upload notification (nats CLI: go install github.com/nats-io/natscli/nats@latest):
   nats -s %s pub imsflow.in.objects.demo '{"Records":[{"eventVersion":"2.0","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"images"},"object":{"key":"web-01.zvhd2","size":5368709120,"eTag":"e1"}}}]}'
+Or post it as EventGrid would, to the HTTP ingest:
+  curl -H 'Authorization: Bearer %s' -H 'Content-Type: application/cloudevents+json' %s/eventgrid -d '{"specversion":"1.0","id":"1","source":"HC.OBS.DWR","type":"OBS:DWR:ObjectCreated:PUT","data":{"eventName":"ObjectCreated:Put","obs":{"bucket":{"name":"images"},"object":{"key":"web-02.zvhd2","size":5368709120,"eTag":"e2"}}}}'
 Ask for an export:
   nats -s %s pub imsflow.in.export '{"image_id":"<id from the succeeded event>"}'
 Watch what happens:
   NATS_URL=%s imsflow watch          (or: nats -s %s sub 'imsflow.out.>')
 Ctrl-C stops.
-`, natsURL, filepath.Join(cfg.DataDir, "nats"), st.emu.URL, cfg.TimeScale, natsURL, natsURL, natsURL, natsURL)
+`, natsURL, filepath.Join(cfg.DataDir, "nats"), st.emu.URL, cfg.TimeScale, st.ingestURL, natsURL, egToken(environ), st.ingestURL, natsURL, natsURL, natsURL)
 	if err := st.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "imsflow dev: %v\n", err)
 		return exitError
 	}
 	fmt.Fprintln(stdout, "imsflow dev: stopped")
 	return exitOK
+}
+
+// egToken is the EventGrid token the dev ingest takes, as the banner shows
+// it: the development default, or a reminder of the variable set.
+func egToken(environ map[string]string) string {
+	v, ok := environ["INGEST_EG_TOKEN"]
+	if environ == nil {
+		v, ok = os.LookupEnv("INGEST_EG_TOKEN")
+	}
+	if ok && v != "" {
+		return "$INGEST_EG_TOKEN"
+	}
+	return devEGToken
 }

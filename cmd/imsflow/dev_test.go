@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -28,11 +29,15 @@ func TestDevAndWatch(t *testing.T) {
 		done <- run(ctx, []string{"dev", "-json"}, env, pw, io.Discard)
 		_ = pw.Close()
 	}()
-	var natsURL string
+	var natsURL, ingestURL string
 	lines := bufio.NewScanner(pr)
-	for lines.Scan() && natsURL == "" {
-		if f := strings.Fields(lines.Text()); len(f) >= 4 && f[0] == "NATS" {
+	for lines.Scan() && (natsURL == "" || ingestURL == "") {
+		f := strings.Fields(lines.Text())
+		switch {
+		case len(f) >= 4 && f[0] == "NATS":
 			natsURL = f[3]
+		case len(f) >= 3 && f[0] == "HTTP" && f[1] == "ingest":
+			ingestURL = f[2]
 		}
 	}
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
@@ -47,16 +52,37 @@ func TestDevAndWatch(t *testing.T) {
 	watched := make(chan string, 1)
 	go func() {
 		var out bytes.Buffer
-		run(ctx, []string{"watch", "-all", "-n", "1"}, map[string]string{"NATS_URL": natsURL}, &out, io.Discard)
+		run(ctx, []string{"watch", "-all", "-n", "2"}, map[string]string{"NATS_URL": natsURL}, &out, io.Discard)
 		watched <- out.String()
 	}()
 	body := `{"Records":[{"eventVersion":"2.0","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"images"},"object":{"key":"web-01.zvhd2","size":5368709120,"eTag":"e1"}}}]}`
 	if _, err := nc.Request("imsflow.in.objects.test", []byte(body), 5e9); err != nil {
 		t.Fatal(err)
 	}
-	line := <-watched
-	if !strings.Contains(line, "import succeeded") || !strings.Contains(line, "images:web-01.zvhd2") {
-		t.Errorf("watch printed %q", line)
+	// The same, as EventGrid would post it to the HTTP ingest.
+	event := `{"specversion":"1.0","id":"1","source":"HC.OBS.DWR","type":"OBS:DWR:ObjectCreated:PUT",` +
+		`"data":{"eventName":"ObjectCreated:Put","obs":{"bucket":{"name":"images"},"object":{"key":"web-02.zvhd2","size":5368709120,"eTag":"e2"}}}}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ingestURL+"/eventgrid", strings.NewReader(event))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+devEGToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s/eventgrid: %s", ingestURL, resp.Status)
+	}
+	lines2 := <-watched
+	for _, key := range []string{"images:web-01.zvhd2", "images:web-02.zvhd2"} {
+		if !strings.Contains(lines2, key) {
+			t.Errorf("watch printed no import of %s:\n%s", key, lines2)
+		}
+	}
+	if strings.Count(lines2, "import succeeded") != 2 {
+		t.Errorf("watch printed %q; want two imports succeeded", lines2)
 	}
 	cancel()
 	if code := <-done; code != exitOK {
