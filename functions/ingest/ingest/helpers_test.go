@@ -140,7 +140,13 @@ type smnSite struct {
 }
 
 func startSMNSite(t testing.TB, p *testPKI) *smnSite {
-	t.Helper()
+	s := newSMNSite(p)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// newSMNSite starts an SMN stand-in that the caller closes.
+func newSMNSite(p *testPKI) *smnSite {
 	s := &smnSite{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /certs/{name}", func(w http.ResponseWriter, r *http.Request) {
@@ -163,14 +169,13 @@ func startSMNSite(t testing.TB, p *testPKI) *smnSite {
 	s.Server = httptest.NewUnstartedServer(mux)
 	s.TLS = &tls.Config{Certificates: []tls.Certificate{p.tls}}
 	s.StartTLS()
-	t.Cleanup(s.Close)
 	return s
 }
 
 // fixture is a running ingest function over HTTPS, its NATS and the SMN
 // stand-in.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	pki    *testPKI
 	smn    *smnSite
 	nats   *testenv.NATS
@@ -180,10 +185,16 @@ type fixture struct {
 	client *http.Client
 }
 
-func newFixture(t *testing.T, change func(*Config)) *fixture {
+func newFixture(t testing.TB, change func(*Config)) *fixture {
+	t.Helper()
+	return newFixtureWith(t, startSMNSite(t, getPKI(t)), change)
+}
+
+// newFixtureWith is newFixture with a given SMN stand-in.
+func newFixtureWith(t testing.TB, site *smnSite, change func(*Config)) *fixture {
 	t.Helper()
 	p := getPKI(t)
-	f := &fixture{t: t, pki: p, smn: startSMNSite(t, p), nats: testenv.StartNATS(t)}
+	f := &fixture{t: t, pki: p, smn: site, nats: testenv.StartNATS(t)}
 	_, f.js = f.nats.Connect(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := runner.Ensure(ctx, f.js, runner.DefaultTopology(1)); err != nil {
