@@ -110,15 +110,17 @@ func topicAllowed(topics []string, urn string) bool {
 // subdomains: where a signing certificate or a confirmation may be
 // fetched from.
 func allowedURL(hosts []string, raw string) (*url.URL, error) {
+	// Errors name the URL without its query: a subscribe_url's holds a
+	// confirmation token.
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%q is not a URL", raw)
+		return nil, fmt.Errorf("%q is not a URL", withoutQuery(raw))
 	}
 	if u.Scheme != "https" {
-		return nil, fmt.Errorf("%q is not an HTTPS URL", raw)
+		return nil, fmt.Errorf("%q is not an HTTPS URL", withoutQuery(raw))
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("%q carries user information", u.Redacted())
+		return nil, fmt.Errorf("%q carries user information", withoutQuery(raw))
 	}
 	h := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
 	for _, a := range hosts {

@@ -160,9 +160,12 @@ func TestSMNSubscription(t *testing.T) {
 	if a.code != 200 || !a.body.Confirmed || f.smn.confirms.Load() != 1 {
 		t.Fatalf("confirmation: %d %s, %d confirmations; want 200, confirmed once", a.code, a.raw, f.smn.confirms.Load())
 	}
-	elsewhere := func(m map[string]any) { m["subscribe_url"] = "https://evil.example/confirm?token=t" }
-	if a := f.post("/smn", smnHeaders(smnSubscription), f.smnBody(smnSubscription, msg, "rsa-sha256", elsewhere, nil)); a.code != 403 {
-		t.Errorf("subscribe_url elsewhere: %d %s; want 403", a.code, a.raw)
+	for _, u := range []string{"https://evil.example/confirm?token=secret-t", "http://127.0.0.1/confirm?token=secret-t"} {
+		elsewhere := func(m map[string]any) { m["subscribe_url"] = u }
+		a := f.post("/smn", smnHeaders(smnSubscription), f.smnBody(smnSubscription, msg, "rsa-sha256", elsewhere, nil))
+		if a.code != 403 || strings.Contains(a.raw, "secret-t") {
+			t.Errorf("subscribe_url %s: %d %s; want 403 without the token", u, a.code, a.raw)
+		}
 	}
 	other := func(m map[string]any) { m["topic_urn"] = "urn:smn:cn-north-4:1:other" }
 	if a := f.post("/smn", nil, f.smnBody(smnSubscription, msg, "rsa-sha256", other, nil)); a.code != 403 {

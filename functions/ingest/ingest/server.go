@@ -244,7 +244,9 @@ func (s *Server) endpoint(name string, h func(r *http.Request, body []byte) repl
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(rep.code)
-		_ = json.NewEncoder(w).Encode(rep.body)
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(rep.body)
 	}
 }
 
