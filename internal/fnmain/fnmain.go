@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/caarlos0/env/v10"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
@@ -111,7 +113,17 @@ func run[C any](function string, cfg config[C], build func(context.Context, jets
 	if err != nil {
 		return err
 	}
-	defer func() { _ = nc.Drain() }()
+	defer func() {
+		// Drain flushes what is pending and returns at once; wait for it.
+		closed := make(chan struct{})
+		nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if nc.Drain() == nil {
+			select {
+			case <-closed:
+			case <-time.After(30 * time.Second):
+			}
+		}
+	}()
 	if err := runner.Ensure(ctx, js, runner.DefaultTopology(cfg.NATS.Replicas)); err != nil {
 		return err
 	}

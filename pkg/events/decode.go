@@ -135,7 +135,16 @@ func (d *decoder) decode(body []byte) error {
 	case present(top.SpecVersion):
 		d.shape = ShapeEventGrid
 		if d.split {
-			d.wrap = func(rec json.RawMessage) ([]byte, error) { return replaceMember(body, "data", rec) }
+			var env map[string]json.RawMessage // parsed once, its data replaced per record
+			d.wrap = func(rec json.RawMessage) ([]byte, error) {
+				if env == nil {
+					if err := json.Unmarshal(body, &env); err != nil {
+						return nil, err
+					}
+				}
+				env["data"] = rec
+				return json.Marshal(env)
+			}
 		}
 		return d.eventGrid(top.Type, top.Time, top.Data)
 	case present(top.Type) && (present(top.Message) || present(top.TopicURN) || present(top.MessageID)):
@@ -390,17 +399,6 @@ func recordsBody(rec json.RawMessage) ([]byte, error) {
 	return json.Marshal(struct {
 		Records []json.RawMessage `json:"Records"`
 	}{[]json.RawMessage{rec}})
-}
-
-// replaceMember returns the JSON object obj with its member name set to v,
-// every other member as it was.
-func replaceMember(obj []byte, name string, v json.RawMessage) ([]byte, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(obj, &m); err != nil {
-		return nil, err
-	}
-	m[name] = v
-	return json.Marshal(m)
 }
 
 // isCreated reports whether an event name is an object-created one:

@@ -35,12 +35,17 @@ type Config struct {
 	// request's records; past it the answer is 503 and the sender retries.
 	PublishTimeout time.Duration `env:"INGEST_PUBLISH_TIMEOUT" envDefault:"5s"`
 
-	// SMNTopics are the topic URNs whose messages are taken; a URN ending
-	// in '*' matches every URN it prefixes. None: SMN is refused.
+	// SMNTopics are the topic URNs whose messages are taken
+	// (urn:smn:<region>:<project>:<topic>); a '*' at the end of the topic
+	// name matches every name it prefixes. None: SMN is refused.
 	SMNTopics []string `env:"INGEST_SMN_TOPICS"`
-	// SMNHosts are the host names (and their subdomains) the signing
-	// certificate and the subscription URL may come from, over HTTPS.
-	SMNHosts []string `env:"INGEST_SMN_HOSTS" envDefault:"myhuaweicloud.com,huaweicloud.com"`
+	// SMNCertHosts are the hosts a signing certificate is fetched from,
+	// over HTTPS, {region} standing for the topic's region. Exact names:
+	// a wildcard would take in OBS's bucket hosts, where anyone can put a
+	// certificate of their own.
+	SMNCertHosts []string `env:"INGEST_SMN_CERT_HOSTS" envDefault:"smn.{region}.myhuaweicloud.com"`
+	// SMNConfirmHosts are the hosts a subscribe_url may point to.
+	SMNConfirmHosts []string `env:"INGEST_SMN_CONFIRM_HOSTS" envDefault:"console.huaweicloud.com,{region}-console.huaweicloud.com,console-intl.huaweicloud.com"`
 	// SMNConfirm confirms subscriptions to SMNTopics by fetching their
 	// subscribe_url.
 	SMNConfirm bool `env:"INGEST_SMN_CONFIRM" envDefault:"true"`
@@ -62,8 +67,9 @@ var Variables = []struct{ Name, Default, Meaning string }{
 	{"INGEST_MAX_BODY_BYTES", "1048576", "largest request body; more is answered 413"},
 	{"INGEST_RATE_LIMIT, INGEST_RATE_BURST", "200, 400", "requests per second served; more are answered 429"},
 	{"INGEST_PUBLISH_TIMEOUT", "5s", "wait for JetStream's acknowledgement; past it 503"},
-	{"INGEST_SMN_TOPICS", "", "SMN topic URNs taken, comma-separated; `*` at the end matches a prefix; none refuses SMN"},
-	{"INGEST_SMN_HOSTS", "myhuaweicloud.com,huaweicloud.com", "hosts (with subdomains) the signing certificate and subscribe_url may be fetched from, over HTTPS"},
+	{"INGEST_SMN_TOPICS", "", "SMN topic URNs taken, comma-separated; `*` at the end of the topic name matches a prefix; none refuses SMN"},
+	{"INGEST_SMN_CERT_HOSTS", "smn.{region}.myhuaweicloud.com", "hosts signing certificates are fetched from over HTTPS; {region} is the topic's"},
+	{"INGEST_SMN_CONFIRM_HOSTS", "console.huaweicloud.com,{region}-console.huaweicloud.com,console-intl.huaweicloud.com", "hosts a subscribe_url may point to"},
 	{"INGEST_SMN_CONFIRM", "true", "confirm subscriptions of the topics above"},
 	{"INGEST_SMN_ALLOW_UNSIGNED", "false", "take SMN messages without a signature"},
 	{"INGEST_EG_TOKEN", "", "token EventGrid must send (`Authorization: Bearer …` or `X-Imsflow-Token`); comma-separated while rotating; none refuses EventGrid"},
@@ -84,20 +90,38 @@ func (c Config) Validate() error {
 		return fmt.Errorf("INGEST_PUBLISH_TIMEOUT must be positive")
 	}
 	for _, t := range c.SMNTopics {
-		if !strings.HasPrefix(t, "urn:smn:") {
-			return fmt.Errorf("INGEST_SMN_TOPICS: %q is not an SMN topic URN (urn:smn:<region>:<project>:<topic>)", t)
+		// The region and the project are fixed: a wildcard there would
+		// take in other accounts' topics, whose messages SMN signs alike.
+		if _, ok := topicRegion(t); !ok || strings.Contains(t[:strings.LastIndexByte(t, ':')], "*") || strings.Count(t, "*") > 1 || (strings.Contains(t, "*") && !strings.HasSuffix(t, "*")) {
+			return fmt.Errorf("INGEST_SMN_TOPICS: %q is not an SMN topic URN (urn:smn:<region>:<project>:<topic>, '*' only at the end of <topic>)", t)
 		}
 	}
-	for _, h := range c.SMNHosts {
-		if h == "" || strings.ContainsAny(h, "/:@ ") {
-			return fmt.Errorf("INGEST_SMN_HOSTS: %q is not a host name", h)
+	for name, hosts := range map[string][]string{"INGEST_SMN_CERT_HOSTS": c.SMNCertHosts, "INGEST_SMN_CONFIRM_HOSTS": c.SMNConfirmHosts} {
+		for _, h := range hosts {
+			if h == "" || strings.ContainsAny(h, "/@ *?#") {
+				return fmt.Errorf("%s: %q is not a host name (exact names, {region} for the topic's region)", name, h)
+			}
 		}
 	}
 	return nil
 }
 
+// topicRegion returns the region of an SMN topic URN
+// (urn:smn:<region>:<project>:<topic>).
+func topicRegion(urn string) (string, bool) {
+	p := strings.Split(urn, ":")
+	if len(p) != 5 || p[0] != "urn" || p[1] != "smn" || p[3] == "" || p[4] == "" || p[2] == "" ||
+		strings.Trim(p[2], "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+		return "", false
+	}
+	return p[2], true
+}
+
 // topicAllowed reports whether urn is one of topics.
 func topicAllowed(topics []string, urn string) bool {
+	if _, ok := topicRegion(urn); !ok {
+		return false
+	}
 	for _, t := range topics {
 		if p, ok := strings.CutSuffix(t, "*"); ok && strings.HasPrefix(urn, p) || t == urn {
 			return true
@@ -106,10 +130,10 @@ func topicAllowed(topics []string, urn string) bool {
 	return false
 }
 
-// allowedURL checks that raw is an HTTPS URL on one of hosts or their
-// subdomains: where a signing certificate or a confirmation may be
-// fetched from.
-func allowedURL(hosts []string, raw string) (*url.URL, error) {
+// allowedURL checks that raw is an HTTPS URL on one of hosts, {region} in
+// them standing for region: where a signing certificate or a confirmation
+// may be fetched from. A host without a port allows none or 443.
+func allowedURL(hosts []string, region, raw string) (*url.URL, error) {
 	// Errors name the URL without its query: a subscribe_url's holds a
 	// confirmation token.
 	u, err := url.Parse(raw)
@@ -123,14 +147,15 @@ func allowedURL(hosts []string, raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("%q carries user information", withoutQuery(raw))
 	}
 	h := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	if port := u.Port(); port != "" && port != "443" {
+		h = net.JoinHostPort(h, port)
+	}
 	for _, a := range hosts {
-		a = strings.ToLower(a)
-		// Subdomains of a name, never of an address.
-		if h == a || (net.ParseIP(h) == nil && net.ParseIP(a) == nil && strings.HasSuffix(h, "."+a)) {
+		if strings.EqualFold(h, strings.ReplaceAll(a, "{region}", region)) {
 			return u, nil
 		}
 	}
-	return nil, fmt.Errorf("host %q is not in INGEST_SMN_HOSTS %q", h, hosts)
+	return nil, fmt.Errorf("host %q is not one of %q (region %s)", h, hosts, region)
 }
 
 // tokens returns the configured EventGrid tokens.

@@ -15,12 +15,15 @@ import (
 
 // maxEvents bounds the events of one EventGrid delivery (EG sends at most
 // 20 per request).
-const maxEvents = 1000
+const maxEvents = 100
 
 // eventGrid handles one EventGrid delivery.
 func (s *Server) eventGrid(r *http.Request, body []byte) reply {
 	if rep, ok := s.authenticEG(r); !ok {
 		return rep
+	}
+	if !s.limiter.Allow() {
+		return throttled(s.cfg.RateLimit)
 	}
 	evs, err := egEvents(r.Header, body)
 	if err != nil {
@@ -85,28 +88,30 @@ func egEvents(h http.Header, body []byte) ([]json.RawMessage, error) {
 	if len(trimmed) == 0 {
 		return nil, fmt.Errorf("the body is empty: want a CloudEvent")
 	}
-	if !json.Valid(trimmed) {
-		var v any
-		err := json.Unmarshal(trimmed, &v)
-		return nil, fmt.Errorf("the body is not JSON: %v", err)
-	}
 	var evs []json.RawMessage
 	switch trimmed[0] {
 	case '[':
 		if err := json.Unmarshal(trimmed, &evs); err != nil {
-			return nil, fmt.Errorf("the batch is not a JSON array: %v", err)
+			return nil, fmt.Errorf("the body is not a JSON array of events: %v", err)
 		}
 	case '{':
 		var wrapped struct {
-			SpecVersion json.RawMessage   `json:"specversion"`
-			Events      []json.RawMessage `json:"events"`
+			SpecVersion json.RawMessage `json:"specversion"`
+			Events      json.RawMessage `json:"events"`
 		}
-		if err := json.Unmarshal(trimmed, &wrapped); err == nil && wrapped.SpecVersion == nil && wrapped.Events != nil {
-			evs = wrapped.Events
-		} else {
-			evs = []json.RawMessage{trimmed}
+		if err := json.Unmarshal(trimmed, &wrapped); err != nil {
+			return nil, fmt.Errorf("the body is not JSON: %v", err)
+		}
+		evs = []json.RawMessage{trimmed}
+		if wrapped.SpecVersion == nil && len(wrapped.Events) > 0 && wrapped.Events[0] == '[' {
+			if err := json.Unmarshal(wrapped.Events, &evs); err != nil {
+				return nil, fmt.Errorf("events: %v", err)
+			}
 		}
 	default:
+		if !json.Valid(trimmed) {
+			return nil, fmt.Errorf("the body is not JSON")
+		}
 		return nil, fmt.Errorf("the body is a JSON %s: want a CloudEvent object or an array of them", jsonKind(trimmed[0]))
 	}
 	if len(evs) == 0 {

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -151,6 +152,14 @@ func newSMNSite(p *testPKI) *smnSite {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /certs/{name}", func(w http.ResponseWriter, r *http.Request) {
 		s.certFetches.Add(1)
+		switch name := r.PathValue("name"); name {
+		case "broken.pem":
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		case "redirect.pem": // to another host
+			http.Redirect(w, r, "https://localhost:"+r.URL.Port()+"/certs/rsa-sha256.pem", http.StatusFound)
+			return
+		}
 		sg, ok := p.signers[strings.TrimSuffix(r.PathValue("name"), ".pem")]
 		if !ok {
 			http.NotFound(w, r)
@@ -172,6 +181,9 @@ func newSMNSite(p *testPKI) *smnSite {
 	return s
 }
 
+// host returns the site's host:port.
+func (s *smnSite) host() string { return strings.TrimPrefix(s.URL, "https://") }
+
 // fixture is a running ingest function over HTTPS, its NATS and the SMN
 // stand-in.
 type fixture struct {
@@ -183,6 +195,39 @@ type fixture struct {
 	srv    *Server
 	url    string
 	client *http.Client
+	logs   syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// noSecrets fails the test if the logs name any of secrets.
+func (f *fixture) noSecrets(secrets ...string) {
+	f.t.Helper()
+	logs := f.logs.String()
+	if logs == "" {
+		f.t.Fatal("nothing logged: the check would prove nothing")
+	}
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			f.t.Errorf("the logs name the secret %q", s)
+		}
+	}
 }
 
 func newFixture(t testing.TB, change func(*Config)) *fixture {
@@ -210,7 +255,7 @@ func newFixtureWith(t testing.TB, site *smnSite, change func(*Config)) *fixture 
 	cfg := Config{
 		Addr: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile, Subject: "imsflow.in.objects.obs",
 		MaxBodyBytes: 64 << 10, RateLimit: 1000, RateBurst: 1000, PublishTimeout: 5 * time.Second,
-		SMNTopics: []string{testTopic}, SMNHosts: []string{"127.0.0.1"}, SMNConfirm: true,
+		SMNTopics: []string{testTopic}, SMNCertHosts: []string{site.host()}, SMNConfirmHosts: []string{site.host(), "127.0.0.1:1"}, SMNConfirm: true,
 		EGToken: imsapi.Secret("old-token, " + testToken),
 	}
 	if change != nil {
@@ -219,7 +264,7 @@ func newFixtureWith(t testing.TB, site *smnSite, change func(*Config)) *fixture 
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool}}
 	f.client = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	var err error
-	f.srv, err = New(cfg, f.js, zerolog.New(io.Discard), WithHTTPClient(&http.Client{Transport: tr}))
+	f.srv, err = New(cfg, f.js, zerolog.New(&f.logs).Level(zerolog.DebugLevel), WithHTTPClient(&http.Client{Transport: tr}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +295,7 @@ type answer struct {
 
 func (f *fixture) post(path string, header map[string]string, body []byte) answer {
 	f.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, f.url+path, strings.NewReader(string(body)))
+	req, err := http.NewRequest(http.MethodPost, f.url+path, bytes.NewReader(body))
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -325,7 +370,7 @@ func (f *fixture) smnBody(typ, message, signerName string, before, after func(ma
 	switch typ {
 	case smnNotification:
 		m["subject"] = "OBS event"
-		m["unsubscribe_url"] = f.smn.URL + "/unsubscribe?token=u"
+		m["unsubscribe_url"] = f.smn.URL + "/unsubscribe?token=unsub-secret"
 	default:
 		m["subscribe_url"] = f.smn.URL + "/confirm?token=t0k3n"
 	}

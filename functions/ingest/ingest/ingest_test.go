@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -47,7 +48,7 @@ func TestSMNNotification(t *testing.T) {
 	if n := f.smn.certFetches.Load(); n != 1 {
 		t.Errorf("the signing certificate was fetched %d times, want once (cached)", n)
 	}
-	if n := f.srv.Count("imsflow_ingest_records_total", "result", "duplicate"); n != 2 {
+	if n := f.srv.metrics.get("imsflow_ingest_records_total", "result", "duplicate"); n != 2 {
 		t.Errorf("duplicate records counted %d, want 2", n)
 	}
 }
@@ -93,11 +94,14 @@ func TestSMNRefused(t *testing.T) {
 		{"tampered subject", "rsa-sha256", nil, set("subject", "other"), 403, "signature"},
 		{"signed by another key", "impostor", nil, nil, 403, "signature"},
 		{"signature not base64", "rsa-sha256", nil, set("signature", "%%%"), 403, "signature"},
-		{"unsigned", "", nil, nil, 401, "unsigned"},
+		{"unsigned", "", nil, nil, 403, "unsigned"},
 		{"wrong topic", "rsa-sha256", set("topic_urn", "urn:smn:cn-north-4:0553db98c800d5192f9bc01232b89622:someone-elses"), nil, 403, "topic"},
 		{"certificate from another host", "rsa-sha256", set("signing_cert_url", "https://example.com/certs/rsa-sha256.pem"), nil, 403, "certificate_url"},
 		{"certificate over HTTP", "rsa-sha256", set("signing_cert_url", "http://127.0.0.1/certs/rsa-sha256.pem"), nil, 403, "certificate_url"},
-		{"certificate missing", "rsa-sha256", set("signing_cert_url", "https://127.0.0.1:1/x"), nil, 503, ""},
+		{"certificate from a bucket", "rsa-sha256", set("signing_cert_url", "https://smn.obs.cn-north-4.myhuaweicloud.com/smn/SMN_cn-north-4_1.pem"), nil, 403, "certificate_url"},
+		{"certificate with a query", "rsa-sha256", func(m map[string]any) { m["signing_cert_url"] = m["signing_cert_url"].(string) + "?x=1" }, nil, 403, "certificate_url"},
+		{"certificate redirected elsewhere", "rsa-sha256", func(m map[string]any) { m["signing_cert_url"] = f.smn.URL + "/certs/redirect.pem" }, nil, 403, "certificate"},
+		{"certificate unavailable", "rsa-sha256", func(m map[string]any) { m["signing_cert_url"] = f.smn.URL + "/certs/broken.pem" }, nil, 503, ""},
 		{"signature version", "rsa-sha256", set("signature_version", "v9"), nil, 403, "signature_version"},
 	}
 	for _, tc := range cases {
@@ -111,13 +115,13 @@ func TestSMNRefused(t *testing.T) {
 			t.Errorf("%s: %d %s; want %d and an error", tc.name, a.code, a.raw, tc.code)
 		}
 		if tc.reason != "" {
-			if n := f.srv.Count("imsflow_ingest_refused_total", "endpoint", "smn", "reason", tc.reason); n == 0 {
+			if n := f.srv.metrics.get("imsflow_ingest_refused_total", "endpoint", "smn", "reason", tc.reason); n == 0 {
 				t.Errorf("%s: not counted as refused for %q", tc.name, tc.reason)
 			}
 		}
 	}
-	if tc := cases[8]; f.post("/smn", smnHeaders(smnNotification), f.smnBody(smnNotification, msg, tc.signer, tc.before, nil)).header.Get("Retry-After") == "" {
-		t.Error("an unreachable certificate: no Retry-After")
+	if tc := cases[len(cases)-2]; f.post("/smn", smnHeaders(smnNotification), f.smnBody(smnNotification, msg, tc.signer, tc.before, nil)).header.Get("Retry-After") == "" {
+		t.Error("an unavailable certificate: no Retry-After")
 	}
 	if n := len(f.stored()); n != 0 {
 		t.Errorf("%d messages published from refused requests", n)
@@ -126,12 +130,34 @@ func TestSMNRefused(t *testing.T) {
 	for _, want := range []string{
 		`imsflow_ingest_refused_total{endpoint="smn",reason="signature"} 4`,
 		`imsflow_ingest_refused_total{endpoint="smn",reason="unsigned"} 1`,
-		`imsflow_ingest_requests_total{endpoint="smn",code="403"} 8`,
+		`imsflow_ingest_requests_total{endpoint="smn",code="403"} 12`,
 		"# TYPE imsflow_ingest_refused_total counter",
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, m)
 		}
+	}
+}
+
+// TestSMNUnsignedMembers: what a signed message carries beside its signed
+// members is ignored. A body with an EventGrid envelope added after
+// signing, one that the decoder would read before SMN's shape, publishes
+// nothing of it.
+func TestSMNUnsignedMembers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	msg := obsMessage(obsRecord("ObjectRemoved:Delete", "a.qcow2", 0, "", "01"))
+	forged := `{"specversion":"1.0","type":"OBS:DWR:ObjectCreated:PUT","data":` + obsRecord("ObjectCreated:Put", "evil.qcow2", 1<<30, "e", "02") + `}`
+	inject := func(m map[string]any) {
+		m["specversion"], m["data"] = "1.0", json.RawMessage(forged[len(`{"specversion":"1.0","type":"OBS:DWR:ObjectCreated:PUT","data":`):len(forged)-1])
+		m["Records"] = json.RawMessage("[" + obsRecord("ObjectCreated:Put", "evil2.qcow2", 1<<30, "e", "03") + "]")
+	}
+	a := f.post("/smn", smnHeaders(smnNotification), f.smnBody(smnNotification, msg, "rsa-sha256", nil, inject))
+	if a.code != 200 || a.body != (result{Skipped: 1}) {
+		t.Errorf("%d %s; want 200, the deletion skipped, nothing published", a.code, a.raw)
+	}
+	if n := len(f.stored()); n != 0 {
+		t.Errorf("%d messages published from unsigned members", n)
 	}
 }
 
@@ -176,16 +202,22 @@ func TestSMNSubscription(t *testing.T) {
 	if a.code != http.StatusBadGateway || strings.Contains(a.raw, "t0k3n") {
 		t.Errorf("failed confirmation: %d %s; want 502 without the URL's token", a.code, a.raw)
 	}
+	unreachable := func(m map[string]any) { m["subscribe_url"] = "https://127.0.0.1:1/confirm?token=secret-t" }
+	a = f.post("/smn", smnHeaders(smnSubscription), f.smnBody(smnSubscription, msg, "rsa-sha256", unreachable, nil))
+	if a.code != http.StatusBadGateway || strings.Contains(a.raw, "secret-t") || !strings.Contains(a.raw, "127.0.0.1:1/confirm") {
+		t.Errorf("unreachable confirmation: %d %s; want 502 naming the URL without its token", a.code, a.raw)
+	}
 	if n := f.smn.confirms.Load(); n != 1 {
 		t.Errorf("%d confirmations, want 1", n)
 	}
 	a = f.post("/smn", smnHeaders(smnUnsubscribe), f.smnBody(smnUnsubscribe, "unsubscribed", "rsa-sha256", nil, nil))
-	if a.code != 200 || f.srv.Count("imsflow_ingest_smn_unsubscriptions_total") != 1 {
+	if a.code != 200 || f.srv.metrics.get("imsflow_ingest_smn_unsubscriptions_total") != 1 {
 		t.Errorf("unsubscribe confirmation: %d %s; want 200 and counted", a.code, a.raw)
 	}
 	if n := len(f.stored()); n != 0 {
 		t.Errorf("%d messages published from confirmations", n)
 	}
+	f.noSecrets("t0k3n", "secret-t", "token=")
 }
 
 // TestBadRequests: bodies that are too large or not JSON get a clear 4xx
@@ -222,8 +254,8 @@ func TestBadRequests(t *testing.T) {
 		t.Fatalf("authentic non-OBS notification: %d %s; want 200, rejected 1", a.code, a.raw)
 	}
 	stored := f.stored()
-	if len(stored) != 1 || string(stored[0].Data) != string(notOBS) {
-		t.Fatalf("stored %d messages; want the notification as it came", len(stored))
+	if len(stored) != 1 || string(stored[0].Data) != `{"alarm":"cpu high"}` {
+		t.Fatalf("stored %d messages; want the notification's message (no signature, no URLs) as it came", len(stored))
 	}
 	if _, _, err := events.DecodeObjectEvents(stored[0].Data); err == nil {
 		t.Error("the passed-on notification decodes; the import function would not reject it")
@@ -288,7 +320,7 @@ func TestEventGrid(t *testing.T) {
 		{"wrong header token", map[string]string{"X-Imsflow-Token": "nope"}, 403, "bad_token"},
 	} {
 		a := f.post("/eventgrid", tc.header, []byte(event("9", "z.vhd", "9")))
-		if a.code != tc.code || f.srv.Count("imsflow_ingest_refused_total", "endpoint", "eventgrid", "reason", tc.reason) == 0 {
+		if a.code != tc.code || f.srv.metrics.get("imsflow_ingest_refused_total", "endpoint", "eventgrid", "reason", tc.reason) == 0 {
 			t.Errorf("%s: %d %s; want %d counted as %s", tc.name, a.code, a.raw, tc.code, tc.reason)
 		}
 		if tc.code == 401 && a.header.Get("WWW-Authenticate") == "" {
@@ -298,6 +330,7 @@ func TestEventGrid(t *testing.T) {
 	if n := len(f.stored()); n != before {
 		t.Errorf("refused deliveries published %d messages", n-before)
 	}
+	f.noSecrets(testToken, "old-token")
 }
 
 // TestEventGridNotConfigured: with no token configured, EventGrid is

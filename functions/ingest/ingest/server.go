@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,9 @@ import (
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
 )
+
+// errRedirect refuses a redirect away from the host a URL was allowed for.
+var errRedirect = errors.New("redirected elsewhere than the allowed host")
 
 // HeaderVia, on every message the ingest publishes, says how the record
 // arrived: "smn" or "eventgrid".
@@ -63,7 +67,7 @@ type Option func(*Server)
 
 // WithHTTPClient sets the client that fetches SMN signing certificates and
 // confirms subscriptions. Whatever its redirect policy, a redirect is
-// followed only to an HTTPS URL on INGEST_SMN_HOSTS.
+// followed only over HTTPS to the host the URL was allowed for.
 func WithHTTPClient(c *http.Client) Option { return func(s *Server) { s.client = c } }
 
 // New returns the ingest function publishing through js.
@@ -87,11 +91,11 @@ func New(cfg Config, js jetstream.JetStream, log zerolog.Logger, opts ...Option)
 		client.Transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if len(via) >= 5 {
-			return errors.New("too many redirects")
+		// Only within the host that was allowed, over HTTPS.
+		if len(via) >= 5 || req.URL.Scheme != "https" || !strings.EqualFold(req.URL.Host, via[0].URL.Host) {
+			return errRedirect
 		}
-		_, err := allowedURL(cfg.SMNHosts, req.URL.String())
-		return err
+		return nil
 	}
 	s.client = client
 	s.certs = newCertCache(client)
@@ -125,23 +129,26 @@ func (s *Server) Run(ctx context.Context) error {
 // Serve serves on ln, over TLS when configured, until ctx ends; then it
 // stops taking requests and waits for those under way.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	const readTimeout = 15 * time.Second
+	// The longest a request works once read: a certificate fetch, then a
+	// publish or a confirmation.
+	handling := smnFetchDeadline + max(s.cfg.PublishTimeout, smnFetchDeadline) + time.Second
 	srv := &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      s.cfg.PublishTimeout + 30*time.Second,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      readTimeout + handling,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          stdlog.New(s.log.With().Str("component", "http").Logger(), "", 0),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	stopped := make(chan error, 1)
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.PublishTimeout+5*time.Second)
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), handling)
 		defer cancel()
 		stopped <- srv.Shutdown(sctx)
-	}()
+	})
 	scheme := "http"
 	if s.cfg.TLSCert != "" {
 		scheme = "https"
@@ -154,6 +161,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = srv.Serve(ln)
 	}
 	if !errors.Is(err, http.ErrServerClosed) {
+		if stop() {
+			return err // failed before ctx ended
+		}
+		<-stopped
 		return err
 	}
 	if err := <-stopped; err != nil {
@@ -194,6 +205,15 @@ func refuse(code int, reason, format string, args ...any) reply {
 	return r
 }
 
+// throttled answers a request beyond the rate limit. The limit is spent
+// by authentic requests only, so that a flood of forged ones cannot keep
+// SMN's and EG's deliveries out.
+func throttled(limit float64) reply {
+	r := failure(http.StatusTooManyRequests, "more than %g requests per second: retry later", limit)
+	r.retryAfter = time.Second
+	return r
+}
+
 func unavailable(format string, args ...any) reply {
 	r := failure(http.StatusServiceUnavailable, format, args...)
 	r.retryAfter = 5 * time.Second
@@ -205,21 +225,15 @@ func unavailable(format string, args ...any) reply {
 func (s *Server) endpoint(name string, h func(r *http.Request, body []byte) reply) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var rep reply
+		body, err := readBody(w, r, s.cfg.MaxBodyBytes)
+		var tooLarge *http.MaxBytesError
 		switch {
-		case !s.limiter.Allow():
-			rep = failure(http.StatusTooManyRequests, "more than %g requests per second: retry later", s.cfg.RateLimit)
-			rep.retryAfter = time.Second
+		case errors.As(err, &tooLarge):
+			rep = failure(http.StatusRequestEntityTooLarge, "the body is larger than %d bytes (INGEST_MAX_BODY_BYTES)", s.cfg.MaxBodyBytes)
+		case err != nil:
+			rep = failure(http.StatusBadRequest, "reading the body: %v", err)
 		default:
-			body, err := readBody(w, r, s.cfg.MaxBodyBytes)
-			var tooLarge *http.MaxBytesError
-			switch {
-			case errors.As(err, &tooLarge):
-				rep = failure(http.StatusRequestEntityTooLarge, "the body is larger than %d bytes (INGEST_MAX_BODY_BYTES)", s.cfg.MaxBodyBytes)
-			case err != nil:
-				rep = failure(http.StatusBadRequest, "reading the body: %v", err)
-			default:
-				rep = h(r, body)
-			}
+			rep = h(r, body)
 		}
 		s.metrics.add("imsflow_ingest_requests_total", "endpoint", name, "code", strconv.Itoa(rep.code))
 		if rep.refused != "" {
@@ -239,7 +253,7 @@ func (s *Server) endpoint(name string, h func(r *http.Request, body []byte) repl
 		if rep.retryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(rep.retryAfter.Seconds())))
 		}
-		if rep.code == http.StatusUnauthorized {
+		if rep.code == http.StatusUnauthorized && name == "eventgrid" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="imsflow-ingest"`)
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -257,74 +271,63 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 
-// publish stores every record on the configured subject, each with a
-// message ID of its object version and notification sequencer, so that a
-// delivery the sender retries is stored once. It counts what it stored.
-func (s *Server) publish(ctx context.Context, via string, recs []events.ObjectRecord, res *result) error {
-	for _, r := range recs {
-		id := "ingest:" + events.Hash(r.Source().VersionKey(r.Sequencer)+"\x00"+r.Sequencer, 40)
-		dup, err := s.store(ctx, via, r.Body, id)
-		if err != nil {
-			return err
-		}
-		if dup {
-			res.Duplicates++
-		} else {
-			res.Published++
-		}
-		s.log.Debug().Str("via", via).Str("bucket", r.Bucket).Str("key", r.Key).Str("version", r.VersionID).
-			Str("etag", r.ETag).Bool("duplicate", dup).Msg("record published")
-	}
-	return nil
+// recordID is the message ID of a record: its object version and its
+// notification's sequencer, so that a delivery the sender retries is
+// stored once. The parts are JSON-encoded: a key may hold any byte.
+func recordID(r events.ObjectRecord) string {
+	parts, _ := json.Marshal([]string{r.Bucket, r.Key, r.VersionID, r.ETag, r.Sequencer})
+	return "ingest:" + events.Hash(string(parts), 40)
 }
 
-// forward passes a notification the ingest could authenticate but not
-// decode to the import function, which answers it with a rejected event
-// naming the reason, so that nothing from a genuine sender is lost.
-func (s *Server) forward(ctx context.Context, via string, body []byte, res *result) error {
-	if _, err := s.store(ctx, via, body, "ingest:raw:"+events.Hash(string(body), 40)); err != nil {
-		return err
-	}
-	res.Rejected++
-	return nil
+// pending is a message to store and what to count once it is.
+type pending struct {
+	msg *nats.Msg
+	rec *events.ObjectRecord // nil: an undecodable notification passed on
 }
 
-func (s *Server) store(ctx context.Context, via string, body []byte, id string) (duplicate bool, err error) {
-	if st := s.js.Conn().Status(); st != nats.CONNECTED {
-		return false, fmt.Errorf("NATS is %s", st)
-	}
-	m := nats.NewMsg(s.cfg.Subject)
-	m.Data = body
-	m.Header.Set(events.HeaderMsgID, id)
-	m.Header.Set(HeaderVia, via)
-	ack, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectStream(runner.StreamIn))
-	if err != nil {
-		s.metrics.add("imsflow_ingest_publish_errors_total")
-		return false, err
-	}
-	if ack.Duplicate {
-		s.metrics.add("imsflow_ingest_records_total", "result", "duplicate")
-	} else {
-		s.metrics.add("imsflow_ingest_records_total", "result", "published")
-	}
-	return ack.Duplicate, nil
-}
-
-// publishAll publishes records and forwards undecodable notifications
-// under the publish timeout; any failure is a 503, for the sender to
-// retry the whole delivery (what was stored is then a duplicate).
+// publishAll stores every record, and every undecodable notification for
+// the import function to reject (so that nothing from a genuine sender is
+// lost), on the configured subject within the publish timeout. It answers
+// 200 only once JetStream has acknowledged them all, else 503, for the
+// sender to retry the whole delivery (what was stored is then a duplicate).
 func (s *Server) publishAll(ctx context.Context, via string, recs []events.ObjectRecord, undecodable [][]byte, res result) reply {
+	s.metrics.addN("imsflow_ingest_records_total", res.Skipped, "result", "skipped")
+	var out []pending
+	for i := range recs {
+		out = append(out, pending{s.message(via, recs[i].Body, recordID(recs[i])), &recs[i]})
+	}
+	for _, b := range undecodable {
+		out = append(out, pending{s.message(via, b, "ingest:raw:"+events.Hash(string(b), 40)), nil})
+	}
+	if len(out) == 0 {
+		return reply{code: http.StatusOK, body: res}
+	}
+	if st := s.js.Conn().Status(); st != nats.CONNECTED {
+		return unavailable("NATS is %s; retry", st)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
-	err := s.publish(ctx, via, recs, &res)
-	for _, b := range undecodable {
-		if err == nil {
-			err = s.forward(ctx, via, b, &res)
+	acks := make([]jetstream.PubAckFuture, len(out))
+	var err error
+	for i, p := range out {
+		if acks[i], err = s.js.PublishMsgAsync(p.msg, jetstream.WithExpectStream(runner.StreamIn)); err != nil {
+			break
 		}
 	}
-	s.metrics.addN("imsflow_ingest_records_total", res.Skipped, "result", "skipped")
-	s.metrics.addN("imsflow_ingest_records_total", res.Rejected, "result", "rejected")
+	for i, p := range out {
+		if err != nil || acks[i] == nil {
+			break
+		}
+		select {
+		case ack := <-acks[i].Ok():
+			s.count(via, p, ack.Duplicate, &res)
+		case err = <-acks[i].Err():
+		case <-ctx.Done():
+			err = fmt.Errorf("no acknowledgement in %s (INGEST_PUBLISH_TIMEOUT)", s.cfg.PublishTimeout)
+		}
+	}
 	if err != nil {
+		s.metrics.add("imsflow_ingest_publish_errors_total")
 		r := unavailable("publishing to JetStream: %v; retry", err)
 		r.body.Published, r.body.Duplicates = res.Published, res.Duplicates
 		return r
@@ -332,8 +335,36 @@ func (s *Server) publishAll(ctx context.Context, via string, recs []events.Objec
 	return reply{code: http.StatusOK, body: res}
 }
 
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := s.ready(r.Context()); err != nil {
+func (s *Server) message(via string, body []byte, id string) *nats.Msg {
+	m := nats.NewMsg(s.cfg.Subject)
+	m.Data = body
+	m.Header.Set(events.HeaderMsgID, id)
+	m.Header.Set(HeaderVia, via)
+	return m
+}
+
+// count counts one stored message.
+func (s *Server) count(via string, p pending, duplicate bool, res *result) {
+	result := "published"
+	switch {
+	case p.rec == nil:
+		result = "rejected"
+		res.Rejected++
+	case duplicate:
+		result = "duplicate"
+		res.Duplicates++
+	default:
+		res.Published++
+	}
+	s.metrics.add("imsflow_ingest_records_total", "result", result)
+	if r := p.rec; r != nil {
+		s.log.Debug().Str("via", via).Str("bucket", r.Bucket).Str("key", r.Key).Str("version", r.VersionID).
+			Str("etag", r.ETag).Bool("duplicate", duplicate).Msg("record stored")
+	}
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if err := s.ready(); err != nil {
 		writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
 		return
 	}
@@ -342,7 +373,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // ready reports whether a record would be stored now: NATS connected and
 // the input stream there (looked up at most every two seconds).
-func (s *Server) ready(ctx context.Context) error {
+func (s *Server) ready() error {
 	if st := s.js.Conn().Status(); st != nats.CONNECTED {
 		return fmt.Errorf("NATS is %s", st)
 	}
@@ -351,7 +382,7 @@ func (s *Server) ready(ctx context.Context) error {
 	if time.Since(s.readyAt) < 2*time.Second {
 		return s.readyErr
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := s.js.Stream(ctx, runner.StreamIn)
 	if err != nil {

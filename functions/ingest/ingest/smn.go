@@ -155,6 +155,9 @@ type certCache struct {
 	now    func() time.Time
 }
 
+// errCacheFull: every entry is a fetch under way.
+var errCacheFull = &fetchError{transient: true, err: errors.New("too many signing certificates are being fetched at once")}
+
 type certEntry struct {
 	done    chan struct{}
 	cert    *x509.Certificate
@@ -181,8 +184,9 @@ func (c *certCache) get(ctx context.Context, url string) (*x509.Certificate, err
 		}
 	}
 	if !ok {
-		if len(c.m) >= certCacheSize {
-			c.evictLocked()
+		if _, there := c.m[url]; !there && len(c.m) >= certCacheSize && !c.evictLocked() {
+			c.mu.Unlock()
+			return nil, errCacheFull
 		}
 		e = &certEntry{done: make(chan struct{})}
 		c.m[url] = e
@@ -204,8 +208,9 @@ func (c *certCache) get(ctx context.Context, url string) (*x509.Certificate, err
 	}
 }
 
-// evictLocked drops failed entries, or else the oldest fetched one.
-func (c *certCache) evictLocked() {
+// evictLocked drops a failed entry, or else the oldest fetched one; it
+// reports false when every entry is still being fetched.
+func (c *certCache) evictLocked() bool {
 	var oldest string
 	var at time.Time
 	for u, e := range c.m {
@@ -216,15 +221,17 @@ func (c *certCache) evictLocked() {
 		}
 		if e.err != nil {
 			delete(c.m, u)
-			return
+			return true
 		}
 		if oldest == "" || e.fetched.Before(at) {
 			oldest, at = u, e.fetched
 		}
 	}
-	if oldest != "" {
-		delete(c.m, oldest)
+	if oldest == "" {
+		return false
 	}
+	delete(c.m, oldest)
+	return true
 }
 
 func fetchCert(ctx context.Context, client *http.Client, rawURL string) (*x509.Certificate, error) {
@@ -262,7 +269,7 @@ func fetch(ctx context.Context, client *http.Client, rawURL string, limit int64)
 		if errors.As(err, &ue) {
 			err = ue.Err // its message repeats the whole URL
 		}
-		return nil, &fetchError{transient: true, err: fmt.Errorf("GET %s: %w", url, err)}
+		return nil, &fetchError{transient: !errors.Is(err, errRedirect), err: fmt.Errorf("GET %s: %w", url, err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
@@ -297,6 +304,8 @@ func (s *Server) smn(r *http.Request, body []byte) reply {
 	switch {
 	case m.Type == "":
 		return failure(http.StatusBadRequest, "the body is not an SMN message: it has no type")
+	case m.Type != smnNotification && m.Type != smnSubscription && m.Type != smnUnsubscribe:
+		return failure(http.StatusBadRequest, "type %q is not an SMN message type", m.Type)
 	case r.Header.Get("X-SMN-MESSAGE-TYPE") != "" && r.Header.Get("X-SMN-MESSAGE-TYPE") != m.Type:
 		return failure(http.StatusBadRequest, "X-SMN-MESSAGE-TYPE %q differs from the body's type %q", r.Header.Get("X-SMN-MESSAGE-TYPE"), m.Type)
 	case r.Header.Get("X-SMN-TOPIC-URN") != "" && r.Header.Get("X-SMN-TOPIC-URN") != m.TopicURN:
@@ -307,6 +316,9 @@ func (s *Server) smn(r *http.Request, body []byte) reply {
 	if rep, ok := s.authenticSMN(r.Context(), &m); !ok {
 		return rep
 	}
+	if !s.limiter.Allow() {
+		return throttled(s.cfg.RateLimit)
+	}
 	log := s.log.With().Str("topic", m.TopicURN).Str("message_id", m.MessageID).Logger()
 	switch m.Type {
 	case smnSubscription:
@@ -315,15 +327,14 @@ func (s *Server) smn(r *http.Request, body []byte) reply {
 		s.metrics.add("imsflow_ingest_smn_unsubscriptions_total")
 		log.Warn().Msg("SMN ended this endpoint's subscription to the topic: no more uploads will arrive from it until it is subscribed again")
 		return reply{code: http.StatusOK}
-	case smnNotification:
-	default:
-		return failure(http.StatusBadRequest, "type %q is not an SMN message type", m.Type)
 	}
-	recs, skipped, err := events.SplitObjectEvents(body)
+	// Only the signed members count: the OBS notification is message, and
+	// whatever else the body holds is ignored.
+	recs, skipped, err := events.SplitObjectEvents([]byte(m.Message))
 	res := result{Skipped: len(skipped)}
 	if err != nil {
 		log.Warn().Err(err).Msg("an authentic SMN notification that is no OBS notification: passed on to be rejected")
-		return s.publishAll(r.Context(), "smn", nil, [][]byte{body}, res)
+		return s.publishAll(r.Context(), "smn", nil, [][]byte{[]byte(m.Message)}, res)
 	}
 	return s.publishAll(r.Context(), "smn", recs, nil, res)
 }
@@ -334,14 +345,18 @@ func (s *Server) authenticSMN(ctx context.Context, m *smnMessage) (reply, bool) 
 		if s.cfg.SMNAllowUnsigned {
 			return reply{}, true
 		}
-		return refuse(http.StatusUnauthorized, "unsigned", "the message carries no signature (INGEST_SMN_ALLOW_UNSIGNED is off)"), false
+		return refuse(http.StatusForbidden, "unsigned", "the message carries no signature (INGEST_SMN_ALLOW_UNSIGNED is off)"), false
 	}
 	if !strings.EqualFold(m.SignatureVersion, smnSignatureV1) {
 		return refuse(http.StatusForbidden, "signature_version", "signature_version %q: only v1 is known", m.SignatureVersion), false
 	}
-	u, err := allowedURL(s.cfg.SMNHosts, m.SigningCertURL)
+	region, _ := topicRegion(m.TopicURN)
+	u, err := allowedURL(s.cfg.SMNCertHosts, region, m.SigningCertURL)
+	if err == nil && (u.RawQuery != "" || u.Fragment != "" || !strings.HasSuffix(u.Path, ".pem")) {
+		err = fmt.Errorf("%q is not a .pem file's URL", withoutQuery(m.SigningCertURL))
+	}
 	if err != nil {
-		return refuse(http.StatusForbidden, "certificate_url", "signing_cert_url: %v", err), false
+		return refuse(http.StatusForbidden, "certificate_url", "signing_cert_url: %v (INGEST_SMN_CERT_HOSTS)", err), false
 	}
 	cert, err := s.certs.get(ctx, u.String())
 	if err != nil {
@@ -363,10 +378,11 @@ func (s *Server) confirm(ctx context.Context, m *smnMessage, log zerolog.Logger)
 		log.Warn().Msg("a subscription confirmation arrived and INGEST_SMN_CONFIRM is off: confirm it in the SMN console")
 		return reply{code: http.StatusOK}
 	}
-	u, err := allowedURL(s.cfg.SMNHosts, m.SubscribeURL)
+	region, _ := topicRegion(m.TopicURN)
+	u, err := allowedURL(s.cfg.SMNConfirmHosts, region, m.SubscribeURL)
 	if err != nil {
 		s.metrics.add("imsflow_ingest_smn_confirmations_total", "result", "refused")
-		return refuse(http.StatusForbidden, "subscribe_url", "subscribe_url: %v", err)
+		return refuse(http.StatusForbidden, "subscribe_url", "subscribe_url: %v (INGEST_SMN_CONFIRM_HOSTS)", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, smnFetchDeadline)
 	defer cancel()

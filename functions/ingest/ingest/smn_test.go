@@ -42,24 +42,29 @@ func TestStringsToSign(t *testing.T) {
 
 func TestAllowedURL(t *testing.T) {
 	t.Parallel()
-	hosts := []string{"myhuaweicloud.com", "127.0.0.1"}
+	hosts := []string{"smn.{region}.myhuaweicloud.com", "console.huaweicloud.com", "127.0.0.1:8443"}
 	for raw, ok := range map[string]bool{
 		"https://smn.cn-north-4.myhuaweicloud.com/smn/SMN_cn-north-4_1.pem": true,
-		"https://myhuaweicloud.com/x":                                       true,
-		"https://SMN.MyHuaweiCloud.com./x":                                  true,
-		"https://127.0.0.1:8443/certs/a.pem":                                true,
-		"http://smn.cn-north-4.myhuaweicloud.com/x":                         false,
-		"https://evilmyhuaweicloud.com/x":                                   false,
-		"https://myhuaweicloud.com.evil.example/x":                          false,
-		"https://user:pw@smn.myhuaweicloud.com/x":                           false,
-		"https://10.127.0.0.1/x":                                            false,
-		"ftp://myhuaweicloud.com/x":                                         false,
-		"https://smn.cn-north-4.myhuaweicloud.com%2F.evil/x":                false,
-		"//smn.myhuaweicloud.com/x":                                         false,
-		"https://[::1]/x":                                                   false,
+		"https://SMN.CN-North-4.MyHuaweiCloud.com./smn/x.pem":               true,
 		"https://smn.cn-north-4.myhuaweicloud.com:443/x?a=b#c":              true,
+		"https://console.huaweicloud.com/smn/subscription/confirm?token=1":  true,
+		"https://127.0.0.1:8443/certs/a.pem":                                true,
+		"https://smn.sa-brazil-1.myhuaweicloud.com/smn/x.pem":               false, // another region than the topic's
+		"https://smn.cn-north-4.myhuaweicloud.com:8443/x.pem":               false,
+		"https://images.obs.cn-north-4.myhuaweicloud.com/smn/x.pem":         false,
+		"https://smn.obs.myhuaweicloud.com/x.pem":                           false,
+		"https://myhuaweicloud.com/x":                                       false,
+		"https://evil.console.huaweicloud.com/x":                            false,
+		"https://console.huaweicloud.com.evil.example/x":                    false,
+		"http://smn.cn-north-4.myhuaweicloud.com/x.pem":                     false,
+		"https://user:pw@smn.cn-north-4.myhuaweicloud.com/x":                false,
+		"https://127.0.0.1/x":                                               false,
+		"ftp://console.huaweicloud.com/x":                                   false,
+		"https://smn.cn-north-4.myhuaweicloud.com%2F.evil/x":                false,
+		"//smn.cn-north-4.myhuaweicloud.com/x":                              false,
+		"https://[::1]/x":                                                   false,
 	} {
-		if _, err := allowedURL(hosts, raw); (err == nil) != ok {
+		if _, err := allowedURL(hosts, "cn-north-4", raw); (err == nil) != ok {
 			t.Errorf("allowedURL(%q) = %v; want allowed %v", raw, err, ok)
 		}
 	}
@@ -67,16 +72,42 @@ func TestAllowedURL(t *testing.T) {
 
 func TestTopicAllowed(t *testing.T) {
 	t.Parallel()
-	topics := []string{"urn:smn:cn-north-4:p1:uploads", "urn:smn:cn-east-3:p2:*"}
+	topics := []string{"urn:smn:cn-north-4:p1:uploads", "urn:smn:cn-east-3:p2:img-*"}
 	for urn, ok := range map[string]bool{
-		"urn:smn:cn-north-4:p1:uploads":  true,
-		"urn:smn:cn-north-4:p1:uploads2": false,
-		"urn:smn:cn-east-3:p2:anything":  true,
-		"urn:smn:cn-east-3:p3:anything":  false,
-		"":                               false,
+		"urn:smn:cn-north-4:p1:uploads":     true,
+		"urn:smn:cn-north-4:p1:uploads2":    false,
+		"urn:smn:cn-east-3:p2:img-anything": true,
+		"urn:smn:cn-east-3:p2:other":        false,
+		"urn:smn:cn-east-3:p3:img-x":        false,
+		"urn:smn:cn-east-3:p2:img-x:extra":  false,
+		"":                                  false,
 	} {
 		if got := topicAllowed(topics, urn); got != ok {
 			t.Errorf("topicAllowed(%q) = %v, want %v", urn, got, ok)
+		}
+	}
+}
+
+// TestValidateTopics: a wildcard may not reach into the region or the
+// project, whose topics belong to other accounts.
+func TestValidateTopics(t *testing.T) {
+	t.Parallel()
+	base := Config{Subject: "imsflow.in.objects.obs", MaxBodyBytes: 4096, RateLimit: 1, RateBurst: 1, PublishTimeout: 1}
+	for topic, ok := range map[string]bool{
+		"urn:smn:cn-north-4:p1:uploads": true,
+		"urn:smn:cn-north-4:p1:*":       true,
+		"urn:smn:cn-north-4:p1:up*":     true,
+		"urn:smn:*":                     false,
+		"urn:smn:cn-north-4:*":          false,
+		"urn:smn:cn-north-4:*:uploads":  false,
+		"urn:smn:cn-north-4:p1:u*p":     false,
+		"urn:smn:cn-north-4:p1":         false,
+		"uploads":                       false,
+	} {
+		c := base
+		c.SMNTopics = []string{topic}
+		if err := c.Validate(); (err == nil) != ok {
+			t.Errorf("Validate with topic %q = %v; want valid %v", topic, err, ok)
 		}
 	}
 }
