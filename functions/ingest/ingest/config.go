@@ -31,6 +31,9 @@ type Config struct {
 	// second; more are answered 429 with Retry-After.
 	RateLimit float64 `env:"INGEST_RATE_LIMIT" envDefault:"200"`
 	RateBurst int     `env:"INGEST_RATE_BURST" envDefault:"400"`
+	// MaxConcurrent bounds the requests handled at once (each may hold a
+	// body of MaxBodyBytes); more are answered 503 at once.
+	MaxConcurrent int `env:"INGEST_MAX_CONCURRENT" envDefault:"64"`
 	// PublishTimeout bounds waiting for JetStream to acknowledge a
 	// request's records; past it the answer is 503 and the sender retries.
 	PublishTimeout time.Duration `env:"INGEST_PUBLISH_TIMEOUT" envDefault:"5s"`
@@ -49,6 +52,9 @@ type Config struct {
 	// SMNConfirm confirms subscriptions to SMNTopics by fetching their
 	// subscribe_url.
 	SMNConfirm bool `env:"INGEST_SMN_CONFIRM" envDefault:"true"`
+	// SMNMaxAge refuses signed SMN messages whose timestamp is older: a
+	// replay. 0 takes any age.
+	SMNMaxAge time.Duration `env:"INGEST_SMN_MAX_AGE" envDefault:"24h"`
 	// SMNAllowUnsigned takes SMN messages that carry no signature. Only
 	// for endpoints no one else can reach.
 	SMNAllowUnsigned bool `env:"INGEST_SMN_ALLOW_UNSIGNED"`
@@ -66,11 +72,13 @@ var Variables = []struct{ Name, Default, Meaning string }{
 	{"INGEST_SUBJECT", "imsflow.in.objects.obs", "subject every object record is published to"},
 	{"INGEST_MAX_BODY_BYTES", "1048576", "largest request body; more is answered 413"},
 	{"INGEST_RATE_LIMIT, INGEST_RATE_BURST", "200, 400", "requests per second served; more are answered 429"},
+	{"INGEST_MAX_CONCURRENT", "64", "requests handled at once; more are answered 503"},
 	{"INGEST_PUBLISH_TIMEOUT", "5s", "wait for JetStream's acknowledgement; past it 503"},
 	{"INGEST_SMN_TOPICS", "", "SMN topic URNs taken, comma-separated; `*` at the end of the topic name matches a prefix; none refuses SMN"},
 	{"INGEST_SMN_CERT_HOSTS", "smn.{region}.myhuaweicloud.com", "hosts signing certificates are fetched from over HTTPS; {region} is the topic's"},
 	{"INGEST_SMN_CONFIRM_HOSTS", "console.huaweicloud.com,{region}-console.huaweicloud.com,console-intl.huaweicloud.com", "hosts a subscribe_url may point to"},
 	{"INGEST_SMN_CONFIRM", "true", "confirm subscriptions of the topics above"},
+	{"INGEST_SMN_MAX_AGE", "24h", "refuse signed SMN messages older than this (0: any age)"},
 	{"INGEST_SMN_ALLOW_UNSIGNED", "false", "take SMN messages without a signature"},
 	{"INGEST_EG_TOKEN", "", "token EventGrid must send (`Authorization: Bearer …` or `X-Imsflow-Token`); comma-separated while rotating; none refuses EventGrid"},
 }
@@ -88,6 +96,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("INGEST_RATE_LIMIT and INGEST_RATE_BURST must be positive")
 	case c.PublishTimeout <= 0:
 		return fmt.Errorf("INGEST_PUBLISH_TIMEOUT must be positive")
+	case c.MaxConcurrent < 1:
+		return fmt.Errorf("INGEST_MAX_CONCURRENT %d: want at least 1", c.MaxConcurrent)
+	case c.SMNMaxAge < 0:
+		return fmt.Errorf("INGEST_SMN_MAX_AGE must not be negative")
 	}
 	for _, t := range c.SMNTopics {
 		// The region and the project are fixed: a wildcard there would

@@ -18,10 +18,8 @@ import (
 const maxEvents = 100
 
 // eventGrid handles one EventGrid delivery.
+// Its token was checked before the body was read (authenticEG).
 func (s *Server) eventGrid(r *http.Request, body []byte) reply {
-	if rep, ok := s.authenticEG(r); !ok {
-		return rep
-	}
 	if !s.limiter.Allow() {
 		return throttled(s.cfg.RateLimit)
 	}

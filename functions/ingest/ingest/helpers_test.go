@@ -8,10 +8,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -132,7 +134,7 @@ func newPKI(t testing.TB) *testPKI {
 }
 
 // smnSite is a stand-in for SMN's HTTPS endpoints: signing certificates at
-// /certs/<name>.pem and subscription confirmation at /confirm.
+// /smn/SMN_<signer>.pem and subscription confirmation at /confirm.
 type smnSite struct {
 	*httptest.Server
 	certFetches atomic.Int64
@@ -150,17 +152,18 @@ func startSMNSite(t testing.TB, p *testPKI) *smnSite {
 func newSMNSite(p *testPKI) *smnSite {
 	s := &smnSite{}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /certs/{name}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /smn/{file}", func(w http.ResponseWriter, r *http.Request) {
 		s.certFetches.Add(1)
-		switch name := r.PathValue("name"); name {
-		case "broken.pem":
+		name := strings.TrimSuffix(strings.TrimPrefix(r.PathValue("file"), "SMN_"), ".pem")
+		switch name {
+		case "broken":
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
-		case "redirect.pem": // to another host
-			http.Redirect(w, r, "https://localhost:"+r.URL.Port()+"/certs/rsa-sha256.pem", http.StatusFound)
+		case "redirect": // to another host
+			http.Redirect(w, r, "https://localhost:"+r.URL.Port()+"/smn/SMN_rsa-sha256.pem", http.StatusFound)
 			return
 		}
-		sg, ok := p.signers[strings.TrimSuffix(r.PathValue("name"), ".pem")]
+		sg, ok := p.signers[name]
 		if !ok {
 			http.NotFound(w, r)
 			return
@@ -254,7 +257,8 @@ func newFixtureWith(t testing.TB, site *smnSite, change func(*Config)) *fixture 
 	}
 	cfg := Config{
 		Addr: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile, Subject: "imsflow.in.objects.obs",
-		MaxBodyBytes: 64 << 10, RateLimit: 1000, RateBurst: 1000, PublishTimeout: 5 * time.Second,
+		MaxBodyBytes: 64 << 10, RateLimit: 1000, RateBurst: 1000, PublishTimeout: 5 * time.Second, MaxConcurrent: 64,
+		SMNMaxAge: 24 * time.Hour,
 		SMNTopics: []string{testTopic}, SMNCertHosts: []string{site.host()}, SMNConfirmHosts: []string{site.host(), "127.0.0.1:1"}, SMNConfirm: true,
 		EGToken: imsapi.Secret("old-token, " + testToken),
 	}
@@ -363,9 +367,8 @@ func (f *fixture) stored() []*jetstream.RawStreamMsg {
 func (f *fixture) smnBody(typ, message, signerName string, before, after func(map[string]any)) []byte {
 	f.t.Helper()
 	m := map[string]any{
-		"type": typ, "topic_urn": testTopic, "message_id": "d86c201092574e71a3ca85826652c58b",
-		"message": message, "timestamp": "2026-11-23T08:15:30Z", "signature_version": "v1",
-		"signing_cert_url": f.smn.URL + "/certs/" + signerName + ".pem",
+		"type": typ, "topic_urn": testTopic, "message": message, "signature_version": "v1",
+		"timestamp": time.Now().UTC().Format(time.RFC3339), "signing_cert_url": f.smn.URL + "/smn/SMN_" + signerName + ".pem",
 	}
 	switch typ {
 	case smnNotification:
@@ -376,6 +379,11 @@ func (f *fixture) smnBody(typ, message, signerName string, before, after func(ma
 	}
 	if before != nil {
 		before(m)
+	}
+	if _, ok := m["message_id"]; !ok { // one per distinct message, as SMN's
+		b, _ := json.Marshal(m)
+		sum := sha256.Sum256(append(b, signerName...))
+		m["message_id"] = hex.EncodeToString(sum[:16])
 	}
 	if signerName != "" {
 		sg := f.pki.signers[signerName]

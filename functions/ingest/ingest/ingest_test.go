@@ -3,7 +3,10 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +27,7 @@ func TestSMNNotification(t *testing.T) {
 		a := f.post("/smn", smnHeaders(smnNotification), body)
 		want := result{Published: 1, Skipped: 1}
 		if i > 0 {
-			want = result{Duplicates: 1, Skipped: 1}
+			want = result{Replayed: true} // the same message_id: handled before
 		}
 		if a.code != http.StatusOK || a.body != want {
 			t.Fatalf("delivery %d: %d %s; want 200 %+v", i+1, a.code, a.raw, want)
@@ -48,8 +51,8 @@ func TestSMNNotification(t *testing.T) {
 	if n := f.smn.certFetches.Load(); n != 1 {
 		t.Errorf("the signing certificate was fetched %d times, want once (cached)", n)
 	}
-	if n := f.srv.metrics.get("imsflow_ingest_records_total", "result", "duplicate"); n != 2 {
-		t.Errorf("duplicate records counted %d, want 2", n)
+	if n := f.srv.metrics.get("imsflow_ingest_smn_replays_total"); n != 2 {
+		t.Errorf("replays counted %d, want 2", n)
 	}
 }
 
@@ -83,13 +86,14 @@ func TestSMNRefused(t *testing.T) {
 	f := newFixture(t, nil)
 	msg := obsMessage(obsRecord("ObjectCreated:Put", "a.qcow2", 1<<30, "e1", "01"))
 	set := func(k string, v any) func(map[string]any) { return func(m map[string]any) { m[k] = v } }
-	cases := []struct {
+	type refusal struct {
 		name          string
 		signer        string
 		before, after func(map[string]any)
 		code          int
 		reason        string
-	}{
+	}
+	cases := []refusal{
 		{"tampered message", "rsa-sha256", nil, set("message", obsMessage(obsRecord("ObjectCreated:Put", "evil.qcow2", 1<<30, "e2", "02"))), 403, "signature"},
 		{"tampered subject", "rsa-sha256", nil, set("subject", "other"), 403, "signature"},
 		{"signed by another key", "impostor", nil, nil, 403, "signature"},
@@ -100,8 +104,10 @@ func TestSMNRefused(t *testing.T) {
 		{"certificate over HTTP", "rsa-sha256", set("signing_cert_url", "http://127.0.0.1/certs/rsa-sha256.pem"), nil, 403, "certificate_url"},
 		{"certificate from a bucket", "rsa-sha256", set("signing_cert_url", "https://smn.obs.cn-north-4.myhuaweicloud.com/smn/SMN_cn-north-4_1.pem"), nil, 403, "certificate_url"},
 		{"certificate with a query", "rsa-sha256", func(m map[string]any) { m["signing_cert_url"] = m["signing_cert_url"].(string) + "?x=1" }, nil, 403, "certificate_url"},
-		{"certificate redirected elsewhere", "rsa-sha256", func(m map[string]any) { m["signing_cert_url"] = f.smn.URL + "/certs/redirect.pem" }, nil, 403, "certificate"},
-		{"certificate unavailable", "rsa-sha256", func(m map[string]any) { m["signing_cert_url"] = f.smn.URL + "/certs/broken.pem" }, nil, 503, ""},
+		{"certificate elsewhere on the host", "rsa-sha256", func(m map[string]any) { m["signing_cert_url"] = f.smn.URL + "/certs/SMN_rsa-sha256.pem" }, nil, 403, "certificate_url"},
+		{"replayed", "rsa-sha256", set("timestamp", time.Now().Add(-48*time.Hour).UTC().Format(time.RFC3339)), nil, 403, "stale"},
+		{"certificate redirected elsewhere", "rsa-sha256", func(m map[string]any) { m["signing_cert_url"] = f.smn.URL + "/smn/SMN_redirect.pem" }, nil, 403, "certificate"},
+		{"certificate unavailable", "rsa-sha256", func(m map[string]any) { m["signing_cert_url"] = f.smn.URL + "/smn/SMN_broken.pem" }, nil, 503, ""},
 		{"signature version", "rsa-sha256", set("signature_version", "v9"), nil, 403, "signature_version"},
 	}
 	for _, tc := range cases {
@@ -120,7 +126,13 @@ func TestSMNRefused(t *testing.T) {
 			}
 		}
 	}
-	if tc := cases[len(cases)-2]; f.post("/smn", smnHeaders(smnNotification), f.smnBody(smnNotification, msg, tc.signer, tc.before, nil)).header.Get("Retry-After") == "" {
+	forbidden := 0
+	for _, tc := range cases {
+		if tc.code == http.StatusForbidden {
+			forbidden++
+		}
+	}
+	if tc := cases[slices.IndexFunc(cases, func(c refusal) bool { return c.name == "certificate unavailable" })]; f.post("/smn", smnHeaders(smnNotification), f.smnBody(smnNotification, msg, tc.signer, tc.before, nil)).header.Get("Retry-After") == "" {
 		t.Error("an unavailable certificate: no Retry-After")
 	}
 	if n := len(f.stored()); n != 0 {
@@ -130,12 +142,88 @@ func TestSMNRefused(t *testing.T) {
 	for _, want := range []string{
 		`imsflow_ingest_refused_total{endpoint="smn",reason="signature"} 4`,
 		`imsflow_ingest_refused_total{endpoint="smn",reason="unsigned"} 1`,
-		`imsflow_ingest_requests_total{endpoint="smn",code="403"} 12`,
+		fmt.Sprintf(`imsflow_ingest_requests_total{endpoint="smn",code="403"} %d`, forbidden),
 		"# TYPE imsflow_ingest_refused_total counter",
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, m)
 		}
+	}
+}
+
+// TestCertificatesPinned: once a certificate has verified a message,
+// requests naming other certificate URLs, however many, neither evict it
+// nor make it fetched again; and they are fetched at a bounded rate.
+func TestCertificatesPinned(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	msg := func(i int) string {
+		return obsMessage(obsRecord("ObjectCreated:Put", fmt.Sprintf("k%d.qcow2", i), 1<<30, "e", "01"))
+	}
+	if a := f.post("/smn", smnHeaders(smnNotification), f.smnBody(smnNotification, msg(0), "rsa-sha256", nil, nil)); a.code != 200 {
+		t.Fatalf("genuine: %d %s", a.code, a.raw)
+	}
+	fetches := f.smn.certFetches.Load()
+	busy := 0
+	for i := range 40 {
+		bogus := func(m map[string]any) { m["signing_cert_url"] = fmt.Sprintf("%s/smn/SMN_bogus-%d.pem", f.smn.URL, i) }
+		switch a := f.post("/smn", smnHeaders(smnNotification), f.smnBody(smnNotification, msg(i), "rsa-sha256", bogus, nil)); a.code {
+		case http.StatusServiceUnavailable:
+			busy++
+		case http.StatusForbidden:
+		default:
+			t.Fatalf("bogus certificate %d: %d %s", i, a.code, a.raw)
+		}
+	}
+	if busy == 0 || f.smn.certFetches.Load()-fetches > 40-int64(busy) {
+		t.Errorf("40 unknown certificate URLs: %d refused as busy, %d fetched; want the fetches limited", busy, f.smn.certFetches.Load()-fetches)
+	}
+	fetches = f.smn.certFetches.Load()
+	if a := f.post("/smn", smnHeaders(smnNotification), f.smnBody(smnNotification, msg(1000), "rsa-sha256", nil, nil)); a.code != 200 || a.body.Published != 1 {
+		t.Fatalf("genuine after the flood: %d %s", a.code, a.raw)
+	}
+	if f.smn.certFetches.Load() != fetches {
+		t.Error("the pinned certificate was fetched again")
+	}
+}
+
+// TestEventGridTokenBeforeBody: a delivery without the token is refused
+// before its body is read, however large.
+func TestEventGridTokenBeforeBody(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	if a := f.post("/eventgrid", nil, make([]byte, 1<<20)); a.code != http.StatusUnauthorized {
+		t.Errorf("1 MiB without a token: %d %s; want 401, not 413", a.code, a.raw)
+	}
+}
+
+// TestMaxConcurrent: past INGEST_MAX_CONCURRENT requests under way, the
+// answer is 503 at once.
+func TestMaxConcurrent(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(c *Config) { c.MaxConcurrent = 1 })
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest(http.MethodPost, f.url+"/smn", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := f.client.Do(req); err == nil {
+			_ = resp.Body.Close()
+		}
+	}()
+	if _, err := pw.Write([]byte(`{"type":`)); err != nil { // the request is being read
+		t.Fatal(err)
+	}
+	waitFor(t, "a second request to be turned away", func() bool {
+		return f.post("/smn", nil, []byte(`{}`)).code == http.StatusServiceUnavailable
+	})
+	_ = pw.Close()
+	<-done
+	if a := f.post("/smn", nil, []byte(`{}`)); a.code != http.StatusBadRequest {
+		t.Errorf("after the slow request: %d %s; want 400", a.code, a.raw)
 	}
 }
 
@@ -198,7 +286,7 @@ func TestSMNSubscription(t *testing.T) {
 		t.Errorf("another topic: %d %s; want 403", a.code, a.raw)
 	}
 	f.smn.confirmFail.Store(true)
-	a = f.post("/smn", smnHeaders(smnSubscription), f.smnBody(smnSubscription, msg, "rsa-sha256", nil, nil))
+	a = f.post("/smn", smnHeaders(smnSubscription), f.smnBody(smnSubscription, msg+" again", "rsa-sha256", nil, nil))
 	if a.code != http.StatusBadGateway || strings.Contains(a.raw, "t0k3n") {
 		t.Errorf("failed confirmation: %d %s; want 502 without the URL's token", a.code, a.raw)
 	}
@@ -378,9 +466,9 @@ func TestNATSUnavailable(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, func(c *Config) { c.RateLimit, c.RateBurst = 0.001, 2 })
-	body := f.smnBody(smnNotification, obsMessage(obsRecord("ObjectCreated:Put", "a.qcow2", 1<<30, "e1", "01")), "rsa-sha256", nil, nil)
 	var codes []int
-	for range 3 {
+	for i := range 3 {
+		body := f.smnBody(smnNotification, obsMessage(obsRecord("ObjectCreated:Put", fmt.Sprintf("a%d.qcow2", i), 1<<30, "e1", "01")), "rsa-sha256", nil, nil)
 		codes = append(codes, f.post("/smn", smnHeaders(smnNotification), body).code)
 	}
 	if codes[0] != 200 || codes[1] != 200 || codes[2] != http.StatusTooManyRequests {

@@ -16,6 +16,7 @@ var metricHelp = map[string]string{
 	"imsflow_ingest_publish_errors_total":      "Publishes JetStream did not acknowledge.",
 	"imsflow_ingest_smn_confirmations_total":   "SMN subscription confirmations, by result.",
 	"imsflow_ingest_smn_unsubscriptions_total": "SMN unsubscribe confirmations received.",
+	"imsflow_ingest_smn_replays_total":         "Authentic SMN messages received again after being handled, answered without work.",
 }
 
 // metrics is a set of counters, each named with its labels.

@@ -16,11 +16,11 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -56,6 +56,11 @@ type Server struct {
 	tokens  []string
 	metrics *metrics
 	mux     *http.ServeMux
+	// inflight holds a token per request being handled.
+	inflight chan struct{}
+	// seen holds the SMN messages handled to the end: a replay (or a
+	// retry after a lost answer) is answered without work.
+	seen *seenSet
 
 	readyMu  sync.Mutex
 	readyAt  time.Time
@@ -79,6 +84,7 @@ func New(cfg Config, js jetstream.JetStream, log zerolog.Logger, opts ...Option)
 		cfg: cfg, js: js, log: log.With().Str("function", Function).Logger(),
 		limiter: rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst),
 		tokens:  cfg.tokens(), metrics: newMetrics(),
+		inflight: make(chan struct{}, cfg.MaxConcurrent), seen: newSeenSet(10000),
 	}
 	for _, o := range opts {
 		o(s)
@@ -100,8 +106,8 @@ func New(cfg Config, js jetstream.JetStream, log zerolog.Logger, opts ...Option)
 	s.client = client
 	s.certs = newCertCache(client)
 	s.mux = http.NewServeMux()
-	s.mux.HandleFunc("POST /smn", s.endpoint("smn", s.smn))
-	s.mux.HandleFunc("POST /eventgrid", s.endpoint("eventgrid", s.eventGrid))
+	s.mux.HandleFunc("POST /smn", s.endpoint("smn", nil, s.smn))
+	s.mux.HandleFunc("POST /eventgrid", s.endpoint("eventgrid", s.authenticEG, s.eventGrid))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.HandleFunc("GET /metrics", s.metrics.serve)
@@ -187,12 +193,14 @@ type reply struct {
 
 // result is the JSON body of every answer of /smn and /eventgrid.
 type result struct {
-	Published  int    `json:"published"`
-	Duplicates int    `json:"duplicates"`
-	Skipped    int    `json:"skipped"`
-	Rejected   int    `json:"rejected"`
-	Confirmed  bool   `json:"confirmed,omitempty"`
-	Error      string `json:"error,omitempty"`
+	Published  int  `json:"published"`
+	Duplicates int  `json:"duplicates"`
+	Skipped    int  `json:"skipped"`
+	Rejected   int  `json:"rejected"`
+	Confirmed  bool `json:"confirmed,omitempty"`
+	// Replayed: the message was handled before; nothing was done again.
+	Replayed bool   `json:"replayed,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 func failure(code int, format string, args ...any) reply {
@@ -221,20 +229,12 @@ func unavailable(format string, args ...any) reply {
 }
 
 // endpoint wraps a handler of a whole body with what every endpoint does:
-// the request rate limit, the body size limit, counting, logging.
-func (s *Server) endpoint(name string, h func(r *http.Request, body []byte) reply) http.HandlerFunc {
+// the cap on requests at once (each may hold a body in memory), a check
+// of the headers before the body is read (pre, may be nil), the body size
+// limit, counting, logging.
+func (s *Server) endpoint(name string, pre func(*http.Request) (reply, bool), h func(r *http.Request, body []byte) reply) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var rep reply
-		body, err := readBody(w, r, s.cfg.MaxBodyBytes)
-		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge):
-			rep = failure(http.StatusRequestEntityTooLarge, "the body is larger than %d bytes (INGEST_MAX_BODY_BYTES)", s.cfg.MaxBodyBytes)
-		case err != nil:
-			rep = failure(http.StatusBadRequest, "reading the body: %v", err)
-		default:
-			rep = h(r, body)
-		}
+		rep := s.handle(w, r, pre, h)
 		s.metrics.add("imsflow_ingest_requests_total", "endpoint", name, "code", strconv.Itoa(rep.code))
 		if rep.refused != "" {
 			s.metrics.add("imsflow_ingest_refused_total", "endpoint", name, "reason", rep.refused)
@@ -264,11 +264,72 @@ func (s *Server) endpoint(name string, h func(r *http.Request, body []byte) repl
 	}
 }
 
+func (s *Server) handle(w http.ResponseWriter, r *http.Request, pre func(*http.Request) (reply, bool), h func(r *http.Request, body []byte) reply) reply {
+	select {
+	case s.inflight <- struct{}{}:
+		defer func() { <-s.inflight }()
+	default:
+		r := failure(http.StatusServiceUnavailable, "%d requests are being handled (INGEST_MAX_CONCURRENT): retry", s.cfg.MaxConcurrent)
+		r.retryAfter = time.Second
+		return r
+	}
+	if pre != nil {
+		if rep, ok := pre(r); !ok {
+			return rep
+		}
+	}
+	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return failure(http.StatusRequestEntityTooLarge, "the body is larger than %d bytes (INGEST_MAX_BODY_BYTES)", s.cfg.MaxBodyBytes)
+	case err != nil:
+		return failure(http.StatusBadRequest, "reading the body: %v", err)
+	}
+	return h(r, body)
+}
+
+// seenSet is a set of the last n keys added.
+type seenSet struct {
+	mu    sync.Mutex
+	m     map[string]struct{}
+	order []string
+	next  int
+}
+
+func newSeenSet(n int) *seenSet {
+	return &seenSet{m: make(map[string]struct{}, n), order: make([]string, n)}
+}
+
+func (s *seenSet) has(k string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[k]
+	return ok
+}
+
+func (s *seenSet) add(k string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[k]; ok {
+		return
+	}
+	delete(s.m, s.order[s.next])
+	s.order[s.next] = k
+	s.m[k] = struct{}{}
+	s.next = (s.next + 1) % len(s.order)
+}
+
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
-	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var b bytes.Buffer
+	if r.ContentLength > 0 {
+		b.Grow(int(r.ContentLength)) // no doubling past the limit
+	}
+	_, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	return b.Bytes(), err
 }
 
 // recordID is the message ID of a record: its object version and its

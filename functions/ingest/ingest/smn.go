@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	neturl "net/url"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/imsflow/imsflow/pkg/events"
 )
@@ -33,8 +35,6 @@ const (
 	smnUnsubscribe   = "UnsubscribeConfirmation"
 	smnSignatureV1   = "v1"
 	maxCertBytes     = 64 << 10
-	certCacheSize    = 32
-	certCacheTTL     = 24 * time.Hour
 	smnFetchDeadline = 10 * time.Second
 )
 
@@ -146,17 +146,36 @@ type fetchError struct {
 func (e *fetchError) Error() string { return e.err.Error() }
 func (e *fetchError) Unwrap() error { return e.err }
 
-// certCache fetches signing certificates and keeps them a day, at most
-// certCacheSize of them; a failed fetch is not kept.
+// certCache holds signing certificates in two pools. A certificate that
+// has verified a message is pinned: kept for certPinnedTTL (SMN names each
+// certificate's URL after it) and never pushed out by unverified ones, so
+// that requests with forged certificate URLs cannot evict the genuine
+// certificate. Every other fetch, done or under way, is pending: at most
+// certPendingSize of them, started at most certMissRate per second, a
+// failure remembered for certFailTTL.
 type certCache struct {
-	client *http.Client
-	mu     sync.Mutex
-	m      map[string]*certEntry
-	now    func() time.Time
+	client  *http.Client
+	mu      sync.Mutex
+	pinned  map[string]pinnedCert
+	pending map[string]*certEntry
+	misses  *rate.Limiter
+	now     func() time.Time
 }
 
-// errCacheFull: every entry is a fetch under way.
-var errCacheFull = &fetchError{transient: true, err: errors.New("too many signing certificates are being fetched at once")}
+const (
+	certPinnedSize  = 16
+	certPinnedTTL   = 30 * 24 * time.Hour
+	certPendingSize = 16
+	certPendingTTL  = time.Hour
+	certFailTTL     = 10 * time.Second
+	certMissRate    = 2
+	certMissBurst   = 8
+)
+
+type pinnedCert struct {
+	cert     *x509.Certificate
+	verified time.Time
+}
 
 type certEntry struct {
 	done    chan struct{}
@@ -165,37 +184,51 @@ type certEntry struct {
 	fetched time.Time
 }
 
+// errCertBusy: too many certificates are being fetched.
+var errCertBusy = &fetchError{transient: true, err: errors.New("too many unknown signing certificates asked for at once; retry")}
+
 func newCertCache(c *http.Client) *certCache {
-	return &certCache{client: c, m: make(map[string]*certEntry), now: time.Now}
+	return &certCache{
+		client: c, pinned: make(map[string]pinnedCert), pending: make(map[string]*certEntry),
+		misses: rate.NewLimiter(certMissRate, certMissBurst), now: time.Now,
+	}
 }
 
-// get returns the certificate at url, fetching it once however many
-// requests ask at the same time.
+// get returns the certificate at url (normalised by the caller), fetching
+// it once however many requests ask at the same time.
 func (c *certCache) get(ctx context.Context, url string) (*x509.Certificate, error) {
 	c.mu.Lock()
-	e, ok := c.m[url]
+	now := c.now()
+	if p, ok := c.pinned[url]; ok && now.Sub(p.verified) < certPinnedTTL {
+		c.mu.Unlock()
+		return p.cert, nil
+	}
+	e, ok := c.pending[url]
 	if ok {
 		select {
 		case <-e.done:
-			if e.err != nil || c.now().Sub(e.fetched) > certCacheTTL {
+			if (e.err != nil && now.Sub(e.fetched) > certFailTTL) || (e.err == nil && now.Sub(e.fetched) > certPendingTTL) {
+				delete(c.pending, url)
 				ok = false
 			}
 		default:
 		}
 	}
 	if !ok {
-		if _, there := c.m[url]; !there && len(c.m) >= certCacheSize && !c.evictLocked() {
+		if len(c.pending) >= certPendingSize && !c.evictLocked() || !c.misses.AllowN(now, 1) {
 			c.mu.Unlock()
-			return nil, errCacheFull
+			return nil, errCertBusy
 		}
 		e = &certEntry{done: make(chan struct{})}
-		c.m[url] = e
+		c.pending[url] = e
 		go func() {
 			// Not ctx: the fetch serves every request waiting for it.
 			fctx, cancel := context.WithTimeout(context.Background(), smnFetchDeadline)
 			defer cancel()
-			e.cert, e.err = fetchCert(fctx, c.client, url)
-			e.fetched = c.now()
+			cert, err := fetchCert(fctx, c.client, url)
+			c.mu.Lock()
+			e.cert, e.err, e.fetched = cert, err, c.now()
+			c.mu.Unlock()
 			close(e.done)
 		}()
 	}
@@ -208,20 +241,33 @@ func (c *certCache) get(ctx context.Context, url string) (*x509.Certificate, err
 	}
 }
 
-// evictLocked drops a failed entry, or else the oldest fetched one; it
-// reports false when every entry is still being fetched.
+// pin keeps the certificate at url: it has verified a message.
+func (c *certCache) pin(url string, cert *x509.Certificate) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.pending, url)
+	if _, ok := c.pinned[url]; !ok && len(c.pinned) >= certPinnedSize {
+		var oldest string
+		for u, p := range c.pinned {
+			if oldest == "" || p.verified.Before(c.pinned[oldest].verified) {
+				oldest = u
+			}
+		}
+		delete(c.pinned, oldest)
+	}
+	c.pinned[url] = pinnedCert{cert: cert, verified: c.now()}
+}
+
+// evictLocked drops a finished pending entry, the oldest; it reports
+// false when every one is still being fetched.
 func (c *certCache) evictLocked() bool {
 	var oldest string
 	var at time.Time
-	for u, e := range c.m {
+	for u, e := range c.pending {
 		select {
 		case <-e.done:
 		default:
 			continue // in flight
-		}
-		if e.err != nil {
-			delete(c.m, u)
-			return true
 		}
 		if oldest == "" || e.fetched.Before(at) {
 			oldest, at = u, e.fetched
@@ -230,8 +276,24 @@ func (c *certCache) evictLocked() bool {
 	if oldest == "" {
 		return false
 	}
-	delete(c.m, oldest)
+	delete(c.pending, oldest)
 	return true
+}
+
+// certKey checks that u is where SMN keeps signing certificates
+// (/smn/SMN_<region>_<id>.pem, no query) and returns it in one spelling,
+// so that no two spellings of one URL take two places in the cache.
+func certKey(u *neturl.URL) (string, error) {
+	name, ok := strings.CutPrefix(u.EscapedPath(), "/smn/SMN_")
+	if !ok || !strings.HasSuffix(name, ".pem") || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery ||
+		strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "" {
+		return "", fmt.Errorf("%q is not an SMN signing certificate's URL (/smn/SMN_<region>_<id>.pem)", withoutQuery(u.String()))
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	if p := u.Port(); p != "" && p != "443" {
+		host = net.JoinHostPort(host, p)
+	}
+	return "https://" + host + "/smn/SMN_" + name, nil
 }
 
 func fetchCert(ctx context.Context, client *http.Client, rawURL string) (*x509.Certificate, error) {
@@ -316,13 +378,27 @@ func (s *Server) smn(r *http.Request, body []byte) reply {
 	if rep, ok := s.authenticSMN(r.Context(), &m); !ok {
 		return rep
 	}
+	seen := m.TopicURN + "\x00" + m.MessageID
+	if m.MessageID != "" && s.seen.has(seen) {
+		s.metrics.add("imsflow_ingest_smn_replays_total")
+		return reply{code: http.StatusOK, body: result{Replayed: true}}
+	}
 	if !s.limiter.Allow() {
 		return throttled(s.cfg.RateLimit)
 	}
+	rep := s.smnAuthentic(r.Context(), &m)
+	if rep.code == http.StatusOK && m.MessageID != "" {
+		s.seen.add(seen)
+	}
+	return rep
+}
+
+// smnAuthentic handles an authentic SMN message.
+func (s *Server) smnAuthentic(ctx context.Context, m *smnMessage) reply {
 	log := s.log.With().Str("topic", m.TopicURN).Str("message_id", m.MessageID).Logger()
 	switch m.Type {
 	case smnSubscription:
-		return s.confirm(r.Context(), &m, log)
+		return s.confirm(ctx, m, log)
 	case smnUnsubscribe:
 		s.metrics.add("imsflow_ingest_smn_unsubscriptions_total")
 		log.Warn().Msg("SMN ended this endpoint's subscription to the topic: no more uploads will arrive from it until it is subscribed again")
@@ -334,9 +410,9 @@ func (s *Server) smn(r *http.Request, body []byte) reply {
 	res := result{Skipped: len(skipped)}
 	if err != nil {
 		log.Warn().Err(err).Msg("an authentic SMN notification that is no OBS notification: passed on to be rejected")
-		return s.publishAll(r.Context(), "smn", nil, [][]byte{[]byte(m.Message)}, res)
+		return s.publishAll(ctx, "smn", nil, [][]byte{[]byte(m.Message)}, res)
 	}
-	return s.publishAll(r.Context(), "smn", recs, nil, res)
+	return s.publishAll(ctx, "smn", recs, nil, res)
 }
 
 // authenticSMN checks m's signature; when it fails, the reply says why.
@@ -352,13 +428,14 @@ func (s *Server) authenticSMN(ctx context.Context, m *smnMessage) (reply, bool) 
 	}
 	region, _ := topicRegion(m.TopicURN)
 	u, err := allowedURL(s.cfg.SMNCertHosts, region, m.SigningCertURL)
-	if err == nil && (u.RawQuery != "" || u.Fragment != "" || !strings.HasSuffix(u.Path, ".pem")) {
-		err = fmt.Errorf("%q is not a .pem file's URL", withoutQuery(m.SigningCertURL))
-	}
 	if err != nil {
 		return refuse(http.StatusForbidden, "certificate_url", "signing_cert_url: %v (INGEST_SMN_CERT_HOSTS)", err), false
 	}
-	cert, err := s.certs.get(ctx, u.String())
+	key, err := certKey(u)
+	if err != nil {
+		return refuse(http.StatusForbidden, "certificate_url", "signing_cert_url: %v", err), false
+	}
+	cert, err := s.certs.get(ctx, key)
 	if err != nil {
 		var fe *fetchError
 		if errors.As(err, &fe) && fe.transient {
@@ -368,6 +445,11 @@ func (s *Server) authenticSMN(ctx context.Context, m *smnMessage) (reply, bool) 
 	}
 	if err := verifySMN(cert, m); err != nil {
 		return refuse(http.StatusForbidden, "signature", "%v", err), false
+	}
+	s.certs.pin(key, cert)
+	// The timestamp is signed: an old one is a replay, not a forgery.
+	if t, err := time.Parse(time.RFC3339, m.Timestamp); err == nil && s.cfg.SMNMaxAge > 0 && time.Since(t) > s.cfg.SMNMaxAge {
+		return refuse(http.StatusForbidden, "stale", "the message is from %s, older than INGEST_SMN_MAX_AGE %s: a replay", m.Timestamp, s.cfg.SMNMaxAge), false
 	}
 	return reply{}, true
 }

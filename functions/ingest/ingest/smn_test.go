@@ -92,7 +92,7 @@ func TestTopicAllowed(t *testing.T) {
 // project, whose topics belong to other accounts.
 func TestValidateTopics(t *testing.T) {
 	t.Parallel()
-	base := Config{Subject: "imsflow.in.objects.obs", MaxBodyBytes: 4096, RateLimit: 1, RateBurst: 1, PublishTimeout: 1}
+	base := Config{Subject: "imsflow.in.objects.obs", MaxBodyBytes: 4096, RateLimit: 1, RateBurst: 1, PublishTimeout: 1, MaxConcurrent: 1}
 	for topic, ok := range map[string]bool{
 		"urn:smn:cn-north-4:p1:uploads": true,
 		"urn:smn:cn-north-4:p1:*":       true,
