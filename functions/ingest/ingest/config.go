@@ -158,16 +158,23 @@ func allowedURL(hosts []string, region, raw string) (*url.URL, error) {
 	if u.User != nil {
 		return nil, fmt.Errorf("%q carries user information", withoutQuery(raw))
 	}
-	h := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
-	if port := u.Port(); port != "" && port != "443" {
-		h = net.JoinHostPort(h, port)
-	}
+	h := canonicalHost(u)
 	for _, a := range hosts {
 		if strings.EqualFold(h, strings.ReplaceAll(a, "{region}", region)) {
 			return u, nil
 		}
 	}
 	return nil, fmt.Errorf("host %q is not one of %q (region %s)", h, hosts, region)
+}
+
+// canonicalHost returns u's host in one spelling: lower case, no trailing
+// dot, the port only when it is not HTTPS's 443.
+func canonicalHost(u *url.URL) string {
+	h := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	if port := u.Port(); port != "" && port != "443" {
+		h = net.JoinHostPort(h, port)
+	}
+	return h
 }
 
 // tokens returns the configured EventGrid tokens.

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	neturl "net/url"
 	"strings"
@@ -289,11 +288,7 @@ func certKey(u *neturl.URL) (string, error) {
 		strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "" {
 		return "", fmt.Errorf("%q is not an SMN signing certificate's URL (/smn/SMN_<region>_<id>.pem)", withoutQuery(u.String()))
 	}
-	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
-	if p := u.Port(); p != "" && p != "443" {
-		host = net.JoinHostPort(host, p)
-	}
-	return "https://" + host + "/smn/SMN_" + name, nil
+	return "https://" + canonicalHost(u) + "/smn/SMN_" + name, nil
 }
 
 func fetchCert(ctx context.Context, client *http.Client, rawURL string) (*x509.Certificate, error) {
