@@ -1,7 +1,9 @@
 // Package imsconfig reads the IMS client's settings from the environment,
 // with the variable names Huawei Cloud's own SDKs use, and builds the
 // client. Every command and function that talks to IMS shares it, so the
-// names, defaults and checks are written once.
+// names, defaults and checks are written once. ParseEnv, which reads any
+// settings and names the variable of each wrong value, is every imsflow
+// process's one way to read its environment.
 package imsconfig
 
 import (
@@ -10,8 +12,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/caarlos0/env/v10"
 
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
@@ -54,11 +54,7 @@ var Variables = []struct{ Name, Default, Meaning string }{
 // checks it. The error names every variable that is missing or wrong.
 func Parse(environ map[string]string) (Config, error) {
 	var cfg Config
-	opts := env.Options{}
-	if environ != nil {
-		opts.Environment = environ
-	}
-	if err := env.ParseWithOptions(&cfg, opts); err != nil {
+	if err := ParseEnv(&cfg, environ); err != nil {
 		return cfg, fmt.Errorf("ims configuration: %w", err)
 	}
 	return cfg, cfg.Validate()

@@ -37,7 +37,7 @@ func TestParse(t *testing.T) {
 		{"both ways", base("HUAWEICLOUD_SDK_AK", "AK", "HUAWEICLOUD_SDK_SK", sk, "IMS_AUTH_TOKEN", "t"), "set one way"},
 		{"security token alone", base("IMS_AUTH_TOKEN", "t", "HUAWEICLOUD_SDK_SECURITY_TOKEN", "x"), "needs HUAWEICLOUD_SDK_AK"},
 		{"zero rate", base("IMS_AUTH_TOKEN", "t", "IMS_RATE_LIMIT", "0"), "IMS_RATE_LIMIT"},
-		{"bad rate", base("IMS_AUTH_TOKEN", "t", "IMS_RATE_LIMIT", "fast"), "RateLimit"},
+		{"bad rate", base("IMS_AUTH_TOKEN", "t", "IMS_RATE_LIMIT", "fast"), `IMS_RATE_LIMIT: "fast" is not a number`},
 		{"bad timeout", base("IMS_AUTH_TOKEN", "t", "IMS_TIMEOUT", "-1s"), "IMS_TIMEOUT"},
 	}
 	for _, tt := range tests {
