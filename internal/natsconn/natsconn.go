@@ -3,7 +3,11 @@
 package natsconn
 
 import (
+	"context"
 	"fmt"
+	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -81,14 +85,26 @@ func (c Config) Options(name string) []nats.Option {
 	return opts
 }
 
-// Connect connects and returns the connection and its JetStream context.
+// ConnectWait is how long Connect tries to reach NATS before it gives up.
+const ConnectWait = 5 * time.Second
+
+// Connect connects and returns the connection and its JetStream context;
+// see ConnectContext.
 func (c Config) Connect(name string) (*nats.Conn, jetstream.JetStream, error) {
+	return c.ConnectContext(context.Background(), name)
+}
+
+// ConnectContext connects and returns the connection and its JetStream
+// context. It tries for ConnectWait (or until ctx ends), and then says that
+// NATS could not be reached, where (without credentials) and why; once
+// connected, the connection reconnects forever.
+func (c Config) ConnectContext(ctx context.Context, name string) (*nats.Conn, jetstream.JetStream, error) {
 	if err := c.Validate(); err != nil {
 		return nil, nil, err
 	}
-	nc, err := nats.Connect(c.URL, c.Options(name)...)
+	nc, err := c.dial(ctx, name, ConnectWait)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", c.URL, err)
+		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -97,3 +113,129 @@ func (c Config) Connect(name string) (*nats.Conn, jetstream.JetStream, error) {
 	}
 	return nc, js, nil
 }
+
+// UnreachableError is NATS not answering within the wait.
+type UnreachableError struct {
+	// URL is where NATS was looked for, without credentials.
+	URL string
+	// Waited is how long it was tried.
+	Waited time.Duration
+	// Err is the last connection error, if any.
+	Err error
+}
+
+func (e *UnreachableError) Error() string {
+	msg := fmt.Sprintf("NATS at %s could not be reached (tried for %s)", e.URL, e.Waited)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg + "; is it running, and is NATS_URL right?"
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// dial connects, and waits up to wait for the first connection.
+func (c Config) dial(ctx context.Context, name string, wait time.Duration) (*nats.Conn, error) {
+	connected := make(chan struct{})
+	var once sync.Once
+	var mu sync.Mutex
+	var lastErr error
+	opts := append(c.Options(name),
+		nats.ConnectHandler(func(*nats.Conn) { once.Do(func() { close(connected) }) }),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			mu.Lock()
+			lastErr = err
+			mu.Unlock()
+		}))
+	start := time.Now()
+	nc, err := nats.Connect(c.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", c.RedactedURL(), c.scrub(err))
+	}
+	if nc.IsConnected() {
+		return nc, nil
+	}
+	timer := time.NewTimer(time.Until(start.Add(wait)))
+	defer timer.Stop()
+	select {
+	case <-connected:
+		return nc, nil
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	nc.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if lastErr == nil {
+		lastErr = ctx.Err()
+	}
+	return nil, &UnreachableError{URL: c.RedactedURL(), Waited: time.Since(start).Round(100 * time.Millisecond), Err: c.scrub(lastErr)}
+}
+
+// RedactedURL is URL without any user information (user, password or
+// token): what may be printed.
+func (c Config) RedactedURL() string {
+	parts := strings.Split(c.URL, ",")
+	for i, p := range parts {
+		parts[i] = redact(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
+}
+
+// redact removes the user information of one server URL, with or without
+// a scheme; what does not parse loses everything up to its last '@'.
+func redact(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		scheme, rest = "", raw
+	} else {
+		scheme += "://"
+	}
+	if u, err := url.Parse("nats://" + rest); err == nil {
+		u.User = nil
+		return scheme + strings.TrimPrefix(u.String(), "nats://")
+	}
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		rest = rest[at+1:]
+	}
+	return scheme + rest
+}
+
+// scrub returns err, its text without the URL's user information and the
+// configured password and token, should it quote them.
+func (c Config) scrub(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	secrets := []string{c.Password.Reveal(), c.Token.Reveal()}
+	for p := range strings.SplitSeq(c.URL, ",") {
+		if _, rest, ok := strings.Cut(p, "://"); ok {
+			p = rest
+		}
+		if at := strings.LastIndexByte(p, '@'); at >= 0 {
+			user, password, _ := strings.Cut(p[:at], ":")
+			secrets = append(secrets, p[:at], password, user)
+		}
+	}
+	clean := msg
+	for _, s := range secrets {
+		if s != "" {
+			clean = strings.ReplaceAll(clean, s, "REDACTED")
+		}
+	}
+	if clean == msg {
+		return err
+	}
+	return &scrubbedError{msg: clean, err: err}
+}
+
+// scrubbedError is an error whose text had credentials removed.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+
+func (e *scrubbedError) Unwrap() error { return e.err }
