@@ -84,8 +84,10 @@ type Config struct {
 	// OSVersions is the os_version catalogue (default: DefaultOSVersions).
 	OSVersions []OSVersion
 	// AssumeObjects takes any object an import names as existing (Standard,
-	// 1 GiB, with its bitmap), for local runs whose notifications describe
-	// objects no catalogue holds ("imsflow dev").
+	// with its bitmap, as large as the request's min_disk GB: the import
+	// API carries no file size), for local runs whose notifications
+	// describe objects no catalogue holds ("imsflow dev"). PutObject
+	// still gives an object its exact size.
 	AssumeObjects bool
 	// DisableProgressAPI leaves GET /v1/cloudimages/job/{job_id} out (404
 	// APIGW.0101, as a gateway without the API answers), so that clients'

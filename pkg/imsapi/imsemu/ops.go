@@ -50,8 +50,25 @@ func (s *Server) osVersion(v string) (OSVersion, bool) {
 	return OSVersion{}, false
 }
 
-// assumedSize is the size of an object AssumeObjects takes for granted.
+// assumedSize is the size of an object AssumeObjects takes for granted
+// when the import gives no min_disk.
 const assumedSize = imsapi.GiB
+
+// assumeSize is the size AssumeObjects gives an object no catalogue holds.
+// IMS's import requests carry no file size, and the notification that
+// named the object never reaches the emulator; min_disk, the size of the
+// disk in the file as the caller states it, is what the request does
+// carry, so the file is taken to be that large (at most limit). A job then
+// runs as long as the file's size makes it run, which is what a person
+// watching "imsflow dev" expects: a 100 GB upload takes 100 times as long
+// as a 1 GB one, not the same. For a compressed format the real file is
+// smaller than its disk, so this errs long, never short.
+func assumeSize(minDisk int, limit int64) int64 {
+	if minDisk <= 0 {
+		return assumedSize
+	}
+	return min(int64(minDisk)*imsapi.GiB, limit)
+}
 
 // Formats IMS imports, by file extension.
 var (
@@ -89,7 +106,7 @@ func (s *Server) importSource(imageURL string, allowed []string, limit int64, mi
 	bucket, key, _ := strings.Cut(imageURL, ":")
 	if s.cfg.AssumeObjects {
 		if _, ok := s.objects[objectKey{bucket, key}]; !ok {
-			s.putObject(Object{Bucket: bucket, Key: key, Size: assumedSize})
+			s.putObject(Object{Bucket: bucket, Key: key, Size: assumeSize(minDisk, limit)})
 		}
 	}
 	if !s.buckets[bucket] {
