@@ -1,7 +1,8 @@
 // Package fnmain is the main of every imsflow function run as its own
 // process: configuration from the environment (a clear message and exit 2
-// when it is wrong), JSON logs, a NATS connection, the topology, the
-// function itself, and a graceful drain on SIGTERM or Ctrl-C.
+// when it is wrong, a warning when it is probably not what was meant),
+// JSON logs, a NATS connection, the topology, the function itself, and a
+// graceful drain on SIGTERM or Ctrl-C.
 package fnmain
 
 import (
@@ -12,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/caarlos0/env/v10"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -43,9 +43,17 @@ type config[C any] struct {
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 }
 
+// Warner is a function's configuration that can be valid and still
+// probably not what was meant: Main and MainService log each of its
+// warnings when the function starts.
+type Warner interface {
+	Warnings() []string
+}
+
 // Main runs a function that calls IMS, and exits.
 func Main[C any](function string, build Build[C]) {
 	cfg, log := parse[C](function)
+	warn(log, function, cfg.Function)
 	imsCfg, err := imsconfig.Parse(nil)
 	if err != nil {
 		badConfig(function, err)
@@ -70,6 +78,7 @@ func Main[C any](function string, build Build[C]) {
 // MainService runs a function that needs no IMS client, and exits.
 func MainService[C any](function string, build BuildService[C]) {
 	cfg, log := parse[C](function)
+	warn(log, function, cfg.Function)
 	err := run(function, cfg, func(ctx context.Context, js jetstream.JetStream) (Service, error) {
 		return build(ctx, cfg.Function, js, log)
 	})
@@ -77,11 +86,7 @@ func MainService[C any](function string, build BuildService[C]) {
 }
 
 func parse[C any](function string) (config[C], zerolog.Logger) {
-	var cfg config[C]
-	err := env.Parse(&cfg)
-	if err == nil {
-		err = cfg.NATS.Validate()
-	}
+	cfg, err := readConfig[C](nil)
 	if err != nil {
 		badConfig(function, err)
 	}
@@ -92,6 +97,27 @@ func parse[C any](function string) (config[C], zerolog.Logger) {
 	}
 	log := zerolog.New(os.Stdout).Level(level).With().Timestamp().Logger() // the function adds "function"
 	return cfg, log
+}
+
+// readConfig reads a function's configuration from environ (nil: the
+// process environment); its error names every variable that is wrong.
+func readConfig[C any](environ map[string]string) (config[C], error) {
+	var cfg config[C]
+	if err := imsconfig.ParseEnv(&cfg, environ); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.NATS.Validate()
+}
+
+// warn logs the warnings of a function's configuration, if it has any.
+func warn(log zerolog.Logger, function string, cfg any) {
+	w, ok := cfg.(Warner)
+	if !ok {
+		return
+	}
+	for _, msg := range w.Warnings() {
+		log.Warn().Str("function", function).Msg(msg)
+	}
 }
 
 func badConfig(function string, err error) {
@@ -109,7 +135,7 @@ func exit(log zerolog.Logger, err error) {
 func run[C any](function string, cfg config[C], build func(context.Context, jetstream.JetStream) (Service, error)) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	nc, js, err := cfg.NATS.Connect("imsflow-" + function)
+	nc, js, err := cfg.NATS.ConnectContext(ctx, "imsflow-"+function)
 	if err != nil {
 		return err
 	}

@@ -118,6 +118,17 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// Warnings says what a valid configuration will probably not do as meant:
+// with neither SMN topics nor an EventGrid token, every notification is
+// refused.
+func (c Config) Warnings() []string {
+	if len(c.SMNTopics) == 0 && len(c.tokens()) == 0 {
+		return []string{"neither INGEST_SMN_TOPICS nor INGEST_EG_TOKEN is set: every notification will be refused; " +
+			"set INGEST_SMN_TOPICS to take SMN's, INGEST_EG_TOKEN to take EventGrid's"}
+	}
+	return nil
+}
+
 // topicRegion returns the region of an SMN topic URN
 // (urn:smn:<region>:<project>:<topic>).
 func topicRegion(urn string) (string, bool) {
