@@ -182,7 +182,10 @@ type JobSubmitted struct {
 }
 
 // JobFinished is a completed, failed or timed-out job (subjects
-// imsflow.out.<kind>.succeeded|failed|timed_out).
+// imsflow.out.<kind>.succeeded|failed|timed_out). FinishedAt is IMS's
+// end_time, or when the poller saw the end; DurationSeconds is how long the
+// job ran, IMS's end_time minus its begin_time, or FinishedAt minus
+// SubmittedAt when IMS gave no times.
 type JobFinished struct {
 	JobID           string    `json:"job_id"`
 	JobType         string    `json:"job_type"`

@@ -355,10 +355,25 @@ func (p *poller) final(st jobState, status string, job *imsapi.Job, now time.Tim
 			f.DetectedAfterSeconds = now.Sub(job.EndTime.Time).Seconds()
 		}
 	}
-	if !f.SubmittedAt.IsZero() {
-		f.DurationSeconds = f.FinishedAt.Sub(f.SubmittedAt).Seconds()
-	}
+	f.DurationSeconds = duration(f, job)
 	return f
+}
+
+// duration is how long a job ran: from IMS's begin_time to its end_time
+// when IMS reports both, two readings of one clock. Otherwise (a job
+// known only by its image, one IMS gave no times for, or a deadline) it
+// is from the submission, on the submitter's clock, to the end or to when
+// the poller saw it; 0 when neither is known. Never negative: clocks of
+// different hosts may disagree by a little.
+func duration(f *events.JobFinished, job *imsapi.Job) float64 {
+	var d time.Duration
+	switch {
+	case job != nil && !job.BeginTime.IsZero() && !job.EndTime.IsZero():
+		d = job.EndTime.Sub(job.BeginTime.Time)
+	case !f.SubmittedAt.IsZero():
+		d = f.FinishedAt.Sub(f.SubmittedAt)
+	}
+	return max(d, 0).Seconds()
 }
 
 // publishFinal publishes the completion event (already recorded in the
