@@ -100,6 +100,40 @@ type Config struct {
 	// they are published and before the message is settled (batch
 	// totals); an error redelivers the message.
 	Published func(ctx context.Context, evs []events.Event) error
+	// Settled, when set, is called after each message is settled, from
+	// the worker that handled it: the hook for metrics and for tests that
+	// wait on outcomes. It must not block.
+	Settled func(Settlement)
+}
+
+// Outcome is how the runner settled a message.
+type Outcome string
+
+// The outcomes of a message.
+const (
+	OutcomeAck   Outcome = "ack"   // handled; acknowledged
+	OutcomeTerm  Outcome = "term"  // refused (bad input); terminated after its rejected event
+	OutcomeDelay Outcome = "delay" // the handler asked for it again later (Delay)
+	OutcomeNak   Outcome = "nak"   // failed; redelivered after a backoff
+	OutcomeDLQ   Outcome = "dlq"   // failed for good; a dead letter, then terminated
+)
+
+// Final reports whether the message will not be delivered again.
+func (o Outcome) Final() bool { return o == OutcomeAck || o == OutcomeTerm || o == OutcomeDLQ }
+
+// Settlement is one settled delivery of a message.
+type Settlement struct {
+	Subject   string
+	StreamSeq uint64
+	Delivery  uint64
+	Outcome   Outcome
+	// Reason says why a message was not acknowledged (empty for ack).
+	Reason string
+	// Err is what the handler returned.
+	Err error
+	// Events is the number of events published for it.
+	Events   int
+	Duration time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -210,11 +244,16 @@ func (r *Runner) handle(jm jetstream.Msg) {
 
 	out, herr := r.call(ctx, m)
 	outcome, reason := r.settle(ctx, jm, m, out, herr)
+	took := time.Since(begin)
 	ev := log.Info()
-	if outcome == "nak" || outcome == "dlq" {
+	if outcome == OutcomeNak || outcome == OutcomeDLQ {
 		ev = log.Warn()
 	}
-	ev.Str("outcome", outcome).Int("events", len(out)).Dur("duration", time.Since(begin)).Err(herr).Str("reason", reason).Msg("message")
+	ev.Str("outcome", string(outcome)).Int("events", len(out)).Dur("duration", took).Err(herr).Str("reason", reason).Msg("message")
+	if r.cfg.Settled != nil {
+		r.cfg.Settled(Settlement{Subject: m.Subject, StreamSeq: m.StreamSeq, Delivery: m.Delivery, Outcome: outcome,
+			Reason: reason, Err: herr, Events: len(out), Duration: took})
+	}
 }
 
 // call runs the handler, turning a panic into a permanent error.
@@ -227,15 +266,15 @@ func (r *Runner) call(ctx context.Context, m Msg) (out []events.Event, err error
 	return r.h(ctx, m)
 }
 
-func (r *Runner) settle(ctx context.Context, jm jetstream.Msg, m Msg, out []events.Event, herr error) (outcome, reason string) {
+func (r *Runner) settle(ctx context.Context, jm jetstream.Msg, m Msg, out []events.Event, herr error) (outcome Outcome, reason string) {
 	// retry asks for the message again, except on its last delivery: the
 	// server would not deliver it again, so it goes to the dead letters.
-	retry := func(d time.Duration, why string) (string, string) {
+	retry := func(d time.Duration, why string) (Outcome, string) {
 		if m.Delivery >= uint64(r.cfg.MaxDeliver) {
 			return r.deadLetter(ctx, jm, m, fmt.Sprintf("gave up after %d deliveries: %s", m.Delivery, why))
 		}
 		_ = jm.NakWithDelay(d)
-		return "nak", fmt.Sprintf("%s; again in %s", why, d.Round(time.Millisecond))
+		return OutcomeNak, fmt.Sprintf("%s; again in %s", why, d.Round(time.Millisecond))
 	}
 	var term *termError
 	var delay *delayError
@@ -252,18 +291,18 @@ func (r *Runner) settle(ctx context.Context, jm jetstream.Msg, m Msg, out []even
 		switch {
 		case term != nil:
 			_ = jm.TermWithReason(term.reason)
-			return "term", term.reason
+			return OutcomeTerm, term.reason
 		case delay != nil:
 			outcome, reason := retry(delay.d, delay.reason)
-			if outcome == "nak" {
-				outcome = "delay"
+			if outcome == OutcomeNak {
+				outcome = OutcomeDelay
 			}
 			return outcome, reason
 		}
 		if err := jm.DoubleAck(ctx); err != nil {
-			return "ack", "ack not confirmed: " + err.Error()
+			return OutcomeAck, "ack not confirmed: " + err.Error()
 		}
-		return "ack", ""
+		return OutcomeAck, ""
 	case permanent(herr):
 		return r.deadLetter(ctx, jm, m, herr.Error())
 	default:
@@ -319,7 +358,7 @@ func Publish(ctx context.Context, js jetstream.JetStream, function string, evs .
 // deadLetter publishes the message to imsflow.dlq.<function> with the
 // reason, then terminates it. If the dead letter cannot be published the
 // message is redelivered instead, so nothing is lost.
-func (r *Runner) deadLetter(ctx context.Context, jm jetstream.Msg, m Msg, reason string) (string, string) {
+func (r *Runner) deadLetter(ctx context.Context, jm jetstream.Msg, m Msg, reason string) (Outcome, string) {
 	dl := events.DeadLetter{Function: r.cfg.Function, Subject: m.Subject, Reason: reason, Deliveries: m.Delivery,
 		StreamSeq: m.StreamSeq, Data: m.Data, At: time.Now().UTC()}
 	if len(m.Header) > 0 {
@@ -334,8 +373,8 @@ func (r *Runner) deadLetter(ctx context.Context, jm jetstream.Msg, m Msg, reason
 	id := fmt.Sprintf("dlq:%s:%d", r.cfg.Function, m.StreamSeq)
 	if _, err := r.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
 		_ = jm.NakWithDelay(r.backoff(m.Delivery))
-		return "nak", "dead letter not published: " + err.Error()
+		return OutcomeNak, "dead letter not published: " + err.Error()
 	}
 	_ = jm.TermWithReason(reason)
-	return "dlq", reason
+	return OutcomeDLQ, reason
 }

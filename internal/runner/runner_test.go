@@ -28,25 +28,18 @@ func (e testEvent) Type() string    { return "io.imsflow.test.v1" }
 func (e testEvent) Subject() string { return "imsflow.out.test." + e.Name }
 func (e testEvent) ID() string      { return "test:" + e.Name }
 
-// logSink is the runner's log as a channel of lines: every settled
-// message logs exactly one.
-type logSink testenv.RunnerLog
+// settlements is what Config.Settled reports, one per settled delivery.
+type settlements struct{ *testenv.Recorder[Settlement] }
 
-func (s logSink) next(t *testing.T) testenv.RunnerLine {
+func (s settlements) next(t *testing.T) Settlement {
 	t.Helper()
-	select {
-	case l := <-s:
-		return l
-	case <-time.After(10 * time.Second):
-		t.Fatal("no log line in 10s")
-		return testenv.RunnerLine{}
-	}
+	return s.Next(t, 1)[0]
 }
 
 type env struct {
 	js   jetstream.JetStream
 	nc   *nats.Conn
-	logs logSink
+	logs settlements
 	out  chan *nats.Msg
 	dlq  chan *nats.Msg
 	stop func()
@@ -62,7 +55,7 @@ func start(t *testing.T, h Handler, mutate func(*Config)) *env {
 	if err := Ensure(ctx, js, DefaultTopology(1)); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{js: js, nc: nc, logs: logSink(testenv.NewRunnerLog(100)), out: make(chan *nats.Msg, 100), dlq: make(chan *nats.Msg, 100)}
+	e := &env{js: js, nc: nc, logs: settlements{testenv.NewRecorder[Settlement]()}, out: make(chan *nats.Msg, 100), dlq: make(chan *nats.Msg, 100)}
 	if _, err := nc.ChanSubscribe("imsflow.out.>", e.out); err != nil {
 		t.Fatal(err)
 	}
@@ -70,11 +63,11 @@ func start(t *testing.T, h Handler, mutate func(*Config)) *env {
 		t.Fatal(err)
 	}
 	cfg := Config{Function: "test", Stream: StreamIn, Subjects: []string{"imsflow.in.test"},
-		BackoffInitial: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Workers: 2}
+		BackoffInitial: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Workers: 2, Settled: e.logs.Add}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	r, err := New(js, cfg, h, zerolog.New(testenv.RunnerLog(e.logs)))
+	r, err := New(js, cfg, h, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +99,8 @@ func recv(t *testing.T, ch chan *nats.Msg) *nats.Msg {
 	select {
 	case m := <-ch:
 		return m
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message in 10s")
+	case <-time.After(testenv.Patience):
+		t.Fatalf("no message in %s", testenv.Patience)
 		return nil
 	}
 }
@@ -117,9 +110,7 @@ func recv(t *testing.T, ch chan *nats.Msg) *nats.Msg {
 // check polls its condition for a while (the nats.go checkFor pattern).
 func (e *env) settled(t *testing.T) {
 	t.Helper()
-	var pending, ackPending uint64
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, "a consumer with nothing pending", func() bool {
 		cons, err := e.js.Consumer(t.Context(), StreamIn, "test")
 		if err != nil {
 			t.Fatal(err)
@@ -128,15 +119,8 @@ func (e *env) settled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pending, ackPending = ci.NumPending, uint64(ci.NumAckPending)
-		if pending == 0 && ackPending == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consumer pending %d, ack pending %d after 5s; want 0, 0", pending, ackPending)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ci.NumPending == 0 && ci.NumAckPending == 0
+	})
 }
 
 func TestAck(t *testing.T) {
@@ -275,7 +259,7 @@ func TestOutOfDeliveries(t *testing.T) {
 		return nil, errors.New("still failing")
 	}, func(c *Config) { c.MaxDeliver = 3 })
 	e.publish(t, "x")
-	for i, want := range []string{"nak", "nak", "dlq"} {
+	for i, want := range []Outcome{OutcomeNak, OutcomeNak, OutcomeDLQ} {
 		if l := e.logs.next(t); l.Outcome != want || l.Delivery != uint64(i+1) {
 			t.Errorf("delivery %d: %+v, want %s", i+1, l, want)
 		}
@@ -320,11 +304,9 @@ func TestDrainFinishesMessagesInHand(t *testing.T) {
 	go func() { e.stop(); close(stopped) }()
 	close(release)
 	<-stopped
-	if l := e.logs.next(t); l.Outcome != "ack" {
-		t.Errorf("first line = %+v, want the ack", l)
-	}
-	if l := e.logs.next(t); l.Message != "drained" {
-		t.Errorf("second line = %+v, want drained", l)
+	// Settled before Run returned.
+	if all := e.logs.All(); len(all) != 1 || all[0].Outcome != OutcomeAck {
+		t.Errorf("settled when Run returned: %+v, want the ack", all)
 	}
 	recv(t, e.out)
 }

@@ -78,11 +78,11 @@ func (n *NATS) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 }
 
 // Receive decodes the JSON bodies of n messages from ch, failing the test
-// if they have not all arrived within 20 seconds.
+// if they have not all arrived within Patience.
 func Receive[T any](t testing.TB, ch chan *nats.Msg, n int) []T {
 	t.Helper()
 	var out []T
-	timeout := time.After(20 * time.Second)
+	timeout := time.After(Patience)
 	for range n {
 		select {
 		case m := <-ch:
@@ -92,7 +92,7 @@ func Receive[T any](t testing.TB, ch chan *nats.Msg, n int) []T {
 			}
 			out = append(out, v)
 		case <-timeout:
-			t.Fatalf("only %d of %d messages in 20s", len(out), n)
+			t.Fatalf("only %d of %d messages in %s", len(out), n, Patience)
 		}
 	}
 	return out
