@@ -1,12 +1,10 @@
 package exporter
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/runner/runnertest"
 	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -25,14 +24,18 @@ type harness struct {
 	t        *testing.T
 	emu      *imsemu.Server
 	js       jetstream.JetStream
-	logs     testenv.RunnerLog
+	settled  *runnertest.Settled
 	handoffs chan *nats.Msg
 	rejected chan *nats.Msg
 	images   map[string]string // name -> ID
 	h        *handler
 }
 
-func newHarness(t *testing.T, faults imsemu.Faults) *harness {
+// newHarness runs the export function, as New builds it, on an embedded
+// NATS against an emulator whose jobs end within milliseconds, with the
+// production timings where waiting is not the point (see the import
+// function's harness).
+func newHarness(t *testing.T, faults imsemu.Faults, mutate func(*Config)) *harness {
 	t.Helper()
 	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, TimeScale: 1e6, Faults: faults, Seed: 3})
 	if err != nil {
@@ -40,7 +43,7 @@ func newHarness(t *testing.T, faults imsemu.Faults) *harness {
 	}
 	t.Cleanup(func() { _ = emu.Close() })
 	emu.AddBucket("exports")
-	hs := &harness{t: t, emu: emu, logs: testenv.NewRunnerLog(100), handoffs: make(chan *nats.Msg, 100), rejected: make(chan *nats.Msg, 100), images: map[string]string{}}
+	hs := &harness{t: t, emu: emu, settled: runnertest.NewSettled(), handoffs: make(chan *nats.Msg, 100), rejected: make(chan *nats.Msg, 100), images: map[string]string{}}
 	for name, im := range map[string]imsapi.Image{
 		"small":     {Name: "small", ImageSize: fmt.Sprint(10 * gib)},
 		"big":       {Name: "big", ImageSize: fmt.Sprint(300 * gib)},
@@ -59,24 +62,24 @@ func newHarness(t *testing.T, faults imsemu.Faults) *harness {
 	if err := runner.Ensure(t.Context(), js, runner.DefaultTopology(1)); err != nil {
 		t.Fatal(err)
 	}
-	kv, _ := js.KeyValue(t.Context(), runner.BucketExports)
-	h := &handler{cfg: Config{ClaimTTL: 1200 * time.Millisecond, ThrottleWait: 20 * time.Millisecond, BusyWait: 20 * time.Millisecond},
-		decide: decideConfig{DefaultBucket: "exports", KeyPrefix: "out/"}, ims: client, kv: kv, now: time.Now}
+	cfg := Config{DefaultBucket: "exports", KeyPrefix: "out/", ClaimTTL: 2 * time.Minute, BusyWait: 20 * time.Millisecond,
+		ThrottleWait: 20 * time.Millisecond, Workers: 2, AckWait: 30 * time.Second, MaxDeliver: 100}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	h, rc, err := build(t.Context(), cfg, client, js)
+	if err != nil {
+		t.Fatal(err)
+	}
 	hs.h = h
 	for subj, ch := range map[string]chan *nats.Msg{events.SubjectJobSubmitted: hs.handoffs, events.OutSubject(events.KindExport, events.StatusRejected): hs.rejected} {
 		if _, err := nc.ChanSubscribe(subj, ch); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r, err := runner.New(js, runner.Config{Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectExportRequests},
-		AckWait: time.Second, Workers: 2, MaxDeliver: 100, BackoffInitial: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}, h.handle, zerolog.New(hs.logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = r.Run(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	rc.BackoffInitial, rc.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
+	rc.Settled = hs.settled.Add
+	runnertest.Start(t, js, rc, h.handle, zerolog.Nop())
 	return hs
 }
 
@@ -88,28 +91,11 @@ func (hs *harness) send(req events.ExportRequest) {
 	}
 }
 
-func (hs *harness) outcomes(n int) []string {
-	hs.t.Helper()
-	var out []string
-	for len(out) < n {
-		select {
-		case l := <-hs.logs:
-			if l.Message == "message" {
-				out = append(out, l.Outcome)
-			}
-		case <-time.After(20 * time.Second):
-			hs.t.Fatalf("only %d of %d settled", len(out), n)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 // TestExportEndToEnd: export requests through JetStream become the right
 // IMS exports, or rejections with their reason codes.
 func TestExportEndToEnd(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, imsemu.Faults{})
+	hs := newHarness(t, imsemu.Faults{}, nil)
 	hs.send(events.ExportRequest{ImageID: hs.images["small"], RequestID: "r1", BatchID: "b1"})
 	hs.send(events.ExportRequest{ImageID: hs.images["big"], RequestID: "r2"})
 	hs.send(events.ExportRequest{ImageID: hs.images["big"], Quick: "false", RequestID: "r3"})
@@ -119,7 +105,7 @@ func TestExportEndToEnd(t *testing.T) {
 	if _, err := hs.js.Publish(t.Context(), events.SubjectExportRequests, []byte(`{"image_id":""}`)); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(hs.outcomes(7), ","); got != "ack,ack,term,term,term,term,term" {
+	if got := strings.Join(hs.settled.FinalOutcomes(t, 7), ","); got != "ack,ack,term,term,term,term,term" {
 		t.Errorf("outcomes = %s", got)
 	}
 	byReq := map[string]events.JobSubmitted{}
@@ -158,7 +144,7 @@ func TestExportEndToEnd(t *testing.T) {
 // (IMG.0148); a second export of it waits for the first instead of failing.
 func TestExportsOfOneImageQueue(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, imsemu.Faults{})
+	hs := newHarness(t, imsemu.Faults{}, nil)
 	hs.send(events.ExportRequest{ImageID: hs.images["big"], RequestID: "q1", BucketURL: "exports:q1.zvhd2"})
 	hs.send(events.ExportRequest{ImageID: hs.images["big"], RequestID: "q2", BucketURL: "exports:q2.zvhd2"})
 	testenv.Receive[events.JobSubmitted](t, hs.handoffs, 2)
@@ -171,7 +157,7 @@ func TestExportsOfOneImageQueue(t *testing.T) {
 // is exported once.
 func TestExportDeduplication(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, imsemu.Faults{})
+	hs := newHarness(t, imsemu.Faults{}, nil)
 	for range 3 {
 		hs.send(events.ExportRequest{ImageID: hs.images["small"], RequestID: "same", BucketURL: "exports:a.qcow2"})
 	}
@@ -179,11 +165,12 @@ func TestExportDeduplication(t *testing.T) {
 		hs.send(events.ExportRequest{ImageID: hs.images["small"], BucketURL: "exports:b.vhd", FileFormat: "vhd"})
 	}
 	// Duplicates arriving while the first attempt runs wait for it, then ack.
-	for acks := 0; acks < 5; {
-		if o := hs.outcomes(1)[0]; o == "ack" {
-			acks++
-		} else if o != "delay" {
-			t.Fatalf("outcome %s", o)
+	if got := strings.Join(hs.settled.FinalOutcomes(t, 5), ","); got != "ack,ack,ack,ack,ack" {
+		t.Errorf("outcomes = %s", got)
+	}
+	for _, s := range hs.settled.All() {
+		if s.Outcome != runner.OutcomeAck && s.Outcome != runner.OutcomeDelay {
+			t.Errorf("a request was %s (%s)", s.Outcome, s.Reason)
 		}
 	}
 	if n := len(hs.emu.Submissions()); n != 2 {
@@ -195,7 +182,10 @@ func TestExportDeduplication(t *testing.T) {
 // export per request.
 func TestExportThroughFaults(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, imsemu.Faults{ErrorRate: 0.3})
+	// A 5xx may have started the export: the next attempt looks for it
+	// once the claim expires, which a short claim (still longer than
+	// AckWait, as New requires) makes soon.
+	hs := newHarness(t, imsemu.Faults{ErrorRate: 0.3}, func(c *Config) { c.AckWait, c.ClaimTTL = 3*time.Second, 4*time.Second })
 	for i := range 5 {
 		id := hs.emu.AddImage(imsapi.Image{Name: fmt.Sprint("img-", i), ImageSize: fmt.Sprint(gib)}).ID
 		hs.send(events.ExportRequest{ImageID: id, RequestID: fmt.Sprint("f", i), BucketURL: fmt.Sprintf("exports:f%d.qcow2", i)})

@@ -51,28 +51,38 @@ type IMS interface {
 // New returns the export function's runner on js. The topology
 // (runner.Ensure) must exist.
 func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
+	h, rc, err := build(ctx, cfg, ims, js)
+	if err != nil {
+		return nil, err
+	}
+	return runner.New(js, rc, h.handle, log)
+}
+
+// build is New without the runner: the handler and its runner's
+// configuration, which tests tune.
+func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*handler, runner.Config, error) {
 	if cfg.ClaimTTL <= cfg.AckWait {
-		return nil, fmt.Errorf("EXPORT_CLAIM_TTL (%s) must be longer than EXPORT_ACK_WAIT (%s)", cfg.ClaimTTL, cfg.AckWait)
+		return nil, runner.Config{}, fmt.Errorf("EXPORT_CLAIM_TTL (%s) must be longer than EXPORT_ACK_WAIT (%s)", cfg.ClaimTTL, cfg.AckWait)
 	}
 	if cfg.DefaultBucket != "" {
 		if _, _, err := imsapi.ParseBucketURL(cfg.DefaultBucket + ":x"); err != nil {
-			return nil, fmt.Errorf("EXPORT_BUCKET %q: %w", cfg.DefaultBucket, err)
+			return nil, runner.Config{}, fmt.Errorf("EXPORT_BUCKET %q: %w", cfg.DefaultBucket, err)
 		}
 	}
 	kv, err := js.KeyValue(ctx, runner.BucketExports)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", runner.BucketExports, err)
+		return nil, runner.Config{}, fmt.Errorf("bucket %s: %w", runner.BucketExports, err)
 	}
 	h := &handler{cfg: cfg, decide: decideConfig{DefaultBucket: cfg.DefaultBucket, KeyPrefix: cfg.KeyPrefix}, ims: ims, kv: kv, now: time.Now}
 	counter, err := batches.New(ctx, js, Function)
 	if err != nil {
-		return nil, err
+		return nil, runner.Config{}, err
 	}
-	return runner.New(js, runner.Config{
+	return h, runner.Config{
 		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectExportRequests},
 		AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, Workers: cfg.Workers,
 		Published: func(ctx context.Context, evs []events.Event) error { return counter.Ended(ctx, evs...) },
-	}, h.handle, log)
+	}, nil
 }
 
 type handler struct {

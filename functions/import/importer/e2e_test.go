@@ -1,13 +1,14 @@
 package importer
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/runner/runnertest"
 	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -49,16 +51,20 @@ type harness struct {
 	js       jetstream.JetStream
 	nc       *nats.Conn
 	h        *importer
-	logs     testenv.RunnerLog
+	rc       runner.Config
+	settled  *runnertest.Settled
 	handoffs chan *nats.Msg
 	rejected chan *nats.Msg
 	stop     func()
-	natsSrv  *testenv.NATS
 }
 
-// newHarness runs the import function on an embedded NATS against an
-// emulator, with fast timings.
-func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*handlerConfig)) *harness {
+// newHarness runs the import function, as New builds it, on an embedded
+// NATS against an emulator whose jobs end within milliseconds. Its
+// timings are the production ones where waiting is not the point of a
+// test (an attempt's claim lasts minutes, a message may stay unsettled
+// 30 s), so that a slow, loaded machine changes no outcome; only the
+// waits that tests exercise (slots, throttling, backoff) are short.
+func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harness {
 	t.Helper()
 	if emuCfg.Credentials == nil {
 		emuCfg.Credentials = map[string]imsapi.Secret{"AK": "SK"}
@@ -94,19 +100,26 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*handlerConfig))
 	if err := runner.Ensure(ctx, js, runner.DefaultTopology(1)); err != nil {
 		t.Fatal(err)
 	}
-	imports, _ := js.KeyValue(ctx, runner.BucketImports)
-	slots, _ := js.KeyValue(ctx, runner.BucketSlots)
-	cfg := handlerConfig{
-		route:      routeConfig{Rules: Rules{Rules: []Rule{{Bucket: "images", Prefix: "sys/", ImageType: events.ImageSystem, OSVersion: "CentOS 7.9 64bit"}}}},
-		BitmapWait: time.Minute, BitmapPoll: time.Minute, ClaimTTL: 1500 * time.Millisecond,
+	rules := filepath.Join(t.TempDir(), "rules.json")
+	if err := os.WriteFile(rules, []byte(`{"rules":[{"bucket":"images","prefix":"sys/","image_type":"system","os_version":"CentOS 7.9 64bit"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		RulesFile: rules, BitmapWait: time.Minute, BitmapPoll: time.Minute, ClaimTTL: 2 * time.Minute,
 		SlotTTL: time.Hour, SlotWait: 50 * time.Millisecond, ThrottleWait: 20 * time.Millisecond,
+		Workers: 4, AckWait: 30 * time.Second, MaxDeliver: 200,
 	}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	hs := &harness{t: t, emu: emu, js: js, nc: nc, logs: testenv.NewRunnerLog(1000),
-		handoffs: make(chan *nats.Msg, 1000), rejected: make(chan *nats.Msg, 1000), natsSrv: n}
-	hs.h = &importer{cfg: cfg, ims: client, imports: imports, slots: slots, js: js, now: time.Now}
+	h, rc, err := build(ctx, cfg, client, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &harness{t: t, emu: emu, js: js, nc: nc, h: h, rc: rc, settled: runnertest.NewSettled(),
+		handoffs: make(chan *nats.Msg, 1000), rejected: make(chan *nats.Msg, 1000)}
+	hs.rc.BackoffInitial, hs.rc.BackoffMax = 10*time.Millisecond, 100*time.Millisecond
+	hs.rc.Settled = hs.settled.Add
 	if _, err := nc.ChanSubscribe(events.SubjectJobSubmitted, hs.handoffs); err != nil {
 		t.Fatal(err)
 	}
@@ -117,21 +130,9 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*handlerConfig))
 	return hs
 }
 
-// start runs a runner (a replica); stop stops it.
+// start runs a runner (a replica); stop stops the last one started.
 func (hs *harness) start() {
-	r, err := runner.New(hs.js, runner.Config{
-		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectObjects},
-		AckWait: time.Second, Workers: 4, MaxDeliver: 200, BackoffInitial: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
-	}, hs.h.handle, zerolog.New(hs.logs))
-	if err != nil {
-		hs.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(ctx); close(done) }()
-	var once sync.Once
-	hs.stop = func() { once.Do(func() { cancel(); <-done }) }
-	hs.t.Cleanup(hs.stop)
+	hs.stop = runnertest.Start(hs.t, hs.js, hs.rc, hs.h.handle, zerolog.Nop())
 }
 
 func (hs *harness) publish(body []byte) {
@@ -139,23 +140,6 @@ func (hs *harness) publish(body []byte) {
 	if _, err := hs.js.Publish(hs.t.Context(), events.SubjectObjectsPrefix+"minio", body); err != nil {
 		hs.t.Fatal(err)
 	}
-}
-
-// lines waits for n settled messages and returns their outcomes.
-func (hs *harness) lines(n int) []string {
-	hs.t.Helper()
-	var out []string
-	for len(out) < n {
-		select {
-		case l := <-hs.logs:
-			if l.Message == "message" { // not a replica's "drained"
-				out = append(out, l.Outcome)
-			}
-		case <-time.After(20 * time.Second):
-			hs.t.Fatalf("only %d of %d messages settled: %v", len(out), n, out)
-		}
-	}
-	return out
 }
 
 func ops(subs []imsemu.Submission) map[string]string {
@@ -178,9 +162,7 @@ func TestImportEndToEnd(t *testing.T) {
 	hs.publish(minioEvent("images", "huge.vmdk", 200*gib, "e5", nil))
 	hs.publish(minioEvent("images", "notes.txt", 10, "e6", nil))
 	hs.publish([]byte(`{"hello":"world"}`))
-	outcomes := hs.lines(7)
-	sort.Strings(outcomes)
-	if strings.Join(outcomes, ",") != "ack,ack,ack,ack,term,term,term" {
+	if outcomes := hs.settled.FinalOutcomes(t, 7); strings.Join(outcomes, ",") != "ack,ack,ack,ack,term,term,term" {
 		t.Errorf("outcomes = %v", outcomes)
 	}
 	handoffs := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 3)
@@ -228,12 +210,12 @@ func TestRedeliveryAndRestartImportOnce(t *testing.T) {
 	hs := newHarness(t, imsemu.Config{}, nil)
 	ev := minioEvent("images", "data/d.qcow2", 4*gib, "same-etag", nil)
 	hs.publish(ev)
-	hs.lines(1)
+	hs.settled.Final(t, 1)
 	hs.stop()
 	hs.start()
 	hs.publish(ev)
 	hs.publish(ev)
-	if o := hs.lines(2); o[0] != "ack" || o[1] != "ack" {
+	if o := hs.settled.FinalOutcomes(t, 3); strings.Join(o, ",") != "ack,ack,ack" {
 		t.Errorf("outcomes = %v", o)
 	}
 	if n := len(hs.emu.Submissions()); n != 1 {
@@ -246,7 +228,7 @@ func TestRedeliveryAndRestartImportOnce(t *testing.T) {
 	}
 	// A new version of the same object is a new import.
 	hs.publish(minioEvent("images", "data/d.qcow2", 4*gib, "new-etag", nil))
-	hs.lines(1)
+	hs.settled.Final(t, 4)
 	if n := len(hs.emu.Submissions()); n != 2 {
 		t.Errorf("%d IMS submissions after a new version, want 2", n)
 	}
@@ -273,7 +255,7 @@ func TestCrashBetweenSubmitAndRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs.publish(body)
-	if o := hs.lines(1); o[0] != "ack" {
+	if o := hs.settled.FinalOutcomes(t, 1); o[0] != "ack" {
 		t.Errorf("outcome = %v", o)
 	}
 	h := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 1)[0]
@@ -293,14 +275,13 @@ func TestRAWAndBitmapInEitherOrder(t *testing.T) {
 		t.Parallel()
 		hs := newHarness(t, imsemu.Config{}, nil)
 		hs.publish(minioEvent("images", "db/db-01.raw", 20*gib, "r1", nil))
-		if o := hs.lines(1); o[0] != "delay" {
+		if o := hs.settled.Outcomes(t, 1); o[0] != "delay" {
 			t.Fatalf("RAW without bitmap: %v, want delay", o)
 		}
 		if n := len(hs.emu.Submissions()); n != 0 {
 			t.Fatalf("%d submissions before the bitmap", n)
 		}
 		hs.publish(minioEvent("images", "db/db-01.mf", 1<<20, "m1", nil))
-		hs.lines(2) // the bitmap, and the replayed RAW notification
 		h := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 1)[0]
 		if h.Method != events.MethodQuick || h.Source.Format != "raw" {
 			t.Errorf("hand-off = %+v", h)
@@ -313,10 +294,16 @@ func TestRAWAndBitmapInEitherOrder(t *testing.T) {
 		t.Parallel()
 		hs := newHarness(t, imsemu.Config{}, nil)
 		hs.publish(minioEvent("images", "db/db-01.mf", 1<<20, "m1", nil))
-		hs.lines(1)
+		var bitmap uint64
+		for seq := range hs.settled.Final(t, 1) {
+			bitmap = seq
+		}
 		hs.publish(minioEvent("images", "db/db-01.raw", 20*gib, "r1", nil))
-		if o := hs.lines(1); o[0] != "ack" {
-			t.Fatalf("RAW after its bitmap: %v", o)
+		all := hs.settled.WaitFor(t, "the RAW file's first attempt", func(all []runner.Settlement) bool {
+			return slices.ContainsFunc(all, func(s runner.Settlement) bool { return s.StreamSeq != bitmap })
+		})
+		if first := all[slices.IndexFunc(all, func(s runner.Settlement) bool { return s.StreamSeq != bitmap })]; first.Outcome != runner.OutcomeAck {
+			t.Fatalf("RAW after its bitmap: %s (%s)", first.Outcome, first.Reason)
 		}
 		if got := ops(hs.emu.Submissions()); got["images:db/db-01.raw"] != imsemu.OpQuickImport {
 			t.Errorf("submissions = %v", got)
@@ -324,7 +311,7 @@ func TestRAWAndBitmapInEitherOrder(t *testing.T) {
 	})
 	t.Run("no bitmap in time: normal import", func(t *testing.T) {
 		t.Parallel()
-		hs := newHarness(t, imsemu.Config{}, func(c *handlerConfig) { c.BitmapWait, c.BitmapPoll = 100*time.Millisecond, 50*time.Millisecond })
+		hs := newHarness(t, imsemu.Config{}, func(c *Config) { c.BitmapWait, c.BitmapPoll = 100*time.Millisecond, 50*time.Millisecond })
 		hs.publish(minioEvent("images", "db/db-01.raw", 20*gib, "r1", nil))
 		h := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 1)[0]
 		if h.Method != events.MethodNormal {
@@ -336,7 +323,7 @@ func TestRAWAndBitmapInEitherOrder(t *testing.T) {
 	})
 	t.Run("no bitmap in time above 128 GB: rejected", func(t *testing.T) {
 		t.Parallel()
-		hs := newHarness(t, imsemu.Config{}, func(c *handlerConfig) { c.BitmapWait, c.BitmapPoll = 100*time.Millisecond, 50*time.Millisecond })
+		hs := newHarness(t, imsemu.Config{}, func(c *Config) { c.BitmapWait, c.BitmapPoll = 100*time.Millisecond, 50*time.Millisecond })
 		hs.publish(minioEvent("images", "db/huge.raw", 200*gib, "r1", nil))
 		r := testenv.Receive[events.Rejected](t, hs.rejected, 1)[0]
 		if r.ReasonCode != events.ReasonMissingBitmap {
@@ -350,10 +337,14 @@ func TestRAWAndBitmapInEitherOrder(t *testing.T) {
 // after accepting; every object is imported exactly once all the same.
 func TestFaultsAndThrottlingLoseNothing(t *testing.T) {
 	t.Parallel()
+	// A 5xx may have started the job: its attempt keeps the claim, and
+	// the next one looks the image up once the claim expires. A short
+	// claim (still longer than AckWait, as New requires) keeps the test
+	// short.
 	hs := newHarness(t, imsemu.Config{
 		RateLimit: 50, RateBurst: 5, MaxRunningJobs: 5, Seed: 42,
 		Faults: imsemu.Faults{ErrorRate: 0.3},
-	}, nil)
+	}, func(c *Config) { c.AckWait, c.ClaimTTL = 3*time.Second, 4*time.Second })
 	const n = 30
 	for i := range n {
 		hs.publish(minioEvent("images", fmt.Sprintf("bulk/d%02d.qcow2", i), gib, fmt.Sprintf("e%d", i), nil))
@@ -381,16 +372,25 @@ func TestFaultsAndThrottlingLoseNothing(t *testing.T) {
 func TestDroppedAnswersDoNotDuplicate(t *testing.T) {
 	t.Parallel()
 	hs := newHarness(t, imsemu.Config{}, nil)
+	// The function's clock, so that the claim of the lost attempt expires
+	// when the test says, not after a real ClaimTTL.
+	clock := imsemu.NewManualClock(time.Now())
+	hs.stop()
+	hs.h.now = clock.Now
+	hs.start()
 	if err := hs.emu.SetFaults(imsemu.Faults{DropRate: 1, AcceptBeforeDrop: true}); err != nil {
 		t.Fatal(err)
 	}
 	hs.publish(minioEvent("images", "data/d.qcow2", 4*gib, "e1", nil))
-	if o := hs.lines(1); o[0] != "nak" {
+	if o := hs.settled.Outcomes(t, 1); o[0] != "nak" {
 		t.Fatalf("outcome = %v, want nak", o)
 	}
 	if err := hs.emu.SetFaults(imsemu.Faults{}); err != nil {
 		t.Fatal(err)
 	}
+	// Until the claim expires, the attempts wait for it without
+	// submitting; then one looks the image up.
+	clock.Advance(hs.h.cfg.ClaimTTL)
 	h := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 1)[0]
 	if h.ImageID == "" {
 		t.Errorf("hand-off = %+v, want the image found", h)
@@ -404,18 +404,14 @@ func TestDroppedAnswersDoNotDuplicate(t *testing.T) {
 // releases its slot.
 func TestInFlightSlots(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, imsemu.Config{}, func(c *handlerConfig) { c.MaxInFlight = 2 })
+	hs := newHarness(t, imsemu.Config{}, func(c *Config) { c.MaxInFlight = 2 })
 	for i := range 3 {
 		hs.publish(minioEvent("images", fmt.Sprintf("bulk/d%02d.qcow2", i), gib, "e", nil))
 	}
 	handoffs := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 2)
-	for _, o := range hs.lines(3) {
-		if o == "delay" {
-			goto waiting
-		}
-	}
-	t.Fatal("no import waited for a slot")
-waiting:
+	hs.settled.WaitFor(t, "an import waiting for a slot", func(all []runner.Settlement) bool {
+		return slices.ContainsFunc(all, func(s runner.Settlement) bool { return s.Outcome == runner.OutcomeDelay })
+	})
 	if n := len(hs.emu.Submissions()); n != 2 {
 		t.Fatalf("%d submissions with 2 slots", n)
 	}
@@ -433,24 +429,22 @@ waiting:
 // exactly 3 are submitted while no job releases its slot.
 func TestInFlightCapAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, imsemu.Config{}, func(c *handlerConfig) { c.MaxInFlight = 3; c.SlotWait = 20 * time.Millisecond })
+	hs := newHarness(t, imsemu.Config{}, func(c *Config) { c.MaxInFlight = 3; c.SlotWait = 20 * time.Millisecond })
 	hs.start() // a second replica on the same consumer
 	for i := range 6 {
 		hs.publish(minioEvent("images", fmt.Sprintf("bulk/d%02d.qcow2", i), gib, "e", nil))
 	}
 	testenv.Receive[events.JobSubmitted](t, hs.handoffs, 3)
 	// Every one of the other three has waited for a slot at least once.
-	waiting := map[string]bool{}
-	for len(waiting) < 3 {
-		select {
-		case l := <-hs.logs:
-			if l.Outcome == "delay" {
-				waiting[fmt.Sprint(l.StreamSeq)] = true
+	hs.settled.WaitFor(t, "3 imports waiting for a slot", func(all []runner.Settlement) bool {
+		waiting := map[uint64]bool{}
+		for _, s := range all {
+			if s.Outcome == runner.OutcomeDelay {
+				waiting[s.StreamSeq] = true
 			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("only %d imports waited for a slot", len(waiting))
 		}
-	}
+		return len(waiting) == 3
+	})
 	if n := len(hs.emu.Submissions()); n != 3 {
 		t.Errorf("%d submissions with 3 slots across two replicas", n)
 	}

@@ -73,20 +73,30 @@ func (c Config) check() error {
 // New returns the import function's runner on js, calling ims. The
 // topology (runner.Ensure) must exist.
 func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
-	if err := cfg.check(); err != nil {
+	h, rc, err := build(ctx, cfg, ims, js)
+	if err != nil {
 		return nil, err
+	}
+	return runner.New(js, rc, h.handle, log)
+}
+
+// build is New without the runner: the handler and its runner's
+// configuration, which tests tune.
+func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*importer, runner.Config, error) {
+	if err := cfg.check(); err != nil {
+		return nil, runner.Config{}, err
 	}
 	rules, err := LoadRules(cfg.RulesFile)
 	if err != nil {
-		return nil, err
+		return nil, runner.Config{}, err
 	}
 	imports, err := js.KeyValue(ctx, runner.BucketImports)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", runner.BucketImports, err)
+		return nil, runner.Config{}, fmt.Errorf("bucket %s: %w", runner.BucketImports, err)
 	}
 	slots, err := js.KeyValue(ctx, runner.BucketSlots)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", runner.BucketSlots, err)
+		return nil, runner.Config{}, fmt.Errorf("bucket %s: %w", runner.BucketSlots, err)
 	}
 	h := &importer{
 		cfg: handlerConfig{
@@ -98,17 +108,17 @@ func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log z
 	if cfg.Objects.Enabled() {
 		store, err := objstore.New(cfg.Objects)
 		if err != nil {
-			return nil, err
+			return nil, runner.Config{}, err
 		}
 		h.objects = store
 	}
 	counter, err := batches.New(ctx, js, Function)
 	if err != nil {
-		return nil, err
+		return nil, runner.Config{}, err
 	}
-	return runner.New(js, runner.Config{
+	return h, runner.Config{
 		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectObjects},
 		AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, Workers: cfg.Workers,
 		Published: func(ctx context.Context, evs []events.Event) error { return counter.Ended(ctx, evs...) },
-	}, h.handle, log)
+	}, nil
 }
