@@ -3,8 +3,6 @@ package rateshare
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,36 +47,38 @@ func TestReplicasShareTheRate(t *testing.T) {
 		}
 	}
 
-	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, RateLimit: total, RateBurst: burst})
+	// The replicas then call the emulator as fast as their limiters let
+	// them, on the emulator's clock: the account's bucket sees exactly
+	// what the shares allow, whatever this machine's speed.
+	clock := imsemu.NewManualClock(time.Now())
+	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, RateLimit: total, RateBurst: burst, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer emu.Close()
-	var calls atomic.Int64
-	hammer, stop := context.WithTimeout(ctx, 2*time.Second)
-	defer stop()
-	var wg sync.WaitGroup
-	for _, l := range limiters {
-		c, err := emu.Client(imsapi.WithRateLimiter(l))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for range 4 { // several goroutines per replica
-			wg.Go(func() {
-				for hammer.Err() == nil {
-					if _, err := c.Quota(hammer); err == nil {
-						calls.Add(1)
-					}
+	client, err := emu.Client() // unlimited: the shares gate the calls
+	if err != nil {
+		t.Fatal(err)
+	}
+	const span, step = 3 * time.Second, 10 * time.Millisecond
+	calls := 0
+	for elapsed := time.Duration(0); elapsed < span; elapsed += step {
+		clock.Advance(step)
+		for _, l := range limiters {
+			for l.AllowN(clock.Now(), 1) {
+				if _, err := client.Quota(ctx); err != nil {
+					t.Fatalf("after %d calls in %s: %v", calls, elapsed, err)
 				}
-			})
+				calls++
+			}
 		}
 	}
-	wg.Wait()
-	st := emu.Stats()
-	if st.Throttled != 0 {
-		t.Errorf("the emulator throttled %d of %d requests: the replicas together exceeded %v/s", st.Throttled, calls.Load(), total)
+	if st := emu.Stats(); st.Throttled != 0 {
+		t.Errorf("the emulator throttled %d of %d requests: the replicas together exceeded %v/s", st.Throttled, calls, total)
 	}
-	if calls.Load() < 20 {
-		t.Errorf("only %d requests in 2s", calls.Load())
+	// Each replica used its whole share: a third of the rate, one request
+	// at once after a quiet spell.
+	if want := int(total*span.Seconds()) + 3; calls < want-3 || calls > want {
+		t.Errorf("%d requests in %s, want about %d", calls, span, want)
 	}
 }
