@@ -16,6 +16,7 @@ import (
 	"github.com/imsflow/imsflow/functions/import/importer"
 	"github.com/imsflow/imsflow/functions/poller/poller"
 	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
@@ -85,7 +86,7 @@ func TestTwoThousandUploads(t *testing.T) {
 	up.Wait()
 
 	seen := map[string]int{}
-	timeout := time.After(4 * time.Minute)
+	timeout := time.After(max(4*time.Minute, testenv.Patience))
 	for len(seen) < total {
 		select {
 		case msg := <-completions:
@@ -98,7 +99,7 @@ func TestTwoThousandUploads(t *testing.T) {
 			}
 			seen[f.Source.Key]++
 		case <-timeout:
-			t.Fatalf("%d of %d objects completed in 4 minutes", len(seen), total)
+			t.Fatalf("%d of %d objects completed in %s", len(seen), total, max(4*time.Minute, testenv.Patience))
 		}
 	}
 	for k, c := range seen {

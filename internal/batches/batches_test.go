@@ -52,8 +52,8 @@ func TestBatchCompletesOnce(t *testing.T) {
 		if err := json.Unmarshal(m.Data, &got); err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no batch completion")
+	case <-time.After(testenv.Patience):
+		t.Fatalf("no batch completion in %s", testenv.Patience)
 	}
 	if got.BatchID != "b" || got.Total != 3 || got.ByStatus[events.StatusSucceeded] != 2 || got.ByStatus[events.StatusRejected] != 1 {
 		t.Errorf("completion = %+v", got)

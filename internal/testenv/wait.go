@@ -107,3 +107,15 @@ func (r *Recorder[T]) WaitFor(t testing.TB, what string, cond func(all []T) bool
 		}
 	}
 }
+
+// Missing reports a prerequisite of the test that this machine lacks
+// (a program, a package): the test is skipped on a developer's machine,
+// and fails under CI (CI set, as CI services and .ci/run set it), where
+// a skipped test would pass unnoticed.
+func Missing(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s (CI=%s: a missing prerequisite fails the run)", what, os.Getenv("CI"))
+	}
+	t.Skip(what)
+}

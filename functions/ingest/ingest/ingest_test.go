@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
 )
 
@@ -476,18 +476,9 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after 10 seconds.
+// waitFor polls cond until it holds, failing the test after
+// testenv.Patience.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waited 10s for %s", what)
-		case <-tick.C:
-		}
-	}
+	testenv.Eventually(t, what, cond)
 }
