@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -8,10 +9,9 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"sort"
+	"strconv"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,8 +33,9 @@ type demoItem struct {
 	key  string
 	size int64
 	meta map[string]string
-	// export
+	// export, and the name of the image it exports
 	export *events.ExportRequest
+	image  string
 	// expected
 	want     events.Status
 	wantCode string // reason_code of a rejection, error_code of a failure
@@ -48,6 +49,7 @@ type demoItem struct {
 	reason  string
 	done    bool
 	elapsed time.Duration
+	took    float64 // the job's duration_seconds
 }
 
 func (it *demoItem) id() string {
@@ -135,13 +137,23 @@ func s3Event(bucket, key string, size int64, meta map[string]string) []byte {
 	return b
 }
 
+const demoUsage = `usage: imsflow demo [-v] [-timeout D]
+
+Runs the whole pipeline in this process (embedded NATS, the IMS emulator
+2000 times faster than IMS, the functions) on a realistic mixed batch of
+uploads and export requests, sent through JetStream as MinIO would send
+them; shows a progress bar, then a table of every item's route, outcome,
+status queries and reason, and the batch's totals. Exits 0 when every item
+ended as the demo expects it to. The output fits 120 columns; -v shows
+the rest.
+`
+
 func runDemo(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("imsflow demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	timeout := fs.Duration("timeout", 90*time.Second, "give up after this long")
-	verbose := fs.Bool("v", false, "show the functions' logs")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	verbose := fs.Bool("v", false, "the functions' logs on stderr, and the whole table: job IDs, durations, full reasons")
+	if code, ok := parseFlagsHelp(fs, demoUsage, args, stdout, stderr); !ok {
+		return code
 	}
 	dir, err := os.MkdirTemp("", "imsflow-demo-")
 	if err != nil {
@@ -183,18 +195,24 @@ func runDemo(ctx context.Context, args []string, environ map[string]string, stdo
 	defer func() { stopRun(); <-runDone }()
 
 	// The IMS side: images to export and a failure to script.
-	images := map[string]string{}
+	images, names := map[string]string{}, map[string]string{}
 	for name, im := range map[string]imsapi.Image{
 		"small": {Name: "golden-small", ImageSize: fmt.Sprint(20 * gib)}, "medium": {Name: "golden-medium", ImageSize: fmt.Sprint(60 * gib)},
 		"big": {Name: "golden-big", ImageSize: fmt.Sprint(300 * gib)}, "big2": {Name: "golden-big-2", ImageSize: fmt.Sprint(300 * gib)},
 		"encrypted": {Name: "golden-encrypted", ImageSize: fmt.Sprint(400 * gib), SystemCMKID: "kms-key-1"},
 		"public":    {Name: "public-ubuntu", ImageType: "gold", ImageSize: fmt.Sprint(4 * gib)},
 	} {
-		images[name] = st.emu.AddImage(im).ID
+		added := st.emu.AddImage(im)
+		images[name], names[added.ID] = added.ID, added.Name
 	}
 	_ = st.emu.AddFailureRule(imsemu.FailureRule{KeyPattern: "data/broken-*", ErrorCode: "IMG.0057", FailReason: "the image file is damaged (scripted by the demo)", AtPercent: 0.6})
 	batch := fmt.Sprintf("demo-%d", time.Now().Unix())
 	items, bitmapsFirst, bitmapsAfter := demoBatch(batch, images)
+	for _, it := range items {
+		if it.export != nil {
+			it.image = names[it.export.ImageID]
+		}
+	}
 	counter, err := batches.New(ctx, st.js, "demo")
 	if err == nil {
 		err = counter.Open(ctx, batch, len(items), map[string]string{"source": "imsflow demo"})
@@ -309,12 +327,12 @@ wait:
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	code := summary(stdout, items, time.Since(start))
+	code := summary(stdout, items, time.Since(start), *verbose)
 	if totals == nil {
 		fmt.Fprintf(stdout, "no %s event for batch %s\n", events.SubjectBatchCompleted, batch)
 		return exitError
 	}
-	fmt.Fprintf(stdout, "%s: batch %s, %d items: %v\n", events.SubjectBatchCompleted, totals.BatchID, totals.Total, totals.ByStatus)
+	fmt.Fprintf(stdout, "%s: batch %s, %d items: %s\n", events.SubjectBatchCompleted, totals.BatchID, totals.Total, statusTotals(totals.ByStatus))
 	return code
 }
 
@@ -343,7 +361,7 @@ func match(byID map[string]*demoItem, m *nats.Msg) *demoItem {
 			it = byID["req:"+f.RequestID]
 		}
 		if it != nil {
-			it.got, it.how, it.jobID, it.polls = f.Status, f.Method, f.JobID, f.Polls
+			it.got, it.how, it.jobID, it.polls, it.took = f.Status, f.Method, f.JobID, f.Polls, f.DurationSeconds
 			it.code, it.reason = f.ErrorCode, f.FailReason
 		}
 		return it
@@ -352,57 +370,77 @@ func match(byID map[string]*demoItem, m *nats.Msg) *demoItem {
 }
 
 // summary prints the table and totals and returns the exit code: 0 when
-// every item reached the outcome the demo expects.
-func summary(w io.Writer, items []*demoItem, took time.Duration) int {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ITEM\tWHAT\tROUTE\tJOB\tOUTCOME\tPOLLS\tREASON\tAS EXPECTED")
+// every item reached the outcome the demo expects. An item's reason is a
+// code in the table and the words under its row; the whole fits
+// terminalWidth columns. Verbose adds job IDs and durations, and wraps
+// nothing.
+func summary(w io.Writer, items []*demoItem, took time.Duration, verbose bool) int {
+	header := []string{"ITEM", "WHAT", "ROUTE", "OUTCOME", "POLLS", "OK", "REASON"}
+	if verbose {
+		header = []string{"ITEM", "WHAT", "ROUTE", "JOB", "OUTCOME", "POLLS", "TOOK", "OK", "REASON"}
+	}
+	var rows [][]string
+	var notes, wrong []string
 	counts := map[events.Status]int{}
-	polls, jobs, wrong := 0, 0, 0
+	polls, jobs := 0, 0
 	for _, it := range items {
 		name := it.key
 		if it.export != nil {
-			name = "export " + shortID(it.export.ImageID)
+			name = cmp.Or(it.image, shortID(it.export.ImageID)) // the image exported
 		}
 		got := string(it.got)
 		if !it.done {
 			got = "(no outcome)"
 		}
-		ok := it.done && it.got == it.want && (it.wantCode == "" || it.code == it.wantCode) && (it.wantHow == "" || it.how == it.wantHow)
 		mark := "yes"
-		if !ok {
-			mark = fmt.Sprintf("NO: want %s %s %s", it.want, it.wantHow, it.wantCode)
-			wrong++
+		if ok := it.done && it.got == it.want && (it.wantCode == "" || it.code == it.wantCode) && (it.wantHow == "" || it.how == it.wantHow); !ok {
+			mark = "NO"
+			wrong = append(wrong, fmt.Sprintf("  %s: want %s, got %s", name, outcome(it.want, it.wantHow, it.wantCode), outcome(events.Status(got), it.how, it.code)))
 		}
-		reason := it.code
-		if it.reason != "" {
-			reason = strings.TrimSpace(it.code + " " + truncate(it.reason, 50))
+		notes = append(notes, it.reason)
+		polled := strconv.Itoa(it.polls)
+		if verbose {
+			tookText := "-"
+			if it.jobID != "" {
+				tookText = seconds(it.took)
+			}
+			rows = append(rows, []string{name, it.label, orDash(string(it.how)), orDash(it.jobID), got, polled, tookText, mark, orDash(it.code)})
+		} else {
+			rows = append(rows, []string{name, it.label, orDash(string(it.how)), got, polled, mark, orDash(it.code)})
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", name, it.label, orDash(string(it.how)), shortID(it.jobID), got, it.polls, orDash(reason), mark)
 		counts[it.got]++
 		if it.jobID != "" {
 			jobs++
 			polls += it.polls
 		}
 	}
-	_ = tw.Flush()
-	keys := make([]string, 0, len(counts))
-	for k, v := range counts {
-		if k != "" {
-			keys = append(keys, fmt.Sprintf("%s %d", k, v))
-		}
+	width := terminalWidth
+	if verbose {
+		width = 0
 	}
-	sort.Strings(keys)
+	writeTable(w, header, rows, notes, width)
 	avg := 0.0
 	if jobs > 0 {
 		avg = float64(polls) / float64(jobs)
 	}
-	fmt.Fprintf(w, "\n%d items in %.1fs: %s; %d IMS jobs, %.1f status queries per job\n", len(items), took.Seconds(), strings.Join(keys, ", "), jobs, avg)
-	if wrong > 0 {
-		fmt.Fprintf(w, "%d items did not end as expected\n", wrong)
+	fmt.Fprintf(w, "\n%d items in %.1fs: %s; %d IMS jobs, %.1f status queries per job\n", len(items), took.Seconds(), statusTotals(counts), jobs, avg)
+	if len(wrong) > 0 {
+		fmt.Fprintf(w, "%d items did not end as expected:\n", len(wrong))
+		for _, line := range wrong {
+			if !verbose {
+				line = cut(line, terminalWidth)
+			}
+			fmt.Fprintln(w, line)
+		}
 		return exitError
 	}
 	fmt.Fprintln(w, "every item ended as expected")
 	return exitOK
+}
+
+// outcome is a status with its method and code, as "failed normal IMG.0057".
+func outcome(st events.Status, how events.Method, code string) string {
+	return strings.Join(strings.Fields(string(st)+" "+string(how)+" "+code), " ")
 }
 
 func shortID(s string) string {
@@ -415,13 +453,6 @@ func shortID(s string) string {
 func orDash(s string) string {
 	if s == "" {
 		return "-"
-	}
-	return s
-}
-
-func truncate(s string, n int) string {
-	if r := []rune(s); len(r) > n {
-		return string(r[:n]) + "..."
 	}
 	return s
 }
