@@ -7,9 +7,13 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # module (Debian has no package of it); AGPL, used as a separate program.
 MINIO       := github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 FUZZTIME    ?= 30s
+# test-stress: the packages whose tests involve timing, scheduling or
+# several processes, and how many times each test runs under load.
+STRESS_PKGS  ?= ./internal/... ./functions/... ./pkg/imsapi/... ./cmd/imsflow/
+STRESS_COUNT ?= 10
 export IMSFLOW_MINIO := $(abspath $(BIN))/minio
 
-.PHONY: all build tools test test-short lint bench fuzz run demo clean
+.PHONY: all build tools test test-short test-stress check-cgo lint bench fuzz run demo clean
 
 all: lint test build
 
@@ -24,8 +28,18 @@ $(BIN)/minio:
 	GOBIN=$(abspath $(BIN)) $(GO) install $(MINIO)
 
 ## test: every test, with the race detector
-test: tools
+test: tools check-cgo
 	$(GO) test -race -count=1 ./...
+
+## test-stress: STRESS_PKGS' tests STRESS_COUNT times with the race detector
+## while every CPU is kept busy; reports the failed runs, and must report 0
+test-stress: tools check-cgo
+	$(GO) run ./scripts/stress -count $(STRESS_COUNT) $(STRESS_PKGS)
+
+# The race detector needs cgo and a C compiler.
+check-cgo:
+	@if [ "$$($(GO) env CGO_ENABLED)" != 1 ] || ! command -v "$$($(GO) env CC)" >/dev/null 2>&1; then \
+		echo "make test: the race detector needs cgo and a C compiler: install gcc (Debian: apt-get install gcc) and set CGO_ENABLED=1" >&2; exit 1; fi
 
 ## test-short: the quick tests only
 test-short:
