@@ -201,27 +201,16 @@ func redact(raw string) string {
 	return scheme + rest
 }
 
-// scrub returns err, its text without the URL's user information and the
-// configured password and token, should it quote them.
+// scrub returns err, its text with any server URL it quotes redacted.
 func (c Config) scrub(err error) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
-	secrets := []string{c.Password.Reveal(), c.Token.Reveal()}
-	for p := range strings.SplitSeq(c.URL, ",") {
-		if _, rest, ok := strings.Cut(p, "://"); ok {
-			p = rest
-		}
-		if at := strings.LastIndexByte(p, '@'); at >= 0 {
-			user, password, _ := strings.Cut(p[:at], ":")
-			secrets = append(secrets, p[:at], password, user)
-		}
-	}
 	clean := msg
-	for _, s := range secrets {
-		if s != "" {
-			clean = strings.ReplaceAll(clean, s, "REDACTED")
+	for p := range strings.SplitSeq(c.URL, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			clean = strings.ReplaceAll(clean, p, redact(p))
 		}
 	}
 	if clean == msg {

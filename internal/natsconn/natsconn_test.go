@@ -27,14 +27,14 @@ func unusedAddr(t *testing.T) string {
 func TestUnreachable(t *testing.T) {
 	t.Parallel()
 	addr := unusedAddr(t)
-	c := Config{URL: "nats://alice:s3cret-pw@" + addr + ", nats://tok3n-value@" + addr, Password: "pw-of-settings", User: "bob", Replicas: 1}
+	c := Config{URL: "nats://alice:s3cret-pw@" + addr + ", nats://tok3n-value@" + addr + ",u:e@" + addr, Password: "pw-of-settings", User: "bob", Replicas: 1}
 	_, err := c.dial(t.Context(), "test", 300*time.Millisecond)
 	var ue *UnreachableError
 	if !errors.As(err, &ue) {
 		t.Fatalf("dial = %v (%T), want an UnreachableError", err, err)
 	}
 	msg := err.Error()
-	want := "NATS at nats://" + addr + ",nats://" + addr + " could not be reached (tried for "
+	want := "NATS at nats://" + addr + ",nats://" + addr + "," + addr + " could not be reached (tried for "
 	if !strings.HasPrefix(msg, want) || !strings.Contains(msg, "connection refused") {
 		t.Errorf("error %q\nwant it to start %q and say why", msg, want)
 	}
