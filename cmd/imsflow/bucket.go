@@ -2,37 +2,52 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 
-	"github.com/caarlos0/env/v10"
 	"github.com/minio/minio-go/v7"
 
+	"github.com/imsflow/imsflow/internal/imsconfig"
 	"github.com/imsflow/imsflow/internal/objstore"
 )
+
+const bucketUsage = `usage: imsflow bucket init [-minio-target PRIMARY] BUCKET...
+
+Creates the buckets, if missing, on the S3 endpoint of S3_ENDPOINT
+(S3_ACCESS_KEY, S3_SECRET_KEY, S3_SECURE, S3_REGION), and on MinIO sends
+their object-created events to its NATS target.
+`
 
 // runBucket is "imsflow bucket init BUCKET...": create the buckets if
 // missing on the S3 endpoint of S3_*, and on MinIO send their
 // object-created events to its NATS target.
 func runBucket(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(stderr, "usage: imsflow bucket init [-minio-target PRIMARY] BUCKET...   (S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_SECURE)")
+	switch {
+	case len(args) > 0 && isHelp(args[0]):
+		fmt.Fprint(stdout, bucketUsage)
+		return exitOK
+	case len(args) == 0:
+		fmt.Fprint(stderr, bucketUsage)
+		return exitUsage
+	case args[0] != "init":
+		fmt.Fprintf(stderr, "imsflow bucket: unknown command %q\n\n%s", args[0], bucketUsage)
 		return exitUsage
 	}
-	fs := flag.NewFlagSet("imsflow bucket init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("imsflow bucket init", bucketUsage)
 	target := fs.String("minio-target", "PRIMARY", "ID of MinIO's NATS notification target; empty for none (OBS)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return exitUsage
+	if code, ok := fs.parse(args[1:], stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() == 0 {
+		return fs.fail(stderr, "name the buckets")
 	}
 	var cfg objstore.Config
-	opts := env.Options{}
-	if environ != nil {
-		opts.Environment = environ
+	if err := imsconfig.ParseEnv(&cfg, environ); err != nil {
+		fmt.Fprintf(stderr, "imsflow bucket init: %v\n", err)
+		return exitUsage
 	}
-	if err := env.ParseWithOptions(&cfg, opts); err != nil || !cfg.Enabled() || fs.NArg() == 0 {
-		fmt.Fprintf(stderr, "imsflow bucket init: set S3_ENDPOINT (and S3_ACCESS_KEY, S3_SECRET_KEY, S3_SECURE) and name the buckets (%v)\n", err)
+	if !cfg.Enabled() {
+		fmt.Fprintln(stderr, "imsflow bucket init: S3_ENDPOINT is not set (and S3_ACCESS_KEY, S3_SECRET_KEY, S3_SECURE)")
 		return exitUsage
 	}
 	store, err := objstore.New(cfg)

@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -12,11 +12,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caarlos0/env/v10"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imsflow/imsflow/functions/import/importer"
 	"github.com/imsflow/imsflow/internal/batches"
+	"github.com/imsflow/imsflow/internal/imsconfig"
 	"github.com/imsflow/imsflow/internal/natsconn"
 	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/internal/runner"
@@ -33,11 +33,7 @@ type bulkEnv struct {
 
 func parseBulkEnv(environ map[string]string) (bulkEnv, error) {
 	var e bulkEnv
-	opts := env.Options{}
-	if environ != nil {
-		opts.Environment = environ
-	}
-	err := env.ParseWithOptions(&e, opts)
+	err := imsconfig.ParseEnv(&e, environ)
 	return e, err
 }
 
@@ -45,6 +41,22 @@ const bulkUsage = `usage:
   imsflow bulk import [-dry-run] [-batch ID] s3://BUCKET/PREFIX     one upload event per object (S3_*, NATS_URL)
   imsflow bulk export -bucket B [-prefix P] [-format F] [-quick auto|true|false] [-batch ID] [FILE]
                                                                     one export request per image ID (FILE or stdin)
+
+"imsflow bulk import -h" and "imsflow bulk export -h" say more.
+`
+
+const bulkImportUsage = `usage: imsflow bulk import [-dry-run] [-batch ID] s3://BUCKET/PREFIX
+
+Lists the objects under the prefix (S3_*), opens a batch of that size and
+publishes one upload event per object, bitmaps first (NATS_*); prints the
+batch ID to follow with "imsflow status".
+`
+
+const bulkExportUsage = `usage: imsflow bulk export -bucket B [-prefix P] [-format F] [-quick auto|true|false] [-batch ID] [FILE]
+
+Publishes one export request per image ID, as one batch (NATS_*). The IDs
+are read one a line from FILE, or stdin when FILE is absent or "-"; a line
+starting with # is a comment.
 `
 
 func runBulk(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer, stdin io.Reader) int {
@@ -52,13 +64,16 @@ func runBulk(ctx context.Context, args []string, environ map[string]string, stdo
 		fmt.Fprint(stderr, bulkUsage)
 		return exitUsage
 	}
-	switch args[0] {
-	case "import":
+	switch {
+	case isHelp(args[0]):
+		fmt.Fprint(stdout, bulkUsage)
+		return exitOK
+	case args[0] == "import":
 		return runBulkImport(ctx, args[1:], environ, stdout, stderr)
-	case "export":
+	case args[0] == "export":
 		return runBulkExport(ctx, args[1:], environ, stdout, stderr, stdin)
 	}
-	fmt.Fprint(stderr, bulkUsage)
+	fmt.Fprintf(stderr, "imsflow bulk: unknown command %q\n\n%s", args[0], bulkUsage)
 	return exitUsage
 }
 
@@ -67,17 +82,18 @@ func newBatchID(prefix string) string {
 }
 
 func runBulkImport(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("imsflow bulk import", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("imsflow bulk import", bulkImportUsage)
 	dryRun := fs.Bool("dry-run", false, "print the route each object would take; publish nothing")
 	batch := fs.String("batch", "", "batch ID (default: bulk-import-<time>)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := fs.parse(args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		return fs.fail(stderr, "want one s3://BUCKET/PREFIX, got %d arguments", fs.NArg())
 	}
 	u, err := url.Parse(fs.Arg(0))
-	if fs.NArg() != 1 || err != nil || u.Scheme != "s3" || u.Host == "" {
-		fmt.Fprint(stderr, bulkUsage)
-		return exitUsage
+	if err != nil || u.Scheme != "s3" || u.Host == "" {
+		return fs.fail(stderr, "%q is not s3://BUCKET/PREFIX", fs.Arg(0))
 	}
 	bucket, prefix := u.Host, strings.TrimPrefix(u.Path, "/")
 	e, err := parseBulkEnv(environ)
@@ -145,7 +161,7 @@ func runBulkImport(ctx context.Context, args []string, environ map[string]string
 		fmt.Fprintf(stdout, "%d objects: %d to import or reject, %d bitmaps, %d skipped (not images); nothing published\n", len(objs), len(items), len(companions), skipped)
 		return exitOK
 	}
-	nc, js, err := e.NATS.Connect("imsflow-bulk")
+	nc, js, err := e.NATS.ConnectContext(ctx, "imsflow-bulk")
 	if err != nil {
 		fmt.Fprintf(stderr, "imsflow bulk import: %v\n", err)
 		return exitError
@@ -156,7 +172,7 @@ func runBulkImport(ctx context.Context, args []string, environ map[string]string
 		err = counter.Open(ctx, *batch, len(items), map[string]string{"source": "s3://" + bucket + "/" + prefix})
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "imsflow bulk import: %v (is imsflow running against %s?)\n", err, e.NATS.URL)
+		fmt.Fprintf(stderr, "imsflow bulk import: %v (is imsflow running against %s?)\n", err, e.NATS.RedactedURL())
 		return exitError
 	}
 	fmt.Fprintf(stdout, "batch %s: %d objects to import, %d bitmaps, %d skipped\n", *batch, len(items), len(companions), skipped)
@@ -206,19 +222,20 @@ func objectMetadata(o objstore.Object, batch string) map[string]string {
 }
 
 func runBulkExport(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer, stdin io.Reader) int {
-	fs := flag.NewFlagSet("imsflow bulk export", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("imsflow bulk export", bulkExportUsage)
 	bucket := fs.String("bucket", "", "target bucket")
 	prefix := fs.String("prefix", "exports/", "key prefix in the target bucket; each file is named <image-name>-<image-id>.<format>")
 	format := fs.String("format", "", "qcow2, vhd, zvhd or vmdk (default qcow2; none for quick exports)")
 	quick := fs.String("quick", "auto", "auto, true or false")
 	batch := fs.String("batch", "", "batch ID (default: bulk-export-<time>)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := fs.parse(args, stdout, stderr); !ok {
+		return code
 	}
-	if *bucket == "" || fs.NArg() > 1 {
-		fmt.Fprint(stderr, bulkUsage)
-		return exitUsage
+	switch {
+	case *bucket == "":
+		return fs.fail(stderr, "-bucket is required")
+	case fs.NArg() > 1:
+		return fs.fail(stderr, "want at most one FILE of image IDs, got %d arguments", fs.NArg())
 	}
 	in := stdin
 	if fs.NArg() == 1 && fs.Arg(0) != "-" {
@@ -237,8 +254,12 @@ func runBulkExport(ctx context.Context, args []string, environ map[string]string
 			ids = append(ids, id)
 		}
 	}
-	if err := sc.Err(); err != nil || len(ids) == 0 {
-		fmt.Fprintf(stderr, "imsflow bulk export: no image IDs read (%v)\n", err)
+	if err := sc.Err(); err != nil {
+		fmt.Fprintf(stderr, "imsflow bulk export: reading image IDs: %v\n", err)
+		return exitUsage
+	}
+	if len(ids) == 0 {
+		fmt.Fprintln(stderr, "imsflow bulk export: no image IDs read")
 		return exitUsage
 	}
 	if *batch == "" {
@@ -265,7 +286,7 @@ func runBulkExport(ctx context.Context, args []string, environ map[string]string
 		fmt.Fprintf(stderr, "imsflow bulk export: %v\n", err)
 		return exitUsage
 	}
-	nc, js, err := e.NATS.Connect("imsflow-bulk")
+	nc, js, err := e.NATS.ConnectContext(ctx, "imsflow-bulk")
 	if err != nil {
 		fmt.Fprintf(stderr, "imsflow bulk export: %v\n", err)
 		return exitError
@@ -294,30 +315,64 @@ func runBulkExport(ctx context.Context, args []string, environ map[string]string
 	return exitOK
 }
 
+// statusUsage is the usage of "imsflow status"; %s is how long batches
+// are kept.
+const statusUsage = `usage: imsflow status [BATCH]
+
+With BATCH, the batch's totals and each of its items' outcome (batches are
+kept %s after their last change); without, the IMS jobs in flight. NATS
+is found with NATS_URL and the other NATS_* settings.
+`
+
+// batchRetention is how long a batch's totals are kept: the TTL of its
+// bucket.
+func batchRetention() string {
+	for _, b := range runner.DefaultTopology(1).Buckets {
+		if b.Bucket == runner.BucketBatches {
+			if days := b.TTL / (24 * time.Hour); days > 0 && b.TTL%(24*time.Hour) == 0 {
+				return fmt.Sprintf("%d days", days)
+			}
+			return b.TTL.String()
+		}
+	}
+	return "a while"
+}
+
 // runStatus prints a batch's totals and its items by outcome, or with no
 // batch the jobs in flight.
 func runStatus(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
+	fs := newFlags("imsflow status", fmt.Sprintf(statusUsage, batchRetention()))
+	if code, ok := fs.parse(args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 1 {
+		return fs.fail(stderr, "want at most one batch ID, got %d arguments", fs.NArg())
+	}
 	e, err := parseBulkEnv(environ)
 	if err != nil {
 		fmt.Fprintf(stderr, "imsflow status: %v\n", err)
 		return exitUsage
 	}
-	nc, js, err := e.NATS.Connect("imsflow-status")
+	nc, js, err := e.NATS.ConnectContext(ctx, "imsflow-status")
 	if err != nil {
 		fmt.Fprintf(stderr, "imsflow status: %v\n", err)
 		return exitError
 	}
 	defer nc.Close()
-	if len(args) == 0 {
-		return jobsInFlight(ctx, js, stdout, stderr)
+	if fs.NArg() == 0 {
+		return jobsInFlight(ctx, js, e.NATS, stdout, stderr)
 	}
-	batch := args[0]
+	batch := fs.Arg(0)
 	counter, err := batches.New(ctx, js, "status")
 	if err != nil {
-		fmt.Fprintf(stderr, "imsflow status: %v\n", err)
+		fmt.Fprintf(stderr, "imsflow status: %v\n", noImsflow(err, e.NATS))
 		return exitError
 	}
 	rec, err := counter.Get(ctx, batch)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		fmt.Fprintf(stderr, "imsflow status: no batch %q (batches are kept %s after their last change)\n", batch, batchRetention())
+		return exitError
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "imsflow status: batch %s: %v\n", batch, err)
 		return exitError
@@ -352,10 +407,19 @@ func runStatus(ctx context.Context, args []string, environ map[string]string, st
 	return exitOK
 }
 
-func jobsInFlight(ctx context.Context, js jetstream.JetStream, stdout, stderr io.Writer) int {
+// noImsflow explains a missing bucket: imsflow has never run against this
+// NATS.
+func noImsflow(err error, c natsconn.Config) error {
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("%w: NATS at %s holds no imsflow state; is imsflow running against it?", err, c.RedactedURL())
+	}
+	return err
+}
+
+func jobsInFlight(ctx context.Context, js jetstream.JetStream, nc natsconn.Config, stdout, stderr io.Writer) int {
 	kv, err := js.KeyValue(ctx, runner.BucketJobs)
 	if err != nil {
-		fmt.Fprintf(stderr, "imsflow status: %v\n", err)
+		fmt.Fprintf(stderr, "imsflow status: bucket %s: %v\n", runner.BucketJobs, noImsflow(err, nc))
 		return exitError
 	}
 	keys, err := kv.ListKeys(ctx)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/imsflow/imsflow/internal/objstore"
+	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -131,5 +133,52 @@ func TestBulkThroughMinIO(t *testing.T) {
 	code, stdout, _ = runCLI(t, env, "status")
 	if code != exitOK || !strings.Contains(stdout, "0 jobs in flight") {
 		t.Errorf("status of jobs in flight: %d\n%s", code, stdout)
+	}
+}
+
+// TestStatusOfAnUnknownBatch: a batch that is not (or no longer) there is
+// said in words, with how long batches are kept.
+func TestStatusOfAnUnknownBatch(t *testing.T) {
+	t.Parallel()
+	n := testenv.StartNATS(t)
+	_, js := n.Connect(t)
+	if err := runner.Ensure(t.Context(), js, runner.DefaultTopology(1)); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, map[string]string{"NATS_URL": n.URL}, "status", "no-such-batch")
+	want := `imsflow status: no batch "no-such-batch" (batches are kept 30 days after their last change)`
+	if code != exitError || out != "" || strings.TrimSpace(errOut) != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", code, out, errOut, exitError, want)
+	}
+}
+
+// TestStatusOfANATSWithoutImsflow: a NATS imsflow never ran against is
+// said to be one.
+func TestStatusOfANATSWithoutImsflow(t *testing.T) {
+	t.Parallel()
+	n := testenv.StartNATS(t)
+	for _, args := range [][]string{{"status"}, {"status", "b1"}} {
+		code, _, errOut := runCLI(t, map[string]string{"NATS_URL": n.URL}, args...)
+		if code != exitError || !strings.Contains(errOut, "NATS at "+n.URL+" holds no imsflow state") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+}
+
+// TestStatusWithoutNATS: with nobody listening at NATS_URL, status says
+// that NATS could not be reached, where and for how long, and reveals no
+// credentials.
+func TestStatusWithoutNATS(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close() // nobody listens there now
+	code, out, errOut := runCLI(t, map[string]string{"NATS_URL": "nats://imsflow:" + testSK + "@" + addr}, "status")
+	want := "imsflow status: NATS at nats://" + addr + " could not be reached (tried for 5s): "
+	if code != exitError || out != "" || !strings.HasPrefix(errOut, want) || strings.Contains(errOut, "imsflow:") || strings.Contains(errOut, "deadline") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q...", code, out, errOut, exitError, want)
 	}
 }

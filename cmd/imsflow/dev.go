@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caarlos0/env/v10"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,6 +21,7 @@ import (
 	"github.com/imsflow/imsflow/functions/ingest/ingest"
 	"github.com/imsflow/imsflow/functions/poller/poller"
 	"github.com/imsflow/imsflow/internal/embedded"
+	"github.com/imsflow/imsflow/internal/imsconfig"
 	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -60,18 +59,17 @@ type stack struct {
 // startStack starts the embedded NATS, the emulator and the three
 // functions' runners (not yet running).
 func startStack(ctx context.Context, cfg devConfig, environ map[string]string, log zerolog.Logger, emuCfg func(*imsemu.Config)) (*stack, error) {
-	opts := env.Options{}
-	if environ != nil {
-		opts.Environment = environ
-	}
 	var icfg importer.Config
 	var ecfg exporter.Config
 	var pcfg poller.Config
 	var gcfg ingest.Config
-	for _, c := range []any{&icfg, &ecfg, &pcfg, &gcfg} {
-		if err := env.ParseWithOptions(c, opts); err != nil {
-			return nil, err
-		}
+	var s3 objstore.Config
+	var errs []error
+	for _, c := range []any{&icfg, &ecfg, &pcfg, &gcfg, &s3} {
+		errs = append(errs, imsconfig.ParseEnv(c, environ))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	if ecfg.DefaultBucket == "" {
 		ecfg.DefaultBucket = cfg.ExportBucket
@@ -84,10 +82,6 @@ func startStack(ctx context.Context, cfg devConfig, environ map[string]string, l
 	ec := imsemu.Config{
 		Credentials: map[string]imsapi.Secret{"IMSFLOWLOCALAK": devSecretKey}, ProjectID: "0000000000000000000000000000f10c",
 		TimeScale: cfg.TimeScale, AssumeObjects: true,
-	}
-	var s3 objstore.Config
-	if err := env.ParseWithOptions(&s3, opts); err != nil {
-		return nil, err
 	}
 	if s3.Enabled() {
 		// A real bucket (MinIO, scripts/minio.sh): the emulator checks and
@@ -193,30 +187,36 @@ func (st *stack) close() {
 	}
 }
 
+const devUsage = `usage: imsflow dev [flags]
+
+Runs the whole pipeline in this process: NATS with JetStream (embedded,
+its data in a directory of its own), the IMS emulator, the import, export
+and poller functions, and the HTTP ingest; prints how to send it work. The functions read their own settings
+(IMPORT_*, EXPORT_*, POLL_*, INGEST_*, S3_*) as when deployed. Ctrl-C stops.
+`
+
 func runDev(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
 	var cfg devConfig
-	opts := env.Options{}
-	if environ != nil {
-		opts.Environment = environ
-	}
-	if err := env.ParseWithOptions(&cfg, opts); err != nil {
-		fmt.Fprintf(stderr, "imsflow dev: %v\n", err)
-		return exitUsage
-	}
-	fs := flag.NewFlagSet("imsflow dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// A wrong variable is reported after the flags, so that -h answers.
+	envErr := imsconfig.ParseEnv(&cfg, environ)
+	fs := newFlags("imsflow dev", devUsage)
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory of the embedded NATS's data (IMSFLOW_DATA)")
 	fs.IntVar(&cfg.NATSPort, "nats-port", cfg.NATSPort, "loopback port of the embedded NATS; a free one if taken (IMSFLOW_NATS_PORT)")
 	fs.StringVar(&cfg.EmulatorAddr, "emulator-addr", cfg.EmulatorAddr, "address of the IMS emulator; a free port if taken (IMSEMU_ADDR)")
 	fs.Float64Var(&cfg.TimeScale, "time-scale", cfg.TimeScale, "IMS jobs run this many times faster than IMS would (IMSEMU_TIME_SCALE)")
 	fs.StringVar(&cfg.IngestAddr, "ingest-addr", cfg.IngestAddr, "address of the HTTP ingest; a free loopback port if taken (IMSFLOW_INGEST_ADDR)")
 	jsonLogs := fs.Bool("json", false, "log JSON lines instead of text")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := fs.parse(args, stdout, stderr); !ok {
+		return code
 	}
-	if !(cfg.TimeScale > 0) {
-		fmt.Fprintln(stderr, "imsflow dev: -time-scale must be positive")
+	switch {
+	case envErr != nil:
+		fmt.Fprintf(stderr, "imsflow dev: %v\n", envErr)
 		return exitUsage
+	case fs.NArg() > 0:
+		return fs.fail(stderr, "unexpected arguments %q", fs.Args())
+	case !(cfg.TimeScale > 0):
+		return fs.fail(stderr, "-time-scale must be positive")
 	}
 	var logOut io.Writer = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}
 	if *jsonLogs {

@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
-	"github.com/caarlos0/env/v10"
-
+	"github.com/imsflow/imsflow/internal/imsconfig"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
 )
@@ -47,18 +45,19 @@ type emulatorConfig struct {
 	S3Secure    bool          `env:"IMSEMU_S3_SECURE"`
 }
 
+const emulatorUsage = `usage: imsflow emulator [flags]
+
+Runs the local IMS emulator: the IMS API on one address, AK/SK signed, its
+jobs taking the time IMS's would (divided by -time-scale), with faults to
+inject; it prints the variables that point imsflow at it. Every flag has
+an IMSEMU_* variable too; a flag overrides it.
+`
+
 func runEmulator(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
 	var cfg emulatorConfig
-	opts := env.Options{}
-	if environ != nil {
-		opts.Environment = environ
-	}
-	if err := env.ParseWithOptions(&cfg, opts); err != nil {
-		fmt.Fprintf(stderr, "imsflow emulator: %v\n", err)
-		return exitUsage
-	}
-	fs := flag.NewFlagSet("imsflow emulator", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// A wrong variable is reported after the flags, so that -h answers.
+	envErr := imsconfig.ParseEnv(&cfg, environ)
+	fs := newFlags("imsflow emulator", emulatorUsage)
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (IMSEMU_ADDR)")
 	fs.StringVar(&cfg.AccessKey, "ak", cfg.AccessKey, "access key clients sign with (IMSEMU_AK)")
 	fs.StringVar(&cfg.SecretKey, "sk", cfg.SecretKey, "its secret key (IMSEMU_SK)")
@@ -81,8 +80,15 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 	fs.StringVar(&cfg.S3Endpoint, "s3-endpoint", cfg.S3Endpoint, "host:port of an S3 API (MinIO, OBS) to check imports against and write exports to (IMSEMU_S3_ENDPOINT)")
 	fs.StringVar(&cfg.S3AccessKey, "s3-access-key", cfg.S3AccessKey, "its access key (IMSEMU_S3_ACCESS_KEY)")
 	fs.BoolVar(&cfg.S3Secure, "s3-secure", cfg.S3Secure, "use HTTPS to it (IMSEMU_S3_SECURE)")
-	if err := fs.Parse(args); err != nil {
+	if code, ok := fs.parse(args, stdout, stderr); !ok {
+		return code
+	}
+	if envErr != nil {
+		fmt.Fprintf(stderr, "imsflow emulator: %v\n", envErr)
 		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		return fs.fail(stderr, "unexpected arguments %q", fs.Args())
 	}
 	if cfg.AccessKey == "" || cfg.SecretKey == "" || cfg.ImportMiB <= 0 || cfg.ExportMiB <= 0 || !(cfg.TimeScale > 0) || cfg.Init < 0 {
 		fmt.Fprintln(stderr, "imsflow emulator: -ak and -sk must be set, speeds and time scale positive, -init not negative")

@@ -76,7 +76,7 @@ func TestEmulatorCommandBadInput(t *testing.T) {
 	}{
 		{"missing objects file", []string{"-objects", "/nonexistent/objects.json"}, nil, "objects.json"},
 		{"bad time scale", []string{"-time-scale", "0"}, nil, "time scale positive"},
-		{"bad env", nil, map[string]string{"IMSEMU_RATE_LIMIT": "lots"}, "RateLimit"},
+		{"bad env", nil, map[string]string{"IMSEMU_RATE_LIMIT": "lots"}, `IMSEMU_RATE_LIMIT: "lots" is not a number`},
 		{"bad fault rate", []string{"-addr", "127.0.0.1:0", "-error-rate", "3"}, nil, "fault rates"},
 	}
 	for _, tt := range tests {

@@ -13,26 +13,30 @@ import (
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
 
+// imsCommand is one of the "imsflow ims" commands.
 type imsCommand struct {
 	name, args, help string
-	run              func(ctx context.Context, c *imsapi.Client, fs *flag.FlagSet, args []string) (any, error)
+	// nargs is the number of arguments after the flags.
+	nargs int
+	// flags defines the command's flags on fs and returns what runs it
+	// once they are parsed, with the arguments.
+	flags func(fs *flag.FlagSet) imsRun
 }
 
+// imsRun calls IMS; its answer is printed as JSON.
+type imsRun func(ctx context.Context, c *imsapi.Client, args []string) (any, error)
+
 var imsCommands = []imsCommand{
-	{"quota", "", "show the project's image quota", func(ctx context.Context, c *imsapi.Client, fs *flag.FlagSet, args []string) (any, error) {
-		if err := parseFlags(fs, args, 0); err != nil {
-			return nil, err
-		}
-		return c.Quota(ctx)
+	{"quota", "", "show the project's image quota", 0, func(*flag.FlagSet) imsRun {
+		return func(ctx context.Context, c *imsapi.Client, _ []string) (any, error) { return c.Quota(ctx) }
 	}},
-	{"os-versions", "[-tag bms|uefi]", "list the OS versions IMS accepts in os_version", func(ctx context.Context, c *imsapi.Client, fs *flag.FlagSet, args []string) (any, error) {
+	{"os-versions", "[-tag bms|uefi]", "list the OS versions IMS accepts in os_version", 0, func(fs *flag.FlagSet) imsRun {
 		tag := fs.String("tag", "", "narrow to bms or uefi")
-		if err := parseFlags(fs, args, 0); err != nil {
-			return nil, err
+		return func(ctx context.Context, c *imsapi.Client, _ []string) (any, error) {
+			return c.ListOSVersions(ctx, *tag)
 		}
-		return c.ListOSVersions(ctx, *tag)
 	}},
-	{"images", "[-id ID] [-name N] [-tag key.value] [-status S] [-type private] [-limit N]", "list images, every page", func(ctx context.Context, c *imsapi.Client, fs *flag.FlagSet, args []string) (any, error) {
+	{"images", "[-id ID] [-name N] [-tag key.value] [-status S] [-type private] [-limit N]", "list images, every page", 0, func(fs *flag.FlagSet) imsRun {
 		var o imsapi.ListImagesOptions
 		fs.StringVar(&o.ID, "id", "", "image ID")
 		fs.StringVar(&o.Name, "name", "", "image name")
@@ -40,27 +44,25 @@ var imsCommands = []imsCommand{
 		fs.StringVar(&o.Status, "status", "", "queued, saving, active, killed, deleted")
 		fs.StringVar(&o.ImageType, "type", "", "gold, private, shared, market")
 		fs.IntVar(&o.Limit, "limit", 0, "page size (IMS default 500)")
-		if err := parseFlags(fs, args, 0); err != nil {
-			return nil, err
-		}
-		images := []*imsapi.Image{}
-		for im, err := range c.AllImages(ctx, &o) {
-			if err != nil {
-				return nil, err
+		return func(ctx context.Context, c *imsapi.Client, _ []string) (any, error) {
+			images := []*imsapi.Image{}
+			for im, err := range c.AllImages(ctx, &o) {
+				if err != nil {
+					return nil, err
+				}
+				images = append(images, im)
 			}
-			images = append(images, im)
+			return images, nil
 		}
-		return images, nil
 	}},
-	{"job", "[-status-api] JOB_ID", "show an asynchronous job (progress API; -status-api: the project job API)", func(ctx context.Context, c *imsapi.Client, fs *flag.FlagSet, args []string) (any, error) {
+	{"job", "[-status-api] JOB_ID", "show an asynchronous job (progress API; -status-api: the project job API)", 1, func(fs *flag.FlagSet) imsRun {
 		statusAPI := fs.Bool("status-api", false, "use GET /v1/{project_id}/jobs/{job_id}")
-		if err := parseFlags(fs, args, 1); err != nil {
-			return nil, err
+		return func(ctx context.Context, c *imsapi.Client, args []string) (any, error) {
+			if *statusAPI {
+				return c.Job(ctx, args[0])
+			}
+			return c.JobProgress(ctx, args[0])
 		}
-		if *statusAPI {
-			return c.Job(ctx, fs.Arg(0))
-		}
-		return c.JobProgress(ctx, fs.Arg(0))
 	}},
 }
 
@@ -81,25 +83,13 @@ func imsUsage() string {
 	return b.String()
 }
 
-var errUsage = errors.New("usage")
-
-func parseFlags(fs *flag.FlagSet, args []string, nargs int) error {
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if fs.NArg() != nargs {
-		fmt.Fprintf(fs.Output(), "%s: want %d argument(s), got %d\n", fs.Name(), nargs, fs.NArg())
-		return errUsage
-	}
-	return nil
-}
-
 func runIMS(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "help" || args[0] == "--help" {
+	switch {
+	case len(args) == 0:
 		fmt.Fprint(stderr, imsUsage())
-		if len(args) == 0 {
-			return exitUsage
-		}
+		return exitUsage
+	case isHelp(args[0]):
+		fmt.Fprint(stdout, imsUsage())
 		return exitOK
 	}
 	var cmd *imsCommand
@@ -112,6 +102,16 @@ func runIMS(ctx context.Context, args []string, environ map[string]string, stdou
 		fmt.Fprintf(stderr, "imsflow ims: unknown command %q\n\n%s", args[0], imsUsage())
 		return exitUsage
 	}
+	synopsis := strings.TrimSpace("imsflow ims " + cmd.name + " " + cmd.args)
+	fs := newFlags("imsflow ims "+cmd.name, fmt.Sprintf("usage: %s\n\n%s; the answer is printed as JSON.\n"+
+		"IMS settings come from the environment (see \"imsflow ims -h\").\n", synopsis, upperFirst(cmd.help)))
+	call := cmd.flags(fs.FlagSet)
+	if code, ok := fs.parse(args[1:], stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() != cmd.nargs {
+		return fs.fail(stderr, "want %d argument(s), got %d", cmd.nargs, fs.NArg())
+	}
 	cfg, err := imsconfig.Parse(environ)
 	if err != nil {
 		fmt.Fprintf(stderr, "imsflow: %v\n", err)
@@ -122,12 +122,8 @@ func runIMS(ctx context.Context, args []string, environ map[string]string, stdou
 		fmt.Fprintf(stderr, "imsflow: %v\n", err)
 		return exitUsage
 	}
-	fs := flag.NewFlagSet("imsflow ims "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	out, err := cmd.run(ctx, client, fs, args[1:])
+	out, err := call(ctx, client, fs.Args())
 	switch {
-	case errors.Is(err, errUsage):
-		return exitUsage
 	case errors.Is(err, imsapi.ErrInvalidArgument):
 		fmt.Fprintf(stderr, "imsflow: %v\n", err)
 		return exitUsage
@@ -142,4 +138,12 @@ func runIMS(ctx context.Context, args []string, environ map[string]string, stdou
 		return exitError
 	}
 	return exitOK
+}
+
+// upperFirst returns s with its first letter in upper case.
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }

@@ -35,10 +35,10 @@ Usage:
   imsflow watch [-json] [-all]    print imsflow's events as they arrive (NATS_URL)
   imsflow bulk import|export ...  one event per object of a bucket prefix, or per image ID (see "imsflow bulk")
   imsflow status [BATCH]          a batch's totals and items, or the jobs in flight
-  imsflow bucket init BUCKET...    create buckets (S3_*) and send MinIO's events to JetStream
+  imsflow bucket init BUCKET...   create buckets (S3_*) and send MinIO's events to JetStream
   imsflow ims <command> [flags]   call the IMS API directly (see "imsflow ims -h")
   imsflow emulator [flags]        run the local IMS emulator (see "imsflow emulator -h")
-  imsflow help                    this text
+  imsflow help [COMMAND]          this text, or a command's (as "imsflow COMMAND -h")
 
 IMS settings come from the environment: IMS_ENDPOINT and either
 HUAWEICLOUD_SDK_AK + HUAWEICLOUD_SDK_SK (+ HUAWEICLOUD_SDK_SECURITY_TOKEN)
@@ -70,6 +70,10 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	case "watch":
 		return runWatch(ctx, args[1:], environ, stdout, stderr)
 	case "help", "-h", "-help", "--help":
+		if args[0] == "help" && len(args) > 1 {
+			// "imsflow help bulk import" is "imsflow bulk import -h".
+			return run(ctx, append(args[1:len(args):len(args)], "-h"), environ, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
