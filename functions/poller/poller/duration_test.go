@@ -1,11 +1,15 @@
 package poller
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
+	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
+	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
 )
 
 // TestFinalDuration: a finished job's duration is IMS's end_time minus its
@@ -50,5 +54,71 @@ func TestFinalDuration(t *testing.T) {
 		if f.Status != tt.wantSt {
 			t.Errorf("%s: status %s, want %s", tt.name, f.Status, tt.wantSt)
 		}
+	}
+}
+
+// slowWire advances the clock while a request is on its way: what IMS
+// answers holds as of a later time than the one the poller asked at.
+type slowWire struct {
+	clock *imsemu.ManualClock
+	delay time.Duration
+}
+
+func (w slowWire) RoundTrip(r *http.Request) (*http.Response, error) {
+	w.clock.Advance(w.delay)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestEndSeenAfterItHappened: a job that ends while the status query is
+// on its way is reported as seen after its end, never before it.
+func TestEndSeenAfterItHappened(t *testing.T) {
+	t.Parallel()
+	clock := imsemu.NewManualClock(time.Now())
+	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, Clock: clock,
+		InitDuration: -1, ImportSpeed: 512 << 20, ImageQuota: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emu.Close() })
+	emu.PutObject(imsemu.Object{Bucket: "images", Key: "d.qcow2", Size: gib}) // 2 s of emulated time
+	const wire = 200 * time.Millisecond
+	client, err := emu.Client(imsapi.WithHTTPClient(&http.Client{Transport: slowWire{clock, wire}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js := testenv.StartNATS(t).Connect(t)
+	if err := runner.Ensure(t.Context(), js, runner.DefaultTopology(1)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPoller(t.Context(), Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: time.Minute,
+		Backoff: 1.5, Deadline: time.Hour, StallAfter: time.Hour}, client, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.now = clock.Now
+	ref, err := client.ImportDataImage(t.Context(), &imsapi.DataImageRequest{Name: "d", ImageURL: "images:d.qcow2", MinDisk: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	submitted := clock.Now()
+	h := events.JobSubmitted{JobID: ref.JobID, JobType: imsapi.JobTypeImportDataImage, Kind: events.KindImport,
+		Method: events.MethodNormal, ImageName: "d", SubmittedAt: submitted.UTC()}
+	if err := p.track(t.Context(), h); err != nil {
+		t.Fatal(err)
+	}
+	// The poller asks 100 ms before the end; the answer comes 100 ms after.
+	clock.Advance(submitted.Add(2*time.Second - wire/2).Sub(clock.Now()))
+	if _, err := p.poll(t.Context(), stateKey(h)); err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := p.load(t.Context(), stateKey(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Final == nil {
+		t.Fatalf("the job's end was not seen: %+v", st)
+	}
+	if d := st.Final.DetectedAfterSeconds; d <= 0 || d > wire.Seconds() {
+		t.Errorf("detected %.3fs after the end, want within (0, %.1f]", d, wire.Seconds())
 	}
 }

@@ -227,6 +227,9 @@ func (p *poller) poll(ctx context.Context, key string) ([]events.Event, error) {
 	log := zerolog.Ctx(ctx).With().Str("job", key).Logger()
 	st.Polls++
 	status, percent, task, job, qerr := p.query(ctx, &st)
+	// What IMS said holds as of its answer: the end of a job that ended
+	// while the query was on its way is seen now, not before it.
+	now = p.now()
 	var out []events.Event
 	switch {
 	case qerr != nil:
