@@ -168,6 +168,12 @@ func (st *stack) run(ctx context.Context) error {
 	st.ingestLn = nil // Serve closes it
 	wg.Go(func() { errs[len(st.runners)] = st.ingest.Serve(ctx, ln) })
 	wg.Wait()
+	for i, err := range errs {
+		// Stopped before it was running, by ctx: no failure.
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			errs[i] = nil
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -190,8 +196,9 @@ func (st *stack) close() {
 const devUsage = `usage: imsflow dev [flags]
 
 Runs the whole pipeline in this process: NATS with JetStream (embedded,
-its data in a directory of its own), the IMS emulator, the import, export
-and poller functions, and the HTTP ingest; prints how to send it work. The functions read their own settings
+its data in a directory that one imsflow dev at a time may use), the IMS
+emulator, the import, export and poller functions, and the HTTP ingest;
+prints how to send it work. The functions read their own settings
 (IMPORT_*, EXPORT_*, POLL_*, INGEST_*, S3_*) as when deployed. Ctrl-C stops.
 `
 
@@ -218,6 +225,17 @@ func runDev(ctx context.Context, args []string, environ map[string]string, stdou
 	case !(cfg.TimeScale > 0):
 		return fs.fail(stderr, "-time-scale must be positive")
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	var inUse *dataDirInUseError
+	if errors.As(err, &inUse) {
+		fmt.Fprintf(stderr, "imsflow dev: %v\n", err)
+		return exitInUse
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "imsflow dev: %v\n", err)
+		return exitError
+	}
+	defer lock.release()
 	var logOut io.Writer = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}
 	if *jsonLogs {
 		logOut = stderr
@@ -230,6 +248,10 @@ func runDev(ctx context.Context, args []string, environ map[string]string, stdou
 	}
 	defer st.close()
 	natsURL := st.nats.ClientURL()
+	if err := lock.note(fmt.Sprintf("PID %d, NATS at %s, HTTP ingest at %s, IMS emulator at %s", os.Getpid(), natsURL, st.ingestURL, st.emu.URL)); err != nil {
+		fmt.Fprintf(stderr, "imsflow dev: %v\n", err)
+		return exitError
+	}
 	fmt.Fprintf(stdout, `imsflow dev: the whole pipeline in this process
   NATS with JetStream  %s   (data in %s)
   IMS emulator         %s   (jobs run %gx faster than IMS; any object named is taken to exist)

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -87,6 +90,69 @@ func TestDevAndWatch(t *testing.T) {
 	cancel()
 	if code := <-done; code != exitOK {
 		t.Errorf("dev exited %d", code)
+	}
+}
+
+// lockedBuffer is a buffer that goroutines write while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestDevRefusesASecondOnItsData: a second "imsflow dev" on the data
+// directory of a running one exits at once, naming the first's PID and
+// NATS; the first opens without the ingest's refuse-everything warning (it
+// has a dev EventGrid token).
+func TestDevRefusesASecondOnItsData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	env := map[string]string{"IMSFLOW_DATA": t.TempDir(), "IMSFLOW_NATS_PORT": "0", "IMSEMU_ADDR": "127.0.0.1:0", "IMSFLOW_INGEST_ADDR": "127.0.0.1:0"}
+	pr, pw := io.Pipe()
+	var logs lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "-json"}, env, pw, &logs)
+		_ = pw.Close()
+	}()
+	var natsURL string
+	lines := bufio.NewScanner(pr)
+	for natsURL == "" && lines.Scan() {
+		if f := strings.Fields(lines.Text()); len(f) >= 4 && f[0] == "NATS" {
+			natsURL = f[3]
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	if natsURL == "" {
+		t.Fatalf("the first dev printed no NATS URL; its log:\n%s", logs.String())
+	}
+
+	code, out, errOut := runCLI(t, env, "dev")
+	want := fmt.Sprintf("imsflow dev: another imsflow dev (PID %d, NATS at %s, ", os.Getpid(), natsURL)
+	if code != exitInUse || out != "" || !strings.HasPrefix(errOut, want) || !strings.Contains(errOut, "IMSFLOW_DATA") {
+		t.Errorf("second dev: exit %d, stdout %q, stderr %q; want %d and %q...", code, out, errOut, exitInUse, want)
+	}
+	if strings.Contains(logs.String(), "every notification will be refused") {
+		t.Errorf("dev warns that its ingest refuses every notification:\n%s", logs.String())
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("the first dev exited %d:\n%s", code, logs.String())
 	}
 }
 

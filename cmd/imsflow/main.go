@@ -25,6 +25,7 @@ const (
 	exitOK    = 0
 	exitError = 1 // the operation failed
 	exitUsage = 2 // bad command line or configuration
+	exitInUse = 3 // "imsflow dev": another instance runs on the data directory
 )
 
 const usage = `imsflow moves VM and disk images in and out of Huawei Cloud IMS.
