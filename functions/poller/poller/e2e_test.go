@@ -26,13 +26,14 @@ type harness struct {
 	client  *imsapi.Client
 	js      jetstream.JetStream
 	p       *poller
+	rc      runner.Config
 	out     chan *nats.Msg
 	settled *runnertest.Settled
 	stop    func()
 }
 
-// newHarness runs the poller on an embedded NATS against an emulator whose
-// jobs last seconds, polling every 1 to 2 s.
+// newHarness runs the poller, as New builds it, on an embedded NATS
+// against an emulator whose jobs last seconds, polling every 1 to 2 s.
 func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harness {
 	t.Helper()
 	emuCfg.Credentials = map[string]imsapi.Secret{"AK": "SK"}
@@ -67,16 +68,18 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harne
 	if err := runner.Ensure(t.Context(), js, runner.DefaultTopology(1)); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: 2 * time.Second, Backoff: 1.5,
-		Deadline: time.Hour, StallAfter: time.Hour}
+	cfg := Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: 2 * time.Second, MaxAimed: 2 * time.Second, Backoff: 1.5,
+		Deadline: time.Hour, StallAfter: time.Hour, Workers: 8, AckWait: 30 * time.Second, MaxDeliver: 1000}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	p, err := newPoller(t.Context(), cfg, client, js)
+	p, rc, err := build(t.Context(), cfg, client, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &harness{t: t, emu: emu, client: client, js: js, p: p, out: make(chan *nats.Msg, 1000), settled: runnertest.NewSettled()}
+	hs := &harness{t: t, emu: emu, client: client, js: js, p: p, rc: rc, out: make(chan *nats.Msg, 1000), settled: runnertest.NewSettled()}
+	hs.rc.BackoffInitial, hs.rc.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
+	hs.rc.Settled = hs.settled.Add
 	if _, err := nc.ChanSubscribe("imsflow.out.>", hs.out); err != nil {
 		t.Fatal(err)
 	}
@@ -86,11 +89,7 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harne
 
 // start runs a runner (a replica); stop stops the last one started.
 func (hs *harness) start() {
-	hs.stop = runnertest.Start(hs.t, hs.js, runner.Config{
-		Function: Function, Stream: runner.StreamJobs, Subjects: []string{events.SubjectJobSubmitted, subjectPollPrefix + ">"},
-		AckWait: 30 * time.Second, Workers: 8, BackoffInitial: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-		Settled: hs.settled.Add,
-	}, hs.p.handle, zerolog.Nop())
+	hs.stop = runnertest.Start(hs.t, hs.js, hs.rc, hs.p.handle, zerolog.Nop())
 }
 
 // importJob submits a data-image import to the emulator and hands it off.

@@ -102,17 +102,27 @@ type poller struct {
 
 // New returns the poller's runner. The topology (runner.Ensure) must exist.
 func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
-	if cfg.MinInterval < time.Second || cfg.FirstPoll < time.Second || cfg.MaxInterval < cfg.MinInterval || cfg.Backoff < 1 || cfg.Deadline <= 0 {
-		return nil, errors.New("poller: POLL_FIRST and POLL_MIN at least 1s (timers have second precision), POLL_MAX at least POLL_MIN, POLL_BACKOFF at least 1, JOB_DEADLINE positive")
-	}
-	p, err := newPoller(ctx, cfg, ims, js)
+	p, rc, err := build(ctx, cfg, ims, js)
 	if err != nil {
 		return nil, err
 	}
-	return runner.New(js, runner.Config{
+	return runner.New(js, rc, p.handle, log)
+}
+
+// build is New without the runner: the handler and its runner's
+// configuration, which tests tune.
+func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*poller, runner.Config, error) {
+	if cfg.MinInterval < time.Second || cfg.FirstPoll < time.Second || cfg.MaxInterval < cfg.MinInterval || cfg.Backoff < 1 || cfg.Deadline <= 0 {
+		return nil, runner.Config{}, errors.New("poller: POLL_FIRST and POLL_MIN at least 1s (timers have second precision), POLL_MAX at least POLL_MIN, POLL_BACKOFF at least 1, JOB_DEADLINE positive")
+	}
+	p, err := newPoller(ctx, cfg, ims, js)
+	if err != nil {
+		return nil, runner.Config{}, err
+	}
+	return p, runner.Config{
 		Function: Function, Stream: runner.StreamJobs, Subjects: []string{events.SubjectJobSubmitted, subjectPollPrefix + ">"},
 		AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, Workers: cfg.Workers,
-	}, p.handle, log)
+	}, nil
 }
 
 func newPoller(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*poller, error) {
