@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -32,12 +33,7 @@ func NewSettled() *Settled {
 // sorted.
 func (s *Settled) Outcomes(t testing.TB, n int) []string {
 	t.Helper()
-	var out []string
-	for _, st := range s.Next(t, n) {
-		out = append(out, string(st.Outcome))
-	}
-	slices.Sort(out)
-	return out
+	return outcomes(s.Next(t, n))
 }
 
 // Final waits until n distinct messages have been settled for good (ack,
@@ -61,8 +57,13 @@ func (s *Settled) Final(t testing.TB, n int) map[uint64]runner.Settlement {
 // FinalOutcomes is Final's outcomes, sorted.
 func (s *Settled) FinalOutcomes(t testing.TB, n int) []string {
 	t.Helper()
-	var out []string
-	for _, st := range s.Final(t, n) {
+	return outcomes(slices.Collect(maps.Values(s.Final(t, n))))
+}
+
+// outcomes are the settlements' outcomes, sorted.
+func outcomes(sts []runner.Settlement) []string {
+	out := make([]string, 0, len(sts))
+	for _, st := range sts {
 		out = append(out, string(st.Outcome))
 	}
 	slices.Sort(out)
