@@ -64,12 +64,25 @@ func startStack(ctx context.Context, cfg devConfig, environ map[string]string, l
 	var pcfg poller.Config
 	var gcfg ingest.Config
 	var s3 objstore.Config
-	var errs []error
+	// The problems of every function in one list, each once (S3_* is
+	// read by several).
+	var problems imsconfig.EnvError
+	seen := map[string]bool{}
 	for _, c := range []any{&icfg, &ecfg, &pcfg, &gcfg, &s3} {
-		errs = append(errs, imsconfig.ParseEnv(c, environ))
+		var some imsconfig.EnvError
+		err := imsconfig.ParseEnv(c, environ)
+		if !errors.As(err, &some) && err != nil {
+			return nil, err
+		}
+		for _, p := range some {
+			if !seen[p.Error()] {
+				seen[p.Error()] = true
+				problems = append(problems, p)
+			}
+		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	if len(problems) > 0 {
+		return nil, problems
 	}
 	if ecfg.DefaultBucket == "" {
 		ecfg.DefaultBucket = cfg.ExportBucket
@@ -242,6 +255,11 @@ func runDev(ctx context.Context, args []string, environ map[string]string, stdou
 	}
 	log := zerolog.New(logOut).With().Timestamp().Logger()
 	st, err := startStack(ctx, cfg, environ, log, nil)
+	var badSetting imsconfig.EnvError
+	if errors.As(err, &badSetting) {
+		fmt.Fprintf(stderr, "imsflow dev: %v\n", err)
+		return exitUsage
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "imsflow dev: %v\n", err)
 		return exitError

@@ -174,3 +174,17 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+// TestDevNamesABadSetting: the functions' wrong settings stop dev before
+// it starts anything, each named once by its variable: exit 2.
+func TestDevNamesABadSetting(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"IMSFLOW_DATA": t.TempDir(), "IMSFLOW_NATS_PORT": "0", "IMSEMU_ADDR": "127.0.0.1:0", "IMSFLOW_INGEST_ADDR": "127.0.0.1:0",
+		"IMPORT_BITMAP_WAIT": "x", "INGEST_RATE_BURST": "many", "S3_SECURE": "maybe"}
+	code, out, errOut := runCLI(t, env, "dev")
+	want := `imsflow dev: IMPORT_BITMAP_WAIT: time: invalid duration "x"; S3_SECURE: "maybe" is not true or false; ` +
+		`INGEST_RATE_BURST: "many" is not a whole number` + "\n"
+	if code != exitUsage || out != "" || errOut != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", code, out, errOut, exitUsage, want)
+	}
+}
