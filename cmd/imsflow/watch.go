@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caarlos0/env/v10"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/imsflow/imsflow/internal/imsconfig"
 	"github.com/imsflow/imsflow/internal/natsconn"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
@@ -40,15 +40,11 @@ func runWatch(ctx context.Context, args []string, environ map[string]string, std
 		return code
 	}
 	var cfg natsconn.Config
-	opts := env.Options{}
-	if environ != nil {
-		opts.Environment = environ
-	}
-	if err := env.ParseWithOptions(&cfg, opts); err != nil {
+	if err := imsconfig.ParseEnv(&cfg, environ); err != nil {
 		fmt.Fprintf(stderr, "imsflow watch: %v\n", err)
 		return exitUsage
 	}
-	nc, js, err := cfg.Connect("imsflow-watch")
+	nc, js, err := cfg.ConnectContext(ctx, "imsflow-watch")
 	if err != nil {
 		fmt.Fprintf(stderr, "imsflow watch: %v\n", err)
 		return exitError
@@ -60,7 +56,7 @@ func runWatch(ctx context.Context, args []string, environ map[string]string, std
 	}
 	cons, err := js.OrderedConsumer(ctx, runner.StreamOut, cc)
 	if err != nil {
-		fmt.Fprintf(stderr, "imsflow watch: %v (is imsflow running against %s?)\n", err, cfg.URL)
+		fmt.Fprintf(stderr, "imsflow watch: %v (is imsflow running against %s?)\n", err, cfg.RedactedURL())
 		return exitError
 	}
 	msgs, err := cons.Messages()

@@ -111,12 +111,6 @@ func New(cfg Config, js jetstream.JetStream, log zerolog.Logger, opts ...Option)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.HandleFunc("GET /metrics", s.metrics.serve)
-	if len(cfg.SMNTopics) == 0 {
-		s.log.Warn().Msg("no INGEST_SMN_TOPICS: every SMN message will be refused")
-	}
-	if len(s.tokens) == 0 {
-		s.log.Warn().Msg("no INGEST_EG_TOKEN: every EventGrid delivery will be refused")
-	}
 	return s, nil
 }
 
