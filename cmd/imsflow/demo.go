@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -149,10 +148,10 @@ the rest.
 `
 
 func runDemo(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("imsflow demo", flag.ContinueOnError)
+	fs := newFlags("imsflow demo", demoUsage)
 	timeout := fs.Duration("timeout", 90*time.Second, "give up after this long")
 	verbose := fs.Bool("v", false, "the functions' logs on stderr, and the whole table: job IDs, durations, full reasons")
-	if code, ok := parseFlagsHelp(fs, demoUsage, args, stdout, stderr); !ok {
+	if code, ok := fs.parse(args, stdout, stderr); !ok {
 		return code
 	}
 	dir, err := os.MkdirTemp("", "imsflow-demo-")

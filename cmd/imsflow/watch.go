@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -31,12 +30,12 @@ other NATS_* variables) say where NATS is.
 // runWatch prints imsflow's output events as they arrive: one line each
 // for a person, or the JSON with -json.
 func runWatch(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("imsflow watch", flag.ContinueOnError)
+	fs := newFlags("imsflow watch", watchUsage)
 	asJSON := fs.Bool("json", false, "print each event as one JSON line: {subject, type, id, time, data}")
 	all := fs.Bool("all", false, "start from the oldest event kept, not from now")
 	count := fs.Int("n", 0, "exit after this many events (0: until interrupted)")
 	batch := fs.String("batch", "", "only events of this batch")
-	if code, ok := parseFlagsHelp(fs, watchUsage, args, stdout, stderr); !ok {
+	if code, ok := fs.parse(args, stdout, stderr); !ok {
 		return code
 	}
 	var cfg natsconn.Config
