@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/nats-io/nats.go"
 )
 
@@ -78,7 +79,7 @@ func TestDevAndWatch(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST %s/eventgrid: %s", ingestURL, resp.Status)
 	}
-	lines2 := <-watched
+	lines2 := testenv.Await(t, watched, "imsflow watch to print")
 	for _, key := range []string{"images:web-01.zvhd2", "images:web-02.zvhd2"} {
 		if !strings.Contains(lines2, key) {
 			t.Errorf("watch printed no import of %s:\n%s", key, lines2)
@@ -88,7 +89,7 @@ func TestDevAndWatch(t *testing.T) {
 		t.Errorf("watch printed %q; want two imports succeeded", lines2)
 	}
 	cancel()
-	if code := <-done; code != exitOK {
+	if code := testenv.Await(t, done, "imsflow dev to stop"); code != exitOK {
 		t.Errorf("dev exited %d", code)
 	}
 }
@@ -151,7 +152,7 @@ func TestDevRefusesASecondOnItsData(t *testing.T) {
 		t.Errorf("dev warns that its ingest refuses every notification:\n%s", logs.String())
 	}
 	cancel()
-	if code := <-done; code != exitOK {
+	if code := testenv.Await(t, done, "imsflow dev to stop"); code != exitOK {
 		t.Errorf("the first dev exited %d:\n%s", code, logs.String())
 	}
 }

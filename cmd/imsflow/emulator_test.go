@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
 
@@ -61,7 +62,7 @@ func TestEmulatorCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	if code := <-done; code != exitOK {
+	if code := testenv.Await(t, done, "the emulator command to stop"); code != exitOK {
 		t.Errorf("exit code %d", code)
 	}
 }

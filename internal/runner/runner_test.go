@@ -78,7 +78,7 @@ func start(t *testing.T, h Handler, mutate func(*Config)) *env {
 	e.stop = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
+			if err := testenv.Await(t, done, "Run to return"); err != nil {
 				t.Errorf("Run: %v", err)
 			}
 		})
@@ -299,11 +299,11 @@ func TestDrainFinishesMessagesInHand(t *testing.T) {
 		return []events.Event{testEvent{Name: "late"}}, nil
 	}, nil)
 	e.publish(t, "x")
-	<-entered
+	testenv.Await(t, entered, "the handler to be called")
 	stopped := make(chan struct{})
 	go func() { e.stop(); close(stopped) }()
 	close(release)
-	<-stopped
+	testenv.Await(t, stopped, "Run to drain and return")
 	// Settled before Run returned.
 	if all := e.logs.All(); len(all) != 1 || all[0].Outcome != OutcomeAck {
 		t.Errorf("settled when Run returned: %+v, want the ack", all)

@@ -119,3 +119,20 @@ func Missing(t testing.TB, what string) {
 	}
 	t.Skip(what)
 }
+
+// Await receives one value from ch, failing the test with what (the
+// awaited event) if none has come within Patience: a channel wait that
+// cannot hang the suite.
+func Await[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	timeout := time.NewTimer(Patience)
+	defer timeout.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timeout.C:
+		t.Fatalf("still waiting after %s: %s", Patience, what)
+		var zero T
+		return zero
+	}
+}

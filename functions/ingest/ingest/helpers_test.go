@@ -281,7 +281,7 @@ func newFixtureWith(t testing.TB, site *smnSite, change func(*Config)) *fixture 
 	go func() { done <- f.srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := testenv.Await(t, done, "the ingest server to stop"); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 		tr.CloseIdleConnections()

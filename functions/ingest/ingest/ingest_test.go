@@ -221,7 +221,7 @@ func TestMaxConcurrent(t *testing.T) {
 		return f.post("/smn", nil, []byte(`{}`)).code == http.StatusServiceUnavailable
 	})
 	_ = pw.Close()
-	<-done
+	testenv.Await(t, done, "the first request to finish")
 	if a := f.post("/smn", nil, []byte(`{}`)); a.code != http.StatusBadRequest {
 		t.Errorf("after the slow request: %d %s; want 400", a.code, a.raw)
 	}

@@ -105,7 +105,7 @@ func Run(t testing.TB, r *runner.Runner) (stop func()) {
 		once.Do(func() {
 			cancel()
 			// A runner stopped before it consumed returns ctx's error.
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			if err := testenv.Await(t, done, "the runner to drain"); err != nil && !errors.Is(err, context.Canceled) {
 				t.Errorf("runner: %v", err)
 			}
 		})
