@@ -39,7 +39,7 @@ func TestWatchShowsJobDuration(t *testing.T) {
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = st.run(runCtx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
+	t.Cleanup(func() { stop(); testenv.Await(t, done, "the stack to stop") })
 
 	for _, o := range []struct {
 		key  string

@@ -73,7 +73,8 @@ func main() {
 	if err := cmd.Start(); err != nil {
 		fatal(err)
 	}
-	r := tally(out, os.Stdout)
+	r := tally(out, os.Stdout, *count)
+	_, _ = io.Copy(io.Discard, out) // should tally stop early, go test must not block
 	werr := cmd.Wait()
 	stopSpin()
 	wg.Wait()
@@ -86,26 +87,53 @@ func main() {
 	for _, p := range r.brokenPkgs {
 		fmt.Printf("  FAIL package %s (build error, panic or timeout: see above)\n", p)
 	}
-	fmt.Printf("%d passed, %d failed\n", r.passed, r.failed+len(r.brokenPkgs))
-	if r.failed > 0 || len(r.brokenPkgs) > 0 || (werr != nil && r.passed == 0) {
+	for _, name := range r.short() {
+		fmt.Printf("  FAIL %s ran %d of %d times (its package stopped early)\n", name, r.tests[name].runs(), *count)
+	}
+	failed := r.failed + len(r.brokenPkgs)
+	if werr != nil && failed == 0 {
+		// go test failed, and nothing above says why: count it.
+		fmt.Printf("  FAIL go test: %v\n", werr)
+		failed++
+	}
+	fmt.Printf("%d passed, %d failed\n", r.passed, failed)
+	if failed > 0 || werr != nil {
 		os.Exit(1)
 	}
 }
 
-// event is one line of go test -json (cmd/test2json).
+// event is one line of go test -json (cmd/test2json); build errors come
+// as "build-output" with ImportPath instead of Package.
 type event struct {
-	Action  string
-	Package string
-	Test    string
-	Output  string
+	Action     string
+	Package    string
+	ImportPath string
+	Test       string
+	Output     string
 }
 
-type counts struct{ passed, failed int }
+type counts struct{ passed, failed, skipped int }
+
+func (c counts) runs() int { return c.passed + c.failed + c.skipped }
 
 type result struct {
+	count          int                // runs asked of each test
 	tests          map[string]*counts // "package.Test"
 	passed, failed int
 	brokenPkgs     []string
+}
+
+// short lists the tests that ran fewer than count times, skips
+// included: a timeout or a panic stopped their package.
+func (r *result) short() []string {
+	var names []string
+	for name, c := range r.tests {
+		if c.runs() < r.count && c.failed == 0 {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 func (r *result) failing() []string {
@@ -120,11 +148,27 @@ func (r *result) failing() []string {
 }
 
 // tally reads go test -json, counts the runs of top-level tests, and
-// writes the output of every failed run to w.
-func tally(in io.Reader, w io.Writer) *result {
-	r := &result{tests: map[string]*counts{}}
+// writes the output of every failed run to w. A test still running when
+// its package ends (a timeout, a panic elsewhere) is a failed run.
+func tally(in io.Reader, w io.Writer, count int) *result {
+	r := &result{count: count, tests: map[string]*counts{}}
 	output := map[string][]string{} // a running test's output, by package.Test
 	pkgOut := map[string][]string{}
+	test := func(key string) *counts {
+		c := r.tests[key]
+		if c == nil {
+			c = &counts{}
+			r.tests[key] = c
+		}
+		return c
+	}
+	fail := func(key, why string) {
+		c := test(key)
+		c.failed++
+		r.failed++
+		fmt.Fprintf(w, "--- %s %s (run %d):\n%s", key, why, c.runs(), strings.Join(output[key], ""))
+		delete(output, key)
+	}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -136,37 +180,47 @@ func tally(in io.Reader, w io.Writer) *result {
 		top, _, _ := strings.Cut(e.Test, "/")
 		key := e.Package + "." + top
 		switch {
+		case e.Action == "build-output":
+			fmt.Fprint(w, e.Output)
 		case e.Test == "" && e.Action == "output":
 			pkgOut[e.Package] = append(pkgOut[e.Package], e.Output)
-		case e.Test == "" && e.Action == "fail":
+		case e.Test == "" && (e.Action == "fail" || e.Action == "pass"):
+			// Tests that never ended: the package stopped under them.
+			failedBefore := r.anyFailed(e.Package)
+			stuck := false
+			for k := range output {
+				if strings.HasPrefix(k, e.Package+".") {
+					fail(k, "did not end (timeout or panic)")
+					stuck = true
+				}
+			}
 			// A package fails with its tests, or on its own (build error,
-			// panic, timeout): only the second is not counted yet.
-			if !r.anyFailed(e.Package) {
+			// panic, timeout): say why unless a test's output did.
+			if e.Action == "fail" && !failedBefore && !stuck {
 				r.brokenPkgs = append(r.brokenPkgs, e.Package)
 				fmt.Fprintf(w, "--- package %s failed:\n%s", e.Package, strings.Join(pkgOut[e.Package], ""))
+			} else if e.Action == "fail" && stuck {
+				fmt.Fprint(w, strings.Join(pkgOut[e.Package], ""))
 			}
-			delete(pkgOut, e.Package)
-		case e.Test == "" && e.Action == "pass":
 			delete(pkgOut, e.Package)
 		case e.Action == "output":
 			output[key] = append(output[key], e.Output)
-		case e.Test == top && (e.Action == "pass" || e.Action == "fail" || e.Action == "skip"):
-			c := r.tests[key]
-			if c == nil {
-				c = &counts{}
-				r.tests[key] = c
-			}
-			switch e.Action {
-			case "pass":
-				c.passed++
-				r.passed++
-			case "fail":
-				c.failed++
-				r.failed++
-				fmt.Fprintf(w, "--- %s failed (run %d):\n%s", key, c.passed+c.failed, strings.Join(output[key], ""))
-			}
+		case e.Test == top && e.Action == "run":
+			output[key] = output[key][:0:0] // a new run of it
+		case e.Test == top && e.Action == "pass":
+			test(key).passed++
+			r.passed++
 			delete(output, key)
+		case e.Test == top && e.Action == "skip":
+			test(key).skipped++
+			delete(output, key)
+		case e.Test == top && e.Action == "fail":
+			fail(key, "failed")
 		}
+	}
+	if err := sc.Err(); err != nil {
+		fmt.Fprintf(w, "stress: reading go test's output: %v\n", err)
+		r.brokenPkgs = append(r.brokenPkgs, "(output unreadable)")
 	}
 	return r
 }
