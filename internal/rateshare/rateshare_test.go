@@ -24,12 +24,13 @@ func TestReplicasShareTheRate(t *testing.T) {
 		t.Fatal(err)
 	}
 	const total, burst = 30.0, 3
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
+	ctx := t.Context()
+	sharing, stopSharing := context.WithCancel(ctx)
+	defer stopSharing()
 	limiters := make([]*rate.Limiter, 3)
 	for i := range limiters {
 		limiters[i] = rate.NewLimiter(rate.Inf, 0)
-		if err := Share(ctx, js, fmt.Sprint("replica-", i), total, burst, limiters[i]); err != nil {
+		if err := Share(sharing, js, fmt.Sprint("replica-", i), total, burst, limiters[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -46,6 +47,21 @@ func TestReplicasShareTheRate(t *testing.T) {
 			t.Errorf("replica %d: %v/s burst %d, want %v/s burst 1", i, l.Limit(), l.Burst(), total/3)
 		}
 	}
+
+	// The heartbeats stop (each replica deletes its key when it has), so
+	// that none stamps a limiter with the real time from here on.
+	stopSharing()
+	testenv.Eventually(t, "the replicas to stop their heartbeats", func() bool {
+		lister, err := kv.ListKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for range lister.Keys() {
+			n++
+		}
+		return n == 0
+	})
 
 	// The replicas then call the emulator as fast as their limiters let
 	// them, on the emulator's clock: the account's bucket sees exactly

@@ -2,6 +2,7 @@ package poller
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -212,9 +213,11 @@ func TestJobsEndWithOneEventEach(t *testing.T) {
 	if f := got[exp.JobID]; f.Status != events.StatusSucceeded || f.Kind != events.KindExport || f.BucketURL != "exports:exp.qcow2" || f.JobType != imsapi.JobTypeExportImage {
 		t.Errorf("export: %+v", f)
 	}
-	if _, err := slots.Get(t.Context(), "slot.0001"); err == nil {
-		t.Error("the finished job's in-flight slot was not released")
-	}
+	// The slot is released just after the job's event is published.
+	testenv.Eventually(t, "the finished job's in-flight slot to be released", func() bool {
+		_, err := slots.Get(t.Context(), "slot.0001")
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
 	if n := hs.stored(8); n != 8 {
 		t.Errorf("%d completion events stored, want 8", n)
 	}

@@ -27,6 +27,8 @@ func TestTenThousandJobsInFlight(t *testing.T) {
 	const n, window = 10000, 500
 	hs := newHarness(t, imsemu.Config{}, func(c *Config) { c.FirstPoll = time.Hour })
 	ctx := t.Context()
+	runtime.GC()
+	before := runtime.NumGoroutine()
 	// Published asynchronously, a window at a time: the client refuses more
 	// than a few thousand unacknowledged messages.
 	acks := make([]jetstream.PubAckFuture, 0, window)
@@ -57,11 +59,16 @@ func TestTenThousandJobsInFlight(t *testing.T) {
 		return st.Values() >= n
 	})
 	// Every hand-off has been settled: none is still in a worker's hands.
-	hs.settled.WaitFor(t, fmt.Sprintf("%d hand-offs settled", n), func(all []runner.Settlement) bool { return len(all) >= n })
+	hs.settled.Final(t, n)
 	stream, _ := hs.js.Stream(ctx, runner.StreamJobs)
 	info, _ := stream.Info(ctx, jetstream.WithSubjectFilter("imsflow.sched.poll.>"))
 	if info.State.Msgs < n {
 		t.Errorf("%d timers armed, want %d", info.State.Msgs, n)
+	}
+	// Nothing else keeps a goroutine per job either (a subscription, a
+	// watcher): the process has about as many as before the hand-offs.
+	if g := runtime.NumGoroutine(); g > before+50 {
+		t.Errorf("%d goroutines with %d jobs waiting, %d before: waiting jobs must not hold goroutines", g, n, before)
 	}
 	if g := pollerGoroutines(); g != 0 {
 		t.Errorf("%d goroutines in the poller's code with %d jobs waiting: waiting jobs must not hold goroutines", g, n)
