@@ -35,7 +35,10 @@ type harness struct {
 // NATS against an emulator whose jobs end within milliseconds, with the
 // production timings where waiting is not the point (see the import
 // function's harness).
-func newHarness(t *testing.T, faults imsemu.Faults, mutate func(*Config)) *harness {
+// With clock, the function runs on it, and it jumps past the claim TTL
+// whenever an attempt finds an earlier attempt's claim
+// (runnertest.ExpireAbandonedClaims).
+func newHarness(t *testing.T, faults imsemu.Faults, clock *imsemu.ManualClock) *harness {
 	t.Helper()
 	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, TimeScale: 1e6, Faults: faults, Seed: 3})
 	if err != nil {
@@ -64,9 +67,6 @@ func newHarness(t *testing.T, faults imsemu.Faults, mutate func(*Config)) *harne
 	}
 	cfg := Config{DefaultBucket: "exports", KeyPrefix: "out/", ClaimTTL: 2 * time.Minute, BusyWait: 20 * time.Millisecond,
 		ThrottleWait: 20 * time.Millisecond, Workers: 2, AckWait: 30 * time.Second, MaxDeliver: 100}
-	if mutate != nil {
-		mutate(&cfg)
-	}
 	h, rc, err := build(t.Context(), cfg, client, js)
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +79,10 @@ func newHarness(t *testing.T, faults imsemu.Faults, mutate func(*Config)) *harne
 	}
 	rc.BackoffInitial, rc.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
 	rc.Settled = hs.settled.Add
+	if clock != nil {
+		h.now = clock.Now
+		rc.Settled = runnertest.ExpireAbandonedClaims(clock, cfg.ClaimTTL, hs.settled.Add)
+	}
 	runnertest.Start(t, js, rc, h.handle, zerolog.Nop())
 	return hs
 }
@@ -108,6 +112,7 @@ func TestExportEndToEnd(t *testing.T) {
 	if got := strings.Join(hs.settled.FinalOutcomes(t, 7), ","); got != "ack,ack,term,term,term,term,term" {
 		t.Errorf("outcomes = %s", got)
 	}
+	hs.settled.NoRetries(t)
 	byReq := map[string]events.JobSubmitted{}
 	for _, h := range testenv.Receive[events.JobSubmitted](t, hs.handoffs, 2) {
 		byReq[h.RequestID] = h
@@ -183,9 +188,8 @@ func TestExportDeduplication(t *testing.T) {
 func TestExportThroughFaults(t *testing.T) {
 	t.Parallel()
 	// A 5xx may have started the export: the next attempt looks for it
-	// once the claim expires, which a short claim (still longer than
-	// AckWait, as New requires) makes soon.
-	hs := newHarness(t, imsemu.Faults{ErrorRate: 0.3}, func(c *Config) { c.AckWait, c.ClaimTTL = 3*time.Second, 4*time.Second })
+	// once the claim expires, on the function's clock.
+	hs := newHarness(t, imsemu.Faults{ErrorRate: 0.3}, imsemu.NewManualClock(time.Now()))
 	for i := range 5 {
 		id := hs.emu.AddImage(imsapi.Image{Name: fmt.Sprint("img-", i), ImageSize: fmt.Sprint(gib)}).ID
 		hs.send(events.ExportRequest{ImageID: id, RequestID: fmt.Sprint("f", i), BucketURL: fmt.Sprintf("exports:f%d.qcow2", i)})

@@ -135,6 +135,17 @@ func (hs *harness) start() {
 	hs.stop = runnertest.Start(hs.t, hs.js, hs.rc, hs.h.handle, zerolog.Nop())
 }
 
+// expireAbandonedClaims puts the function on a manual clock that jumps
+// past ClaimTTL whenever an attempt finds an earlier attempt's claim
+// (runnertest.ExpireAbandonedClaims).
+func (hs *harness) expireAbandonedClaims() {
+	clock := imsemu.NewManualClock(time.Now())
+	hs.stop()
+	hs.h.now = clock.Now
+	hs.rc.Settled = runnertest.ExpireAbandonedClaims(clock, hs.h.cfg.ClaimTTL, hs.settled.Add)
+	hs.start()
+}
+
 func (hs *harness) publish(body []byte) {
 	hs.t.Helper()
 	if _, err := hs.js.Publish(hs.t.Context(), events.SubjectObjectsPrefix+"minio", body); err != nil {
@@ -165,6 +176,7 @@ func TestImportEndToEnd(t *testing.T) {
 	if outcomes := hs.settled.FinalOutcomes(t, 7); strings.Join(outcomes, ",") != "ack,ack,ack,ack,term,term,term" {
 		t.Errorf("outcomes = %v", outcomes)
 	}
+	hs.settled.NoRetries(t)
 	handoffs := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 3)
 	byKey := map[string]events.JobSubmitted{}
 	for _, h := range handoffs {
@@ -218,6 +230,7 @@ func TestRedeliveryAndRestartImportOnce(t *testing.T) {
 	if o := hs.settled.FinalOutcomes(t, 3); strings.Join(o, ",") != "ack,ack,ack" {
 		t.Errorf("outcomes = %v", o)
 	}
+	hs.settled.NoRetries(t)
 	if n := len(hs.emu.Submissions()); n != 1 {
 		t.Errorf("%d IMS submissions, want 1", n)
 	}
@@ -255,7 +268,7 @@ func TestCrashBetweenSubmitAndRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs.publish(body)
-	if o := hs.settled.FinalOutcomes(t, 1); o[0] != "ack" {
+	if o := hs.settled.Outcomes(t, 1); o[0] != "ack" {
 		t.Errorf("outcome = %v", o)
 	}
 	h := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 1)[0]
@@ -338,13 +351,12 @@ func TestRAWAndBitmapInEitherOrder(t *testing.T) {
 func TestFaultsAndThrottlingLoseNothing(t *testing.T) {
 	t.Parallel()
 	// A 5xx may have started the job: its attempt keeps the claim, and
-	// the next one looks the image up once the claim expires. A short
-	// claim (still longer than AckWait, as New requires) keeps the test
-	// short.
+	// the next one looks the image up once the claim expires.
 	hs := newHarness(t, imsemu.Config{
 		RateLimit: 50, RateBurst: 5, MaxRunningJobs: 5, Seed: 42,
 		Faults: imsemu.Faults{ErrorRate: 0.3},
-	}, func(c *Config) { c.AckWait, c.ClaimTTL = 3*time.Second, 4*time.Second })
+	}, nil)
+	hs.expireAbandonedClaims()
 	const n = 30
 	for i := range n {
 		hs.publish(minioEvent("images", fmt.Sprintf("bulk/d%02d.qcow2", i), gib, fmt.Sprintf("e%d", i), nil))

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -112,4 +114,30 @@ func Run(t testing.TB, r *runner.Runner) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// NoRetries fails the test for every delivery so far that ended in an
+// error (nak or dead letter): for tests that inject no fault.
+func (s *Settled) NoRetries(t testing.TB) {
+	t.Helper()
+	for _, st := range s.All() {
+		if st.Outcome == runner.OutcomeNak || st.Outcome == runner.OutcomeDLQ {
+			t.Errorf("message %d, delivery %d: %s (%s)", st.StreamSeq, st.Delivery, st.Outcome, st.Reason)
+		}
+	}
+}
+
+// ExpireAbandonedClaims returns a Settled hook that passes each settlement
+// to next, and advances clock (the function's) by ttl whenever an attempt
+// waited for an earlier attempt's claim. With an AckWait far above any
+// handler's run, that earlier attempt has ended, keeping its claim because
+// IMS may have started the job: the claim is abandoned, and a test waits
+// for its takeover instead of a real claim TTL.
+func ExpireAbandonedClaims(clock interface{ Advance(time.Duration) }, ttl time.Duration, next func(runner.Settlement)) func(runner.Settlement) {
+	return func(st runner.Settlement) {
+		next(st)
+		if st.Outcome == runner.OutcomeDelay && strings.Contains(st.Reason, "under way") {
+			clock.Advance(ttl)
+		}
+	}
 }
