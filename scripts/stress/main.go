@@ -124,10 +124,14 @@ type result struct {
 }
 
 // short lists the tests that ran fewer than count times, skips
-// included: a timeout or a panic stopped their package.
+// included: a timeout or a panic stopped their package. Examples run
+// once whatever the count.
 func (r *result) short() []string {
 	var names []string
 	for name, c := range r.tests {
+		if _, fn, _ := strings.Cut(name, ".Example"); fn != "" || strings.HasSuffix(name, ".Example") {
+			continue
+		}
 		if c.runs() < r.count && c.failed == 0 {
 			names = append(names, name)
 		}
@@ -203,6 +207,8 @@ func tally(in io.Reader, w io.Writer, count int) *result {
 				fmt.Fprint(w, strings.Join(pkgOut[e.Package], ""))
 			}
 			delete(pkgOut, e.Package)
+		case e.Test == "":
+			// The package's other events (start, skip for no test files).
 		case e.Action == "output":
 			output[key] = append(output[key], e.Output)
 		case e.Test == top && e.Action == "run":
