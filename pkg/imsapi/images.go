@@ -21,27 +21,30 @@ const (
 // Image is an image as ListImages reports it (ImageInfo). IMS's extension
 // attributes keep their double-underscore JSON names.
 type Image struct {
-	ID                  string     `json:"id"`
-	Name                string     `json:"name"`
-	Status              string     `json:"status"`
-	Visibility          string     `json:"visibility,omitempty"`
-	Owner               string     `json:"owner,omitempty"`
-	Protected           FlexBool   `json:"protected,omitempty"`
-	DiskFormat          string     `json:"disk_format,omitempty"`
-	ContainerFormat     string     `json:"container_format,omitempty"`
-	MinDisk             int        `json:"min_disk"`
-	MinRAM              int        `json:"min_ram,omitempty"`
-	MaxRAM              FlexString `json:"max_ram,omitempty"`
-	Tags                []string   `json:"tags,omitempty"`
-	CreatedAt           string     `json:"created_at,omitempty"`
-	UpdatedAt           string     `json:"updated_at,omitempty"`
-	VirtualEnvType      string     `json:"virtual_env_type,omitempty"`
-	EnterpriseProjectID string     `json:"enterprise_project_id,omitempty"`
-	Architecture        string     `json:"architecture,omitempty"`
-	HWFirmwareType      string     `json:"hw_firmware_type,omitempty"`
-	File                string     `json:"file,omitempty"`
-	Self                string     `json:"self,omitempty"`
-	Schema              string     `json:"schema,omitempty"`
+	ID              string     `json:"id"`
+	Name            string     `json:"name"`
+	Status          string     `json:"status"`
+	Visibility      string     `json:"visibility,omitempty"`
+	Owner           string     `json:"owner,omitempty"`
+	Protected       FlexBool   `json:"protected,omitempty"`
+	DiskFormat      string     `json:"disk_format,omitempty"`
+	ContainerFormat string     `json:"container_format,omitempty"`
+	MinDisk         int        `json:"min_disk"`
+	MinRAM          int        `json:"min_ram,omitempty"`
+	MaxRAM          FlexString `json:"max_ram,omitempty"`
+	Tags            []string   `json:"tags,omitempty"`
+	CreatedAt       string     `json:"created_at,omitempty"`
+	UpdatedAt       string     `json:"updated_at,omitempty"`
+	// ActiveAt is when the image became active: for an import, when it
+	// finished. Empty while queued or saving, and for an image that failed.
+	ActiveAt            string `json:"active_at,omitempty"`
+	VirtualEnvType      string `json:"virtual_env_type,omitempty"`
+	EnterpriseProjectID string `json:"enterprise_project_id,omitempty"`
+	Architecture        string `json:"architecture,omitempty"`
+	HWFirmwareType      string `json:"hw_firmware_type,omitempty"`
+	File                string `json:"file,omitempty"`
+	Self                string `json:"self,omitempty"`
+	Schema              string `json:"schema,omitempty"`
 
 	// ImageSize is "__image_size", the bytes stored, as a decimal string.
 	ImageSize         string   `json:"__image_size,omitempty"`

@@ -378,6 +378,7 @@ func (s *Server) routes() http.Handler {
 	}
 	api("GET /v1/{project_id}/jobs/{job_id}", OpJob, s.jobStatus)
 	api("GET /v2/cloudimages", OpListImages, s.listImages)
+	api("GET /v2/images/{image_id}", OpShowImage, s.showImage)
 	api("GET /v1/cloudimages/os_version", OpOSVersions, s.osVersions)
 	api("GET /v1/cloudimages/quota", OpQuota, s.quota)
 	s.adminRoutes(mux)

@@ -243,16 +243,26 @@ func (s *Server) quickImport(r *request) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	if src.format == "raw" {
-		bitmap := strings.TrimSuffix(src.obj.Key, path.Ext(src.obj.Key)) + ".mf"
-		if _, ok := s.objects[objectKey{src.obj.Bucket, bitmap}]; !ok && !s.cfg.AssumeObjects {
-			return nil, imsError("IMG.0057", "The bitmap file %s:%s of the RAW file is missing; quick import of RAW needs it.", src.obj.Bucket, bitmap)
-		}
+	if e := s.checkBitmap(src); e != nil {
+		return nil, e
 	}
 	if e := s.admitImport(); e != nil {
 		return nil, e
 	}
 	return s.newImport(r, OpQuickImport, jobType, src, im, req.Tags, req.ImageTags)
+}
+
+// checkBitmap refuses a quick import of a RAW file without its bitmap, the
+// <name>.mf next to it.
+func (s *Server) checkBitmap(src source) *apiError {
+	if src.format != "raw" {
+		return nil
+	}
+	bitmap := strings.TrimSuffix(src.obj.Key, path.Ext(src.obj.Key)) + ".mf"
+	if _, ok := s.objects[objectKey{src.obj.Bucket, bitmap}]; !ok && !s.cfg.AssumeObjects {
+		return imsError("IMG.0057", "The bitmap file %s:%s of the RAW file is missing; quick import of RAW needs it.", src.obj.Bucket, bitmap)
+	}
+	return nil
 }
 
 func envType(t string) string {
@@ -300,9 +310,21 @@ func (s *Server) imageImport(r *request) (any, *apiError) {
 		return nil, e
 	}
 	platform(&im, req.Architecture, req.HWFirmwareType)
-	src, e := s.importSource(req.ImageURL, normalFormats, imsapi.MaxNormalImportSize, req.MinDisk, req.Type == imsapi.TypeIsoImage)
+	// is_quick_import takes CreateImage down the quick path: RAW (with its
+	// bitmap) or ZVHD2 only, up to 1 TB, lazily loaded.
+	formats, limit, iso := normalFormats, imsapi.MaxNormalImportSize, req.Type == imsapi.TypeIsoImage
+	if req.IsQuickImport {
+		formats, limit, iso = quickFormats, imsapi.MaxQuickImportSize, false
+		im.LazyLoading = true
+	}
+	src, e := s.importSource(req.ImageURL, formats, limit, req.MinDisk, iso)
 	if e != nil {
 		return nil, e
+	}
+	if req.IsQuickImport {
+		if e := s.checkBitmap(src); e != nil {
+			return nil, e
+		}
 	}
 	if e := s.admitImport(); e != nil {
 		return nil, e
@@ -609,7 +631,18 @@ func (s *Server) listImages(r *request) (any, *apiError) {
 			matched = append(matched, v)
 		}
 	}
-	return map[string][]imsapi.Image{"images": matched}, nil
+	return map[string][]imageAnswer{"images": answers(matched)}, nil
+}
+
+// showImage is GlanceShowImage (GET /v2/images/{image_id}): the image as
+// ListImages has it, as a flat object. An unknown or deleted image is 404.
+func (s *Server) showImage(r *request) (any, *apiError) {
+	id := r.PathValue("image_id")
+	img := s.imageByID[id]
+	if img == nil || img.deleted {
+		return nil, &apiError{status: http.StatusNotFound, code: imsapi.CodeImageNotExist, message: fmt.Sprintf("The image %s does not exist.", id)}
+	}
+	return answer(img.view(r.now)), nil
 }
 
 func cmpOrEmpty[T any](s []T) []T {

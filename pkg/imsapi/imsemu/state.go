@@ -21,6 +21,7 @@ const (
 	OpJobProgress     = "job_progress"
 	OpJob             = "job"
 	OpListImages      = "list_images"
+	OpShowImage       = "show_image"
 	OpOSVersions      = "os_versions"
 	OpQuota           = "quota"
 )
@@ -250,6 +251,9 @@ func (s *Server) AddImage(im imsapi.Image) imsapi.Image {
 		im.CreatedAt = now.UTC().Format(time.RFC3339)
 		im.UpdatedAt = im.CreatedAt
 	}
+	if im.Status == imsapi.ImageActive && im.ActiveAt == "" {
+		im.ActiveAt = cmpOr(im.UpdatedAt, im.CreatedAt)
+	}
 	im.Tags = canonicalTags(im.Tags)
 	s.addImage(&image{info: im, created: now})
 	return im
@@ -430,6 +434,7 @@ func (s *Server) advance(now time.Time) {
 		case j.isImport() && ok:
 			j.image.info.Status = imsapi.ImageActive
 			j.image.info.UpdatedAt = stamp
+			j.image.info.ActiveAt = stamp
 			j.image.job = nil
 		case j.isImport():
 			j.image.info.Status = imsapi.ImageKilled
