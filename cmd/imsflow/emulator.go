@@ -35,6 +35,7 @@ type emulatorConfig struct {
 	Quota       int           `env:"IMSEMU_QUOTA" envDefault:"50"`
 	ErrorRate   float64       `env:"IMSEMU_ERROR_RATE" envDefault:"0"`
 	DropRate    float64       `env:"IMSEMU_DROP_RATE" envDefault:"0"`
+	AcceptDrop  bool          `env:"IMSEMU_ACCEPT_BEFORE_DROP" envDefault:"false"`
 	Latency     time.Duration `env:"IMSEMU_LATENCY" envDefault:"0s"`
 	ObjectsFile string        `env:"IMSEMU_OBJECTS"`
 	RulesFile   string        `env:"IMSEMU_FAILURES"`
@@ -73,6 +74,7 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 	fs.IntVar(&cfg.Quota, "quota", cfg.Quota, "private image quota, negative for none (IMSEMU_QUOTA)")
 	fs.Float64Var(&cfg.ErrorRate, "error-rate", cfg.ErrorRate, "fraction of requests answered 500/503 (IMSEMU_ERROR_RATE)")
 	fs.Float64Var(&cfg.DropRate, "drop-rate", cfg.DropRate, "fraction of connections dropped unanswered (IMSEMU_DROP_RATE)")
+	fs.BoolVar(&cfg.AcceptDrop, "accept-before-drop", cfg.AcceptDrop, "a dropped submission takes effect first: IMS started the job, the caller never heard (IMSEMU_ACCEPT_BEFORE_DROP)")
 	fs.DurationVar(&cfg.Latency, "latency", cfg.Latency, "added to every answer (IMSEMU_LATENCY)")
 	fs.StringVar(&cfg.ObjectsFile, "objects", cfg.ObjectsFile, "JSON file: [{bucket,key,size,storage_class}] (IMSEMU_OBJECTS)")
 	fs.StringVar(&cfg.RulesFile, "failures", cfg.RulesFile, "JSON file: [{key_pattern,error_code,fail_reason}] (IMSEMU_FAILURES)")
@@ -109,7 +111,7 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 		RateBurst:      cfg.RateBurst,
 		MaxRunningJobs: cfg.MaxJobs,
 		ImageQuota:     cfg.Quota,
-		Faults:         imsemu.Faults{ErrorRate: cfg.ErrorRate, DropRate: cfg.DropRate, Latency: imsemu.Duration(cfg.Latency)},
+		Faults:         imsemu.Faults{ErrorRate: cfg.ErrorRate, DropRate: cfg.DropRate, AcceptBeforeDrop: cfg.AcceptDrop, Latency: imsemu.Duration(cfg.Latency)},
 		Seed:           cfg.Seed,
 	}
 	if cfg.Token != "" {

@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/imsapi"
+	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
 )
 
 // TestEmulatorCommand starts "imsflow emulator" on a free port with an
@@ -27,29 +30,8 @@ func TestEmulatorCommand(t *testing.T) {
 	if err := os.WriteFile(rules, []byte(`[{"key_pattern":"broken*","error_code":"IMG.0057","fail_reason":"damaged"}]`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	pr, pw := io.Pipe()
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"emulator", "-addr", "127.0.0.1:0", "-objects", objects, "-failures", rules, "-time-scale", "1000"},
-			map[string]string{}, pw, io.Discard)
-		_ = pw.Close()
-	}()
-	lines := bufio.NewScanner(pr)
-	var endpoint, exports string
-	for lines.Scan() && exports == "" {
-		line := lines.Text()
-		if u, ok := strings.CutPrefix(line, "IMS emulator listening on "); ok {
-			endpoint = u
-		}
-		if strings.Contains(line, "export IMS_ENDPOINT=") {
-			exports = line
-		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
-	if endpoint == "" || !strings.Contains(exports, "HUAWEICLOUD_SDK_SK="+devSecretKey) {
-		t.Fatalf("printed endpoint %q, exports %q", endpoint, exports)
-	}
+	endpoint, stop := startEmulatorCommand(t, "-objects", objects, "-failures", rules, "-time-scale", "1000")
+	ctx := t.Context()
 	c, err := imsapi.New(endpoint, imsapi.AKSK{AccessKey: "IMSFLOWLOCALAK", SecretKey: devSecretKey})
 	if err != nil {
 		t.Fatal(err)
@@ -61,9 +43,73 @@ func TestEmulatorCommand(t *testing.T) {
 	if _, err := c.JobProgress(ctx, ref.JobID); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	if code := testenv.Await(t, done, "the emulator command to stop"); code != exitOK {
+	if code := stop(); code != exitOK {
 		t.Errorf("exit code %d", code)
+	}
+}
+
+// startEmulatorCommand runs "imsflow emulator" on a free port with args,
+// and returns its endpoint and the function that stops it and returns its
+// exit code.
+func startEmulatorCommand(t *testing.T, args ...string) (endpoint string, stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"emulator", "-addr", "127.0.0.1:0"}, args...), map[string]string{}, pw, io.Discard)
+		_ = pw.Close()
+	}()
+	lines := bufio.NewScanner(pr)
+	var exports string
+	for lines.Scan() && exports == "" {
+		line := lines.Text()
+		if u, ok := strings.CutPrefix(line, "IMS emulator listening on "); ok {
+			endpoint = u
+		}
+		if strings.Contains(line, "export IMS_ENDPOINT=") {
+			exports = line
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	stop = func() int {
+		cancel()
+		return testenv.Await(t, done, "the emulator command to stop")
+	}
+	if endpoint == "" || !strings.Contains(exports, "HUAWEICLOUD_SDK_SK="+devSecretKey) {
+		stop()
+		t.Fatalf("printed endpoint %q, exports %q", endpoint, exports)
+	}
+	return endpoint, stop
+}
+
+// TestEmulatorCommandAcceptsBeforeDropping: with -drop-rate 1
+// -accept-before-drop, a submission takes effect though its answer is
+// lost, the case a caller must look up before submitting again.
+func TestEmulatorCommandAcceptsBeforeDropping(t *testing.T) {
+	t.Parallel()
+	objects := filepath.Join(t.TempDir(), "objects.json")
+	if err := os.WriteFile(objects, []byte(`[{"bucket":"images","key":"a.zvhd2","size":1073741824}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	endpoint, stop := startEmulatorCommand(t, "-objects", objects, "-drop-rate", "1", "-accept-before-drop")
+	defer stop()
+	c, err := imsapi.New(endpoint, imsapi.AKSK{AccessKey: "IMSFLOWLOCALAK", SecretKey: devSecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.QuickImport(t.Context(), &imsapi.QuickImportRequest{Name: "a", ImageURL: "images:a.zvhd2", MinDisk: 10, Type: imsapi.TypeDataImage})
+	if !imsapi.MaybeApplied(err) {
+		t.Fatalf("quick import: %v, want a lost answer that may have applied", err)
+	}
+	resp, err := http.Get(endpoint + "/_emulator/submissions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var subs []imsemu.Submission
+	if err := json.NewDecoder(resp.Body).Decode(&subs); err != nil || len(subs) != 1 || subs[0].URL != "images:a.zvhd2" {
+		t.Errorf("submissions = %+v, %v; want the one whose answer was dropped", subs, err)
 	}
 }
 

@@ -20,6 +20,7 @@ const AdminPrefix = "/_emulator/"
 //	GET  /_emulator/submissions  []Submission
 //	GET  /_emulator/images       []imsapi.Image
 //	POST /_emulator/images       seed one imsapi.Image (AddImage); answers it
+//	GET  /_emulator/objects      []Object of the catalogue (Objects)
 //	POST /_emulator/objects      Object or []Object (PutObject)
 //	POST /_emulator/buckets      {"name": "..."} (AddBucket)
 //	PUT  /_emulator/faults       Faults (SetFaults)
@@ -48,6 +49,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	get("stats", func() any { return s.Stats() })
 	get("submissions", func() any { return cmpOrEmpty(s.Submissions()) })
 	get("images", func() any { return s.Images() })
+	get("objects", func() any { return s.Objects() })
 	post("POST", "images", func(b []byte) (any, error) {
 		var im imsapi.Image
 		if err := strictJSON(b, &im); err != nil {

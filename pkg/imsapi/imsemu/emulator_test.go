@@ -770,6 +770,23 @@ func TestAdminEndpoint(t *testing.T) {
 	if err != nil || st.JobsFailed != 1 || st.Injected != 2 || st.Requests[OpQuickImport] != 1 {
 		t.Errorf("stats = %+v, %v", st, err)
 	}
+	f.s.PutObject(Object{Bucket: "upl", Key: "0.qcow2", Size: 1})
+	resp, err = http.Get(f.s.URL + AdminPrefix + "objects")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs []Object
+	err = json.NewDecoder(resp.Body).Decode(&objs)
+	resp.Body.Close()
+	var upl []Object // the fixture's own objects are in bucket images
+	for _, o := range objs {
+		if o.Bucket == "upl" {
+			upl = append(upl, o)
+		}
+	}
+	if err != nil || len(objs) < 3 || objs[0].Bucket != "images" || len(upl) != 2 || upl[0].Key != "0.qcow2" || upl[1].Key != "a.zvhd2" || upl[1].Size != 1<<30 {
+		t.Errorf("GET objects = %+v, %v; want the bucket upl's 0.qcow2 and a.zvhd2 after images', by key", objs, err)
+	}
 }
 
 func TestUnknownPath(t *testing.T) {

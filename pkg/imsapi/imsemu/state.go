@@ -1,11 +1,13 @@
 package imsemu
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"encoding/json"
 	"math"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -277,6 +279,23 @@ func (s *Server) Images() []imsapi.Image {
 			out = append(out, im.view(now))
 		}
 	}
+	return out
+}
+
+// Objects returns the objects of the emulator's own catalogue (PutObject,
+// -objects, finished exports), by bucket and key. With a Store, the
+// bucket's other objects are not listed: the emulator looks each one up
+// when a submission names it.
+func (s *Server) Objects() []Object {
+	s.mu.Lock()
+	out := make([]Object, 0, len(s.objects))
+	for _, o := range s.objects {
+		out = append(out, o)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b Object) int {
+		return cmp.Or(strings.Compare(a.Bucket, b.Bucket), strings.Compare(a.Key, b.Key))
+	})
 	return out
 }
 
