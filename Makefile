@@ -11,6 +11,9 @@ FUZZTIME    ?= 30s
 # several processes, and how many times each test runs under load.
 STRESS_PKGS  ?= ./internal/... ./functions/... ./pkg/imsapi/... ./cmd/imsflow/
 STRESS_COUNT ?= 10
+# The emulator driven by Huawei's official Go SDK: a module of its own, so
+# that the SDK stays out of imsflow's dependencies.
+CONFORMANCE  := pkg/imsapi/imsemu/conformance
 export IMSFLOW_MINIO := $(abspath $(BIN))/minio
 
 .PHONY: all build tools test test-short test-stress check-cgo lint bench fuzz run demo clean
@@ -30,6 +33,7 @@ $(BIN)/minio:
 ## test: every test, with the race detector
 test: tools check-cgo
 	$(GO) test -race -count=1 ./...
+	cd $(CONFORMANCE) && $(GO) test -race -count=1 ./...
 
 ## test-stress: STRESS_PKGS' tests STRESS_COUNT times with the race detector
 ## while every CPU is kept busy; reports the failed runs, and must report 0
@@ -48,6 +52,7 @@ test-short:
 ## lint: go vet, gofmt and staticcheck (fetched through the Go module proxy)
 lint:
 	$(GO) vet ./...
+	cd $(CONFORMANCE) && $(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt: not formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...
