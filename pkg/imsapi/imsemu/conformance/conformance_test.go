@@ -41,6 +41,8 @@ func newFixture(t *testing.T) *fixture {
 		{Bucket: "images", Key: "big.zvhd2", Size: 300 * gib},
 		{Bucket: "images", Key: "data.qcow2", Size: 4 * gib},
 		{Bucket: "images", Key: "broken.qcow2", Size: 4 * gib},
+		{Bucket: "images", Key: "sys.qcow2", Size: 30 * gib},
+		{Bucket: "images", Key: "huge.qcow2", Size: 200 * gib},
 	} {
 		emu.PutObject(o)
 	}
@@ -190,14 +192,80 @@ func TestExportQuotaOSVersions(t *testing.T) {
 	}
 }
 
+// TestCreateImageFromFile: a system image from a file, normally and with
+// is_quick_import, is a job that ends with the image.
+func TestCreateImageFromFile(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for _, tt := range []struct {
+		name, url string
+		quick     bool
+		minDisk   int32
+	}{{"sys", "images:sys.qcow2", false, 40}, {"big", "images:big.zvhd2", true, 300}} {
+		quick := tt.quick
+		resp, err := f.sdk.CreateImage(&model.CreateImageRequest{Body: &model.CreateImageRequestBody{
+			Name: str(tt.name), ImageUrl: str(tt.url), MinDisk: &tt.minDisk, OsVersion: str("CentOS 7.9 64bit"), IsQuickImport: &quick}})
+		if err != nil || resp.JobId == nil {
+			t.Fatalf("CreateImage %s: %v, %v", tt.name, resp, err)
+		}
+		f.clock.Advance(24 * time.Hour)
+		j, err := f.sdk.ShowJob(&model.ShowJobRequest{JobId: *resp.JobId})
+		if err != nil || j.Status == nil || j.Status.Value() != "SUCCESS" || j.Entities == nil || j.Entities.ImageId == nil {
+			t.Errorf("CreateImage %s: job %v, %v; want SUCCESS with the image", tt.name, j, err)
+		}
+	}
+}
+
+func str(s string) *string { return &s }
+
 // TestErrorsAreServiceResponseErrors: IMS's errors reach the SDK's
-// callers as ServiceResponseError with IMS's code.
+// callers as ServiceResponseError with IMS's status and code.
 func TestErrorsAreServiceResponseErrors(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	_, err := f.sdk.ShowJob(&model.ShowJobRequest{JobId: "ff80808288d41e1b018d0e35c6a5136a"})
-	var sre *sdkerr.ServiceResponseError
-	if !errors.As(err, &sre) || sre.StatusCode != 404 || sre.ErrorCode == "" {
-		t.Errorf("ShowJob of an unknown job: %v; want a 404 ServiceResponseError with IMS's code", err)
+	minDisk := int32(40)
+	for _, tt := range []struct {
+		name   string
+		call   func() error
+		status int
+		code   string
+	}{
+		{"unknown job", func() error {
+			_, err := f.sdk.ShowJob(&model.ShowJobRequest{JobId: "ff80808288d41e1b018d0e35c6a5136a"})
+			return err
+		}, 404, "IMG.0001"},
+		{"export of an unknown image", func() error {
+			_, err := f.sdk.ExportImage(&model.ExportImageRequest{ImageId: "00000000-0000-4000-a000-000000000000", Body: &model.ExportImageRequestBody{
+				BucketUrl: "exports:x.qcow2", FileFormat: model.GetExportImageRequestBodyFileFormatEnum().QCOW2}})
+			return err
+		}, 400, "IMG.0027"},
+		{"normal import above 128 GB", func() error {
+			_, err := f.sdk.CreateDataImage(&model.CreateDataImageRequest{Body: &model.CreateDataImageRequestBody{
+				Name: "huge", ImageUrl: "images:huge.qcow2", MinDisk: 300, OsType: &linux}})
+			return err
+		}, 400, "IMG.0059"},
+		{"a signature with the wrong secret key", func() error {
+			cred, err := basic.NewCredentialsBuilder().WithAk(ak).WithSk("not-the-secret").WithProjectId(projectID).SafeBuild()
+			if err != nil {
+				return err
+			}
+			hc, err := ims.ImsClientBuilder().WithEndpoints([]string{f.emu.URL}).WithCredential(cred).SafeBuild()
+			if err != nil {
+				return err
+			}
+			_, err = ims.NewImsClient(hc).ShowImageQuota(&model.ShowImageQuotaRequest{})
+			return err
+		}, 401, "APIGW.0301"},
+		{"unknown bucket", func() error {
+			_, err := f.sdk.CreateImage(&model.CreateImageRequest{Body: &model.CreateImageRequestBody{
+				Name: str("x"), ImageUrl: str("nobucket:x.qcow2"), MinDisk: &minDisk, OsVersion: str("CentOS 7.9 64bit")}})
+			return err
+		}, 400, "IMG.0069"},
+	} {
+		err := tt.call()
+		var sre *sdkerr.ServiceResponseError
+		if !errors.As(err, &sre) || sre.StatusCode != tt.status || sre.ErrorCode != tt.code {
+			t.Errorf("%s: %v; want a %d ServiceResponseError with %s", tt.name, err, tt.status, tt.code)
+		}
 	}
 }
