@@ -124,6 +124,10 @@ func TestJobsThroughTheirStates(t *testing.T) {
 	if err != nil || fj.Status == nil || fj.Status.Value() != "FAIL" || fj.ErrorCode == nil || *fj.ErrorCode != "IMG.0057" || fj.FailReason == nil {
 		t.Errorf("ShowJob of a failing import: %v, %v; want FAIL IMG.0057 with a reason", fj, err)
 	}
+	fp, err := f.sdk.ShowJobProgress(&model.ShowJobProgressRequest{JobId: *resp.JobId})
+	if err != nil || fp.Status == nil || fp.Status.Value() != "FAIL" || fp.ErrorCode == nil || *fp.ErrorCode != "IMG.0057" || fp.FailReason == nil {
+		t.Errorf("ShowJobProgress of a failing import: %v, %v; want FAIL IMG.0057 with a reason", fp, err)
+	}
 }
 
 // TestListImagesDecodes: ListImages and GlanceShowImage decode with a
@@ -160,6 +164,28 @@ func TestListImagesDecodes(t *testing.T) {
 	}
 	if im := byName["arm"]; im.SupportArm == nil || im.SupportArm.Value() != "true" {
 		t.Errorf("ARM image: %v; want __support_arm true", im)
+	}
+	// Filters, as the SDK sends them.
+	private, killed := model.GetListImagesRequestImagetypeEnum().PRIVATE, model.GetListImagesRequestStatusEnum().KILLED
+	for _, tt := range []struct {
+		name string
+		req  model.ListImagesRequest
+		want []string
+	}{
+		{"by name", model.ListImagesRequest{Name: str("arm")}, []string{"arm"}},
+		{"killed", model.ListImagesRequest{Status: &killed}, []string{"broken"}},
+		{"private, by name", model.ListImagesRequest{Imagetype: &private, Name: str("big")}, []string{"big"}},
+	} {
+		resp, err := f.sdk.ListImages(&tt.req)
+		var got []string
+		if err == nil && resp.Images != nil {
+			for _, im := range *resp.Images {
+				got = append(got, im.Name)
+			}
+		}
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("ListImages %s: %v, %v; want %v", tt.name, got, err, tt.want)
+		}
 	}
 	show, err := f.sdk.GlanceShowImage(&model.GlanceShowImageRequest{ImageId: arm.ID})
 	if err != nil || show.Id == nil || *show.Id != arm.ID {
