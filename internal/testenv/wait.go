@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -88,17 +89,19 @@ func (r *Recorder[T]) Next(t testing.TB, n int) []T {
 
 // WaitFor waits until cond holds for every value recorded so far, and
 // returns them; it fails the test with what if cond has not held within
-// Patience. cond must not keep all.
+// Patience. cond must not keep or change all; WaitFor returns a copy.
 func (r *Recorder[T]) WaitFor(t testing.TB, what string, cond func(all []T) bool) []T {
 	t.Helper()
 	timeout := time.NewTimer(Patience)
 	defer timeout.Stop()
 	for {
 		r.mu.Lock()
-		all, changed := append([]T(nil), r.items...), r.changed
+		// items only grows: the values below len are never written
+		// again, so cond reads them without a copy while Add appends.
+		all, changed := r.items[:len(r.items):len(r.items)], r.changed
 		r.mu.Unlock()
 		if cond(all) {
-			return all
+			return slices.Clone(all)
 		}
 		select {
 		case <-changed:

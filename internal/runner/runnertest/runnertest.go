@@ -84,8 +84,7 @@ func (s *Settled) Count(o runner.Outcome) int {
 }
 
 // Start runs a runner with cfg and h until stop is called or the test
-// ends; stop returns once the runner has drained. cfg.Settled, when nil,
-// stays nil.
+// ends; stop returns once the runner has drained.
 func Start(t testing.TB, js jetstream.JetStream, cfg runner.Config, h runner.Handler, log zerolog.Logger) (stop func()) {
 	t.Helper()
 	r, err := runner.New(js, cfg, h, log)
