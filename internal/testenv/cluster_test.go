@@ -1,0 +1,162 @@
+package testenv
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestClusterStreamLeaderFailover: on a 3-node cluster an R3 stream keeps
+// taking messages when its leader is killed (another node is elected),
+// and the killed node, restarted, rejoins and catches up on what it
+// missed.
+func TestClusterStreamLeaderFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-node JetStream cluster")
+	}
+	t.Parallel()
+	ctx := t.Context()
+	c := StartCluster(t, 3)
+	nc, js := c.Connect(t)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"},
+		Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.WaitStreamLeader(t, "ORDERS")
+	publish := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if _, err := js.Publish(ctx, fmt.Sprintf("orders.%d", i), []byte("x"), jetstream.WithMsgID(fmt.Sprint(i))); err != nil {
+				t.Fatalf("publish %d: %v", i, err)
+			}
+		}
+	}
+	publish(0, 100)
+
+	c.Kill(leader)
+	if c.Running(leader) || c.StreamLeader("ORDERS") == leader {
+		t.Fatalf("node %s still runs or leads after Kill", c.Name(leader))
+	}
+	next := c.WaitStreamLeader(t, "ORDERS")
+	if next == leader {
+		t.Fatalf("the killed node %s is the leader", c.Name(leader))
+	}
+	// The client was perhaps on the killed node: once it is connected
+	// again and the stream has a leader, publishing must simply work.
+	Eventually(t, "the client to reconnect", nc.IsConnected)
+	publish(100, 200)
+	info, err := js.Stream(ctx, "ORDERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := info.CachedInfo(); st.State.Msgs != 200 || st.Cluster == nil || st.Cluster.Leader != c.Name(next) {
+		t.Fatalf("after the failover: %d messages, cluster %+v; want 200 led by %s", st.State.Msgs, st.Cluster, c.Name(next))
+	}
+
+	c.Restart(t, leader)
+	c.WaitHealthy(t, leader)
+	Eventually(t, fmt.Sprintf("node %s's replica to hold the 200 messages", c.Name(leader)), func() bool {
+		st, ok := c.ReplicaState(leader, "ORDERS")
+		return ok && st.Msgs == 200 && st.LastSeq == 200
+	})
+	publish(200, 210)
+	Eventually(t, "every replica to hold 210 messages", func() bool {
+		for i := range c.Size() {
+			if st, ok := c.ReplicaState(i, "ORDERS"); !ok || st.Msgs != 210 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestClusterLeaders: the index each leader function returns names the
+// node the server itself reports as leader, for a stream, a key-value
+// bucket and a durable consumer; and the meta leader is unique.
+func TestClusterLeaders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-node JetStream cluster")
+	}
+	t.Parallel()
+	ctx := t.Context()
+	c := StartCluster(t, 3)
+	_, js := c.Connect(t)
+	if m := c.MetaLeader(); m < 0 {
+		t.Fatal("no meta leader after StartCluster")
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "JOBS", Subjects: []string{"jobs.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "state", Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "JOBS", jetstream.ConsumerConfig{Durable: "worker", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	sl := c.WaitStreamLeader(t, "JOBS")
+	si, err := js.Stream(ctx, "JOBS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := si.CachedInfo().Cluster.Leader; got != c.Name(sl) {
+		t.Errorf("StreamLeader = %s, the server says %s", c.Name(sl), got)
+	}
+
+	kl := c.WaitKVLeader(t, "state")
+	if c.KVLeader("state") != kl {
+		t.Errorf("KVLeader = %d, WaitKVLeader = %d", c.KVLeader("state"), kl)
+	}
+	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := js.Stream(ctx, KVStream("state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ks.CachedInfo().Cluster.Leader; got != c.Name(kl) {
+		t.Errorf("KVLeader = %s, the server says %s", c.Name(kl), got)
+	}
+
+	cl := c.WaitConsumerLeader(t, "JOBS", "worker")
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ci.Cluster.Leader; got != c.Name(cl) {
+		t.Errorf("ConsumerLeader = %s, the server says %s", c.Name(cl), got)
+	}
+
+	// Kill the consumer's leader: another takes over, and the consumer
+	// still delivers.
+	c.Kill(cl)
+	if next := c.WaitConsumerLeader(t, "JOBS", "worker"); next == cl {
+		t.Fatalf("killed node %s still leads the consumer", c.Name(cl))
+	}
+	nc2, js2 := c.Connect(t)
+	Eventually(t, "a second client connected", nc2.IsConnected)
+	if _, err := js2.Publish(ctx, "jobs.1", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	cons2, err := js2.Consumer(ctx, "JOBS", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := cons2.Fetch(1, jetstream.FetchMaxWait(Patience))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for m := range msgs.Messages() {
+		got++
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got != 1 {
+		t.Fatalf("fetched %d messages after the consumer's failover, want 1 (%v)", got, msgs.Error())
+	}
+}
