@@ -55,7 +55,7 @@ func BenchmarkFanOut(b *testing.B) {
 			var wg sync.WaitGroup
 			for range replicas {
 				r, err := importer.New(ctx, importer.Config{BitmapWait: time.Minute, BitmapPoll: time.Minute, ClaimTTL: 2 * time.Minute,
-					ThrottleWait: time.Second, Workers: 8, AckWait: 30 * time.Second, MaxDeliver: 50}, client, js, zerolog.Nop())
+					ThrottleWait: time.Second, Workers: 8, AckWait: 30 * time.Second, MaxFailures: 50}, client, js, zerolog.Nop())
 				if err != nil {
 					b.Fatal(err)
 				}

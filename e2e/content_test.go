@@ -59,7 +59,7 @@ func TestContentDecides(t *testing.T) {
 	t.Cleanup(func() { _ = emu.Close() })
 	client, _ := emu.Client()
 	imp, err := importer.New(ctx, importer.Config{BitmapWait: time.Minute, BitmapPoll: time.Minute, ClaimTTL: 2 * time.Minute,
-		ThrottleWait: time.Second, Workers: 2, AckWait: 30 * time.Second, MaxDeliver: 50,
+		ThrottleWait: time.Second, Workers: 2, AckWait: 30 * time.Second, MaxFailures: 50,
 		Objects: objstore.Config{Endpoint: bs.endpoint, AccessKey: bs.accessKey, SecretKey: imsapi.Secret(bs.secretKey)}}, client, bs.js, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

@@ -52,14 +52,14 @@ func TestTwoThousandUploads(t *testing.T) {
 	var runners []*runner.Runner
 	for range 2 {
 		r, err := importer.New(ctx, importer.Config{BitmapWait: time.Minute, BitmapPoll: time.Minute, ClaimTTL: 10 * time.Second,
-			ThrottleWait: 200 * time.Millisecond, Workers: 8, AckWait: 5 * time.Second, MaxDeliver: 500}, client, js, zerolog.Nop())
+			ThrottleWait: 200 * time.Millisecond, Workers: 8, AckWait: 5 * time.Second, MaxFailures: 500}, client, js, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}
 		runners = append(runners, r)
 	}
 	p, err := poller.New(ctx, poller.Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: 2 * time.Second, MaxAimed: 2 * time.Second,
-		Backoff: 1.5, Deadline: time.Hour, StallAfter: time.Hour, Workers: 16, AckWait: 30 * time.Second, MaxDeliver: 1000}, client, js, zerolog.Nop())
+		Backoff: 1.5, Deadline: time.Hour, StallAfter: time.Hour, Workers: 16, AckWait: 30 * time.Second, MaxFailures: 1000}, client, js, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,17 +45,17 @@ func TestMinIOToJetStream(t *testing.T) {
 	}
 	log := zerolog.Nop()
 	imp, err := importer.New(ctx, importer.Config{BitmapWait: time.Minute, BitmapPoll: time.Minute, ClaimTTL: 2 * time.Minute, MaxInFlight: 40,
-		SlotTTL: time.Hour, SlotWait: time.Second, ThrottleWait: time.Second, Workers: 2, AckWait: 30 * time.Second, MaxDeliver: 50}, client, js, log)
+		SlotTTL: time.Hour, SlotWait: time.Second, ThrottleWait: time.Second, Workers: 2, AckWait: 30 * time.Second, MaxFailures: 50}, client, js, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	exp, err := exporter.New(ctx, exporter.Config{DefaultBucket: "exports", KeyPrefix: "out/", ClaimTTL: 2 * time.Minute, BusyWait: time.Second,
-		ThrottleWait: time.Second, Workers: 2, AckWait: 30 * time.Second, MaxDeliver: 50}, client, js, log)
+		ThrottleWait: time.Second, Workers: 2, AckWait: 30 * time.Second, MaxFailures: 50}, client, js, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pol, err := poller.New(ctx, poller.Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: 2 * time.Second, MaxAimed: 2 * time.Second,
-		Backoff: 1.5, Deadline: time.Hour, StallAfter: time.Hour, Workers: 4, AckWait: 30 * time.Second, MaxDeliver: 100}, client, js, log)
+		Backoff: 1.5, Deadline: time.Hour, StallAfter: time.Hour, Workers: 4, AckWait: 30 * time.Second, MaxFailures: 100}, client, js, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,12 +7,22 @@
 //	handler returns            runner does
 //	nil                        publish events, Ack
 //	Term(reason)               publish events (the rejected event), TermWithReason
-//	Delay(d, reason)           publish events, NakWithDelay(d)
+//	Delay(d, reason)           publish events, NakWithDelay(d): a planned wait,
+//	                           which is not a failure and spends no budget
 //	permanent error            publish DeadLetter to imsflow.dlq.<function>, TermWithReason
 //	                           (errors.Is ErrPermanent, or Retryable() false)
-//	any other error            NakWithDelay(capped exponential backoff); on the
-//	                           last delivery (MaxDeliver), DeadLetter and Term
-//	publishing fails           NakWithDelay(backoff): nothing is acked unpublished
+//	any other error            count a failure; NakWithDelay(capped exponential
+//	                           backoff on the failures so far); at MaxFailures
+//	                           failures, DeadLetter and Term
+//	publishing fails           the same as an error: nothing is acked unpublished
+//
+// JetStream counts deliveries, not failures: a message that waits for a
+// free slot or a companion file is delivered again and again without
+// failing. So the consumer's own MaxDeliver is unlimited and the runner
+// counts failures itself, in the imsflow_attempts bucket under
+// <function>.<stream sequence>: nothing is written for a message that
+// never fails, and a message's count is dropped when it is settled for
+// good. The decision itself is a pure function, classify.
 //
 // Delivery is at least once; handlers are idempotent and the Msg-Id of
 // each event lets JetStream drop a republished duplicate. The handler's
@@ -26,6 +36,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -73,8 +84,8 @@ type delayError struct {
 func (e *delayError) Error() string { return fmt.Sprintf("delayed %s: %s", e.d, e.reason) }
 
 // Delay returns the error that asks for the message again after d, for a
-// handler that must wait (a companion file, a free slot, throttling).
-// Deliveries still count against MaxDeliver.
+// handler that must wait (a companion file, a free slot, throttling, a
+// claim under way). A wait is not a failure: it spends no MaxFailures.
 func Delay(d time.Duration, reason string) error { return &delayError{d: d, reason: reason} }
 
 // Config of a Runner. Zero fields take the defaults.
@@ -88,9 +99,10 @@ type Config struct {
 	// HandleTimeout bounds one handler call and must be less (default 45s).
 	AckWait       time.Duration
 	HandleTimeout time.Duration
-	// MaxDeliver is the number of deliveries before a failing message goes
-	// to the dead letters (default 100).
-	MaxDeliver int
+	// MaxFailures is the number of failed deliveries after which a
+	// message goes to the dead letters (default 100). Planned waits
+	// (Delay) do not count.
+	MaxFailures int
 	// Workers is how many messages are handled at once (default 4).
 	Workers int
 	// BackoffInitial and BackoffMax shape the redelivery delay after an
@@ -149,8 +161,8 @@ func (c *Config) setDefaults() error {
 	if c.HandleTimeout >= c.AckWait {
 		return fmt.Errorf("runner: HandleTimeout %s must be less than AckWait %s", c.HandleTimeout, c.AckWait)
 	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = 100
+	if c.MaxFailures == 0 {
+		c.MaxFailures = 100
 	}
 	if c.Workers == 0 {
 		c.Workers = 4
@@ -166,10 +178,11 @@ func (c *Config) setDefaults() error {
 
 // Runner consumes one function's messages.
 type Runner struct {
-	js  jetstream.JetStream
-	cfg Config
-	h   Handler
-	log zerolog.Logger
+	js       jetstream.JetStream
+	cfg      Config
+	h        Handler
+	log      zerolog.Logger
+	attempts jetstream.KeyValue // failures per message; set by Run
 }
 
 // New checks cfg and returns a runner; Run starts it.
@@ -181,6 +194,8 @@ func New(js jetstream.JetStream, cfg Config, h Handler, log zerolog.Logger) (*Ru
 }
 
 // ConsumerConfig is the durable consumer the runner creates or updates.
+// MaxDeliver is unlimited: the runner counts failures itself, so that
+// planned waits do not spend them (see the package documentation).
 func (r *Runner) ConsumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        r.cfg.Function,
@@ -188,7 +203,7 @@ func (r *Runner) ConsumerConfig() jetstream.ConsumerConfig {
 		FilterSubjects: r.cfg.Subjects,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        r.cfg.AckWait,
-		MaxDeliver:     r.cfg.MaxDeliver,
+		MaxDeliver:     -1,
 		MaxAckPending:  max(r.cfg.Workers*16, 256),
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	}
@@ -197,6 +212,11 @@ func (r *Runner) ConsumerConfig() jetstream.ConsumerConfig {
 // Run consumes until ctx ends, then drains: messages already pulled are
 // handled and settled before it returns.
 func (r *Runner) Run(ctx context.Context) error {
+	attempts, err := r.js.KeyValue(ctx, BucketAttempts)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", BucketAttempts, err)
+	}
+	r.attempts = attempts
 	cons, err := r.js.CreateOrUpdateConsumer(ctx, r.cfg.Stream, r.ConsumerConfig())
 	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", r.cfg.Function, r.cfg.Stream, err)
@@ -244,6 +264,9 @@ func (r *Runner) handle(jm jetstream.Msg) {
 
 	out, herr := r.call(ctx, m)
 	outcome, reason := r.settle(ctx, jm, m, out, herr)
+	if outcome.Final() && m.Delivery > 1 {
+		r.forget(ctx, m)
+	}
 	took := time.Since(begin)
 	ev := log.Info()
 	if outcome == OutcomeNak || outcome == OutcomeDLQ {
@@ -266,47 +289,117 @@ func (r *Runner) call(ctx context.Context, m Msg) (out []events.Event, err error
 	return r.h(ctx, m)
 }
 
-func (r *Runner) settle(ctx context.Context, jm jetstream.Msg, m Msg, out []events.Event, herr error) (outcome Outcome, reason string) {
-	// retry asks for the message again, except on its last delivery: the
-	// server would not deliver it again, so it goes to the dead letters.
-	retry := func(d time.Duration, why string) (Outcome, string) {
-		if m.Delivery >= uint64(r.cfg.MaxDeliver) {
-			return r.deadLetter(ctx, jm, m, fmt.Sprintf("gave up after %d deliveries: %s", m.Delivery, why))
-		}
-		_ = jm.NakWithDelay(d)
-		return OutcomeNak, fmt.Sprintf("%s; again in %s", why, d.Round(time.Millisecond))
-	}
+// verdict is what a handler's result asks for, before anything is done.
+type verdict int
+
+const (
+	verdictAck       verdict = iota // publish, then Ack
+	verdictTerm                     // publish, then Term
+	verdictWait                     // publish, then NakWithDelay; not a failure
+	verdictFail                     // count a failure; retry or dead-letter
+	verdictPermanent                // dead-letter at once
+)
+
+// classify is the pure part of settling: what the handler's error asks
+// for, with the reason and the wait it names.
+func classify(herr error) (v verdict, reason string, wait time.Duration) {
 	var term *termError
 	var delay *delayError
 	switch {
-	case herr == nil, errors.As(herr, &term), errors.As(herr, &delay):
+	case herr == nil:
+		return verdictAck, "", 0
+	case errors.As(herr, &term):
+		return verdictTerm, term.reason, 0
+	case errors.As(herr, &delay):
+		return verdictWait, delay.reason, delay.d
+	case permanent(herr):
+		return verdictPermanent, herr.Error(), 0
+	}
+	return verdictFail, herr.Error(), 0
+}
+
+// afterFailure is the pure rule after a message's nth failure: dead-letter
+// it at MaxFailures, else retry after a backoff that grows with its
+// failures (not its deliveries, which planned waits also spend).
+func (r *Runner) afterFailure(n uint64) (deadLetter bool, wait time.Duration) {
+	if n >= uint64(r.cfg.MaxFailures) {
+		return true, 0
+	}
+	return false, r.backoff(n)
+}
+
+func (r *Runner) settle(ctx context.Context, jm jetstream.Msg, m Msg, out []events.Event, herr error) (Outcome, string) {
+	v, reason, wait := classify(herr)
+	if v <= verdictWait {
 		if err := r.publish(ctx, out); err != nil {
-			return retry(r.backoff(m.Delivery), "publishing events: "+err.Error())
-		}
-		if r.cfg.Published != nil && len(out) > 0 {
+			v, reason = verdictFail, "publishing events: "+err.Error()
+		} else if r.cfg.Published != nil && len(out) > 0 {
 			if err := r.cfg.Published(ctx, out); err != nil {
-				return retry(r.backoff(m.Delivery), "after publishing: "+err.Error())
+				v, reason = verdictFail, "after publishing: "+err.Error()
 			}
 		}
-		switch {
-		case term != nil:
-			_ = jm.TermWithReason(term.reason)
-			return OutcomeTerm, term.reason
-		case delay != nil:
-			outcome, reason := retry(delay.d, delay.reason)
-			if outcome == OutcomeNak {
-				outcome = OutcomeDelay
-			}
-			return outcome, reason
-		}
+	}
+	switch v {
+	case verdictAck:
 		if err := jm.DoubleAck(ctx); err != nil {
 			return OutcomeAck, "ack not confirmed: " + err.Error()
 		}
 		return OutcomeAck, ""
-	case permanent(herr):
-		return r.deadLetter(ctx, jm, m, herr.Error())
-	default:
-		return retry(r.backoff(m.Delivery), herr.Error())
+	case verdictTerm:
+		_ = jm.TermWithReason(reason)
+		return OutcomeTerm, reason
+	case verdictWait:
+		_ = jm.NakWithDelay(wait)
+		return OutcomeDelay, fmt.Sprintf("%s; again in %s", reason, wait.Round(time.Millisecond))
+	case verdictPermanent:
+		return r.deadLetter(ctx, jm, m, reason)
+	}
+	n, err := r.fail(ctx, m)
+	if err != nil {
+		// Failures cannot be counted now (NATS itself is in trouble):
+		// retry without counting rather than dead-letter on a guess.
+		d := r.backoff(m.Delivery)
+		_ = jm.NakWithDelay(d)
+		return OutcomeNak, fmt.Sprintf("%s (failures not counted: %v); again in %s", reason, err, d.Round(time.Millisecond))
+	}
+	if dead, d := r.afterFailure(n); !dead {
+		_ = jm.NakWithDelay(d)
+		return OutcomeNak, fmt.Sprintf("%s (failure %d of %d); again in %s", reason, n, r.cfg.MaxFailures, d.Round(time.Millisecond))
+	}
+	return r.deadLetter(ctx, jm, m, fmt.Sprintf("gave up after %d failures: %s", n, reason))
+}
+
+// attemptKey is a message's key in BucketAttempts.
+func (r *Runner) attemptKey(m Msg) string {
+	return r.cfg.Function + "." + strconv.FormatUint(m.StreamSeq, 10)
+}
+
+// fail counts one more failure of m and returns the count.
+func (r *Runner) fail(ctx context.Context, m Msg) (uint64, error) {
+	key := r.attemptKey(m)
+	var n uint64
+	if m.Delivery > 1 { // a first delivery has no failures yet
+		e, err := r.attempts.Get(ctx, key)
+		switch {
+		case err == nil:
+			n, _ = strconv.ParseUint(string(e.Value()), 10, 64)
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return 0, err
+		}
+	}
+	n++
+	if _, err := r.attempts.Put(ctx, key, []byte(strconv.FormatUint(n, 10))); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// forget drops the failure count of a message settled for good, if it
+// has one; the bucket's TTL removes what a crash leaves behind.
+func (r *Runner) forget(ctx context.Context, m Msg) {
+	key := r.attemptKey(m)
+	if _, err := r.attempts.Get(ctx, key); err == nil {
+		_ = r.attempts.Delete(ctx, key)
 	}
 }
 

@@ -257,7 +257,7 @@ func TestOutOfDeliveries(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(ctx context.Context, m Msg) ([]events.Event, error) {
 		return nil, errors.New("still failing")
-	}, func(c *Config) { c.MaxDeliver = 3 })
+	}, func(c *Config) { c.MaxFailures = 3 })
 	e.publish(t, "x")
 	for i, want := range []Outcome{OutcomeNak, OutcomeNak, OutcomeDLQ} {
 		if l := e.logs.next(t); l.Outcome != want || l.Delivery != uint64(i+1) {
@@ -271,21 +271,78 @@ func TestOutOfDeliveries(t *testing.T) {
 	e.settled(t)
 }
 
-// TestDelayOnLastDeliveryIsNotLost: a message that is still waiting when
-// its deliveries run out goes to the dead letters rather than vanishing.
-func TestDelayOnLastDeliveryIsNotLost(t *testing.T) {
+// TestWaitsDoNotSpendFailures: planned waits, however many, do not count
+// against MaxFailures; failures alone do, and the backoff follows them.
+func TestWaitsDoNotSpendFailures(t *testing.T) {
+	t.Parallel()
+	const waits = 5
+	e := start(t, func(ctx context.Context, m Msg) ([]events.Event, error) {
+		if m.Delivery <= waits {
+			return nil, Delay(time.Millisecond, "slots full")
+		}
+		return nil, errors.New("still failing")
+	}, func(c *Config) { c.MaxFailures = 2 })
+	e.publish(t, "x")
+	for i := range waits {
+		if l := e.logs.next(t); l.Outcome != OutcomeDelay {
+			t.Fatalf("delivery %d = %+v, want a delay", i+1, l)
+		}
+	}
+	if l := e.logs.next(t); l.Outcome != OutcomeNak || !strings.Contains(l.Reason, "failure 1 of 2") {
+		t.Errorf("first failure = %+v", l)
+	}
+	if l := e.logs.next(t); l.Outcome != OutcomeDLQ || l.Delivery != waits+2 {
+		t.Errorf("second failure = %+v, want the dead letter on delivery %d", l, waits+2)
+	}
+	var got events.DeadLetter
+	if err := json.Unmarshal(recv(t, e.dlq).Data, &got); err != nil || !strings.Contains(got.Reason, "gave up after 2 failures") {
+		t.Errorf("dead letter %+v, %v", got, err)
+	}
+	e.settled(t)
+}
+
+// TestFailuresAreForgottenOnSuccess: a message that failed and then
+// succeeded leaves no count behind.
+func TestFailuresAreForgottenOnSuccess(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(ctx context.Context, m Msg) ([]events.Event, error) {
-		return nil, Delay(time.Millisecond, "slots full")
-	}, func(c *Config) { c.MaxDeliver = 2 })
+		if m.Delivery == 1 {
+			return nil, errors.New("once")
+		}
+		return nil, nil
+	}, nil)
 	e.publish(t, "x")
-	if l := e.logs.next(t); l.Outcome != "delay" {
-		t.Errorf("first = %+v", l)
+	first, second := e.logs.next(t), e.logs.next(t)
+	if first.Outcome != OutcomeNak || second.Outcome != OutcomeAck {
+		t.Fatalf("outcomes %s, %s", first.Outcome, second.Outcome)
 	}
-	if l := e.logs.next(t); l.Outcome != "dlq" {
-		t.Errorf("second = %+v", l)
+	kv, err := e.js.KeyValue(t.Context(), BucketAttempts)
+	if err != nil {
+		t.Fatal(err)
 	}
-	recv(t, e.dlq)
+	if _, err := kv.Get(t.Context(), fmt.Sprintf("test.%d", second.StreamSeq)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("count after success: %v, want none", err)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want verdict
+	}{
+		{nil, verdictAck},
+		{Term("bad"), verdictTerm},
+		{fmt.Errorf("wrapped: %w", Delay(time.Second, "later")), verdictWait},
+		{fmt.Errorf("x: %w", ErrPermanent), verdictPermanent},
+		{errors.New("boom"), verdictFail},
+	} {
+		if got, _, _ := classify(c.err); got != c.want {
+			t.Errorf("classify(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+	if _, reason, wait := classify(Delay(3*time.Second, "slots full")); reason != "slots full" || wait != 3*time.Second {
+		t.Errorf("Delay classified as %q, %s", reason, wait)
+	}
 }
 
 // TestDrainFinishesMessagesInHand: cancelling Run lets a handler that is

@@ -38,6 +38,9 @@ const (
 	BucketBatches = "imsflow_batches"
 	// BucketReplicas holds a heartbeat per process sharing the IMS rate.
 	BucketReplicas = "imsflow_replicas"
+	// BucketAttempts counts the failures of each message that failed
+	// (<function>.<stream sequence>); planned waits write nothing.
+	BucketAttempts = "imsflow_attempts"
 )
 
 // Subjects of internal traffic.
@@ -89,6 +92,8 @@ func DefaultTopology(replicas int) Topology {
 				LimitMarkerTTL: time.Minute},
 			{Bucket: BucketJobs, Description: "poller state per IMS job", Storage: jetstream.FileStorage, Replicas: replicas},
 			{Bucket: BucketBatches, Description: "batch totals", Storage: jetstream.FileStorage, Replicas: replicas, TTL: 30 * 24 * time.Hour},
+			{Bucket: BucketAttempts, Description: "failed deliveries per message", Storage: jetstream.FileStorage, Replicas: replicas,
+				TTL: 7 * 24 * time.Hour},
 			{Bucket: BucketReplicas, Description: "processes sharing the IMS request rate", Storage: jetstream.MemoryStorage, Replicas: replicas,
 				TTL: 3 * 5 * time.Second},
 		},

@@ -66,7 +66,7 @@ func newHarness(t *testing.T, faults imsemu.Faults, clock *imsemu.ManualClock) *
 		t.Fatal(err)
 	}
 	cfg := Config{DefaultBucket: "exports", KeyPrefix: "out/", ClaimTTL: 2 * time.Minute, BusyWait: 20 * time.Millisecond,
-		ThrottleWait: 20 * time.Millisecond, Workers: 2, AckWait: 30 * time.Second, MaxDeliver: 100}
+		ThrottleWait: 20 * time.Millisecond, Workers: 2, AckWait: 30 * time.Second, MaxFailures: 100}
 	h, rc, err := build(t.Context(), cfg, client, js)
 	if err != nil {
 		t.Fatal(err)

@@ -39,7 +39,7 @@ type Config struct {
 	ThrottleWait time.Duration `env:"IMS_THROTTLE_WAIT" envDefault:"5s"`
 	Workers      int           `env:"EXPORT_WORKERS" envDefault:"4"`
 	AckWait      time.Duration `env:"EXPORT_ACK_WAIT" envDefault:"60s"`
-	MaxDeliver   int           `env:"EXPORT_MAX_DELIVER" envDefault:"100"`
+	MaxFailures  int           `env:"EXPORT_MAX_FAILURES" envDefault:"100"`
 }
 
 // IMS is what the export function needs of IMS; *imsapi.Client has it.
@@ -80,7 +80,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*h
 	}
 	return h, runner.Config{
 		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectExportRequests},
-		AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, Workers: cfg.Workers,
+		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers,
 		Published: func(ctx context.Context, evs []events.Event) error { return counter.Ended(ctx, evs...) },
 	}, nil
 }

@@ -107,7 +107,7 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harne
 	cfg := Config{
 		RulesFile: rules, BitmapWait: time.Minute, BitmapPoll: time.Minute, ClaimTTL: 2 * time.Minute,
 		SlotTTL: time.Hour, SlotWait: 50 * time.Millisecond, ThrottleWait: 20 * time.Millisecond,
-		Workers: 4, AckWait: 30 * time.Second, MaxDeliver: 200,
+		Workers: 4, AckWait: 30 * time.Second, MaxFailures: 200,
 	}
 	if mutate != nil {
 		mutate(&cfg)

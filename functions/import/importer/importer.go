@@ -44,10 +44,11 @@ type Config struct {
 	// Objects is the bucket access (S3_*): where set, each image's first
 	// and last bytes are read to check its format and virtual size.
 	Objects objstore.Config
-	// Workers, AckWait and MaxDeliver tune the consumer.
-	Workers    int           `env:"IMPORT_WORKERS" envDefault:"4"`
-	AckWait    time.Duration `env:"IMPORT_ACK_WAIT" envDefault:"60s"`
-	MaxDeliver int           `env:"IMPORT_MAX_DELIVER" envDefault:"100"`
+	// Workers and AckWait tune the consumer; MaxFailures is how many
+	// failed deliveries send a message to the dead letters (waits do not count).
+	Workers     int           `env:"IMPORT_WORKERS" envDefault:"4"`
+	AckWait     time.Duration `env:"IMPORT_ACK_WAIT" envDefault:"60s"`
+	MaxFailures int           `env:"IMPORT_MAX_FAILURES" envDefault:"100"`
 }
 
 // IMS is what the import function needs of IMS; *imsapi.Client has it.
@@ -60,8 +61,6 @@ func (c Config) check() error {
 		return fmt.Errorf("IMPORT_BITMAP_WAIT must not be negative and IMPORT_BITMAP_POLL must be positive")
 	case c.ClaimTTL <= c.AckWait:
 		return fmt.Errorf("IMPORT_CLAIM_TTL (%s) must be longer than IMPORT_ACK_WAIT (%s), or a slow attempt could be taken over", c.ClaimTTL, c.AckWait)
-	case c.MaxDeliver > 0 && c.BitmapPoll > 0 && int(c.BitmapWait/c.BitmapPoll) >= c.MaxDeliver/2:
-		return fmt.Errorf("IMPORT_BITMAP_WAIT/IMPORT_BITMAP_POLL (%d looks) must stay under half of IMPORT_MAX_DELIVER (%d)", c.BitmapWait/c.BitmapPoll, c.MaxDeliver)
 	case c.MaxInFlight < 0:
 		return fmt.Errorf("IMS_MAX_INFLIGHT must not be negative")
 	case c.MaxInFlight > 0 && (c.SlotTTL <= 0 || c.SlotWait <= 0):
@@ -118,7 +117,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*i
 	}
 	return h, runner.Config{
 		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectObjects},
-		AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, Workers: cfg.Workers,
+		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers,
 		Published: func(ctx context.Context, evs []events.Event) error { return counter.Ended(ctx, evs...) },
 	}, nil
 }

@@ -70,7 +70,7 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harne
 		t.Fatal(err)
 	}
 	cfg := Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: 2 * time.Second, MaxAimed: 2 * time.Second, Backoff: 1.5,
-		Deadline: time.Hour, StallAfter: time.Hour, Workers: 8, AckWait: 30 * time.Second, MaxDeliver: 1000}
+		Deadline: time.Hour, StallAfter: time.Hour, Workers: 8, AckWait: 30 * time.Second, MaxFailures: 1000}
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -54,10 +54,11 @@ type Config struct {
 	StallAfter time.Duration `env:"STALL_AFTER" envDefault:"30m"`
 	// Progress publishes imsflow.out.progress on every change of progress.
 	Progress bool `env:"PUBLISH_PROGRESS" envDefault:"false"`
-	// Workers, AckWait and MaxDeliver tune the consumer.
-	Workers    int           `env:"POLLER_WORKERS" envDefault:"8"`
-	AckWait    time.Duration `env:"POLLER_ACK_WAIT" envDefault:"60s"`
-	MaxDeliver int           `env:"POLLER_MAX_DELIVER" envDefault:"1000"`
+	// Workers and AckWait tune the consumer; MaxFailures is how many
+	// failed deliveries send a message to the dead letters (waits do not count).
+	Workers     int           `env:"POLLER_WORKERS" envDefault:"8"`
+	AckWait     time.Duration `env:"POLLER_ACK_WAIT" envDefault:"60s"`
+	MaxFailures int           `env:"POLLER_MAX_FAILURES" envDefault:"1000"`
 }
 
 func (c Config) policy() policy {
@@ -121,7 +122,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*p
 	}
 	return p, runner.Config{
 		Function: Function, Stream: runner.StreamJobs, Subjects: []string{events.SubjectJobSubmitted, subjectPollPrefix + ">"},
-		AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, Workers: cfg.Workers,
+		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers,
 	}, nil
 }
 
