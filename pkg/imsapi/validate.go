@@ -209,6 +209,82 @@ func (v *validator) minDisk(field string, n, lo, hi int, why string) {
 	}
 }
 
+// The disk rule of min_disk differs by call. Normal import (CreateImage,
+// CreateDataImage) wants min_disk "at least the disk inside the file";
+// quick import (ImportImageQuick) wants it to "exceed the disk size in the
+// file", read here strictly: min_disk GB > the disk's bytes. So a disk of
+// exactly 200 GiB takes min_disk 200 in a normal import and 201 in a quick
+// one, and a disk of 1024 GiB or more cannot be quick-imported at all (no
+// min_disk up to QuickImportMaxDisk exceeds it), although the file itself is
+// within the 1 TB that quick import takes.
+
+// ImportMinDiskFor is the smallest min_disk, in GB, a normal import accepts
+// for a disk of diskBytes (the virtual size, or the file's size for RAW):
+// the size rounded up to whole GB, ceil(diskBytes / GiB). The API's lower
+// bound is not applied.
+func ImportMinDiskFor(diskBytes int64) int {
+	if diskBytes <= 0 {
+		return 0
+	}
+	return int((diskBytes + GiB - 1) / GiB)
+}
+
+// QuickImportMinDiskFor is the smallest min_disk, in GB, a quick import
+// accepts for a disk of diskBytes: the smallest whole GB strictly above the
+// disk's size, floor(diskBytes / GiB) + 1. The API's lower bound (10 or 20)
+// is not applied; a result above [QuickImportMaxDisk] means the disk cannot
+// be quick-imported.
+func QuickImportMinDiskFor(diskBytes int64) int {
+	if diskBytes <= 0 {
+		return 0
+	}
+	return int(diskBytes/GiB) + 1
+}
+
+// MaxQuickImportDisk is the largest disk, in bytes, that quick import can
+// take: one byte under QuickImportMaxDisk GB, the largest disk that
+// min_disk 1024 still exceeds.
+const MaxQuickImportDisk = QuickImportMaxDisk*GiB - 1
+
+// ValidateForDisk is [QuickImportRequest.Validate] with the disk rule the
+// request alone cannot carry: IMS's ImportImageQuick has no size field, so
+// Validate (and so [Client.QuickImport]) checks only min_disk's range, and a
+// caller that knows the size of the disk inside the file (diskBytes: the
+// virtual size, or the file's size for RAW) checks here that min_disk
+// exceeds it. diskBytes 0 means unknown: then only Validate's rules apply.
+// The broken disk rule is a [*ValidationError] on min_disk, rule "range",
+// code IMG.0055, as IMS answers it.
+func (r *QuickImportRequest) ValidateForDisk(diskBytes int64) error {
+	err := r.Validate()
+	if r == nil || diskBytes <= 0 {
+		return err
+	}
+	var v validator
+	v.quickMinDisk("min_disk", r.MinDisk, diskBytes)
+	return errors.Join(err, v.err())
+}
+
+func (v *validator) quickMinDisk(field string, n int, diskBytes int64) {
+	if need := QuickImportMinDiskFor(diskBytes); n < need {
+		if need > QuickImportMaxDisk {
+			v.add(field, "range", "IMG.0055", "is %d GB; quick import needs min_disk above the disk in the file (%s), and no min_disk up to %d GB is: the disk must be under %d GB",
+				n, gbString(diskBytes), QuickImportMaxDisk, QuickImportMaxDisk)
+			return
+		}
+		v.add(field, "range", "IMG.0055", "is %d GB, not above the disk in the file (%s); quick import needs min_disk to exceed the disk, at least %d GB",
+			n, gbString(diskBytes), need)
+	}
+}
+
+// gbString words a size for a message: "200 GB" when whole, else the bytes
+// and GB to one decimal, which alone could hide the remainder that matters.
+func gbString(bytes int64) string {
+	if bytes%GiB == 0 {
+		return fmt.Sprintf("%d GB", bytes/GiB)
+	}
+	return fmt.Sprintf("%d bytes, %.1f GB", bytes, float64(bytes)/float64(GiB))
+}
+
 // enum checks an optional enumerated field ("" passes).
 func (v *validator) enum(field, code, s string, allowed ...string) {
 	if s != "" && !slices.Contains(allowed, s) {

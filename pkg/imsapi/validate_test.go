@@ -234,3 +234,104 @@ func TestParseBucketURL(t *testing.T) {
 		t.Errorf("ParseBucketURL(nocolon) = %v", err)
 	}
 }
+
+// TestMinDiskForDisk: quick import's min_disk exceeds the disk (the
+// smallest whole GB strictly above it, floor+1); normal import's is at
+// least the disk (rounded up, ceil). Both before the API's lower bound.
+func TestMinDiskForDisk(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		disk        int64
+		quick, norm int
+	}{
+		{"unknown", 0, 0, 0},
+		{"1 byte", 1, 1, 1},
+		{"exactly 1 GiB", GiB, 2, 1},
+		{"1 GiB + 1", GiB + 1, 2, 2},
+		{"exactly 200 GiB", 200 * GiB, 201, 200},
+		{"1023 GiB + 1", 1023*GiB + 1, 1024, 1024},
+		{"exactly 1024 GiB", 1024 * GiB, 1025, 1024},
+		{"1 TiB + 1", TiB + 1, 1025, 1025},
+	}
+	for _, tt := range tests {
+		if got := QuickImportMinDiskFor(tt.disk); got != tt.quick {
+			t.Errorf("%s: QuickImportMinDiskFor = %d, want %d", tt.name, got, tt.quick)
+		}
+		if got := ImportMinDiskFor(tt.disk); got != tt.norm {
+			t.Errorf("%s: ImportMinDiskFor = %d, want %d", tt.name, got, tt.norm)
+		}
+		// The quick one is the least min_disk whose GB exceed the disk.
+		if n := tt.quick; tt.disk > 0 && (int64(n)*GiB <= tt.disk || int64(n-1)*GiB > tt.disk) {
+			t.Errorf("%s: %d GB is not the least whole GB above %d bytes", tt.name, n, tt.disk)
+		}
+	}
+	if MaxQuickImportDisk != 1024*GiB-1 || QuickImportMinDiskFor(MaxQuickImportDisk) != QuickImportMaxDisk || QuickImportMinDiskFor(MaxQuickImportDisk+1) <= QuickImportMaxDisk {
+		t.Errorf("MaxQuickImportDisk = %d is not the largest disk min_disk 1024 exceeds", MaxQuickImportDisk)
+	}
+}
+
+// TestQuickImportValidateForDisk: with the disk's size known, min_disk
+// must exceed it; equal is refused (IMG.0055, as IMS answers a bad min_disk).
+func TestQuickImportValidateForDisk(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		minDisk int
+		disk    int64
+		ok      bool
+		msg     string // in the message when refused
+	}{
+		{"disk unknown: range only", 10, 0, true, ""},
+		{"1 byte, lower bound", 10, 1, true, ""},
+		{"exactly 1 GiB", 10, GiB, true, ""},
+		{"equal to a 200 GiB disk", 200, 200 * GiB, false, "not above the disk in the file (200 GB)"},
+		{"above a 200 GiB disk", 201, 200 * GiB, true, ""},
+		{"below a 200 GiB disk", 150, 200 * GiB, false, "at least 201 GB"},
+		{"1024 above 1023 GiB + 1", 1024, 1023*GiB + 1, true, ""},
+		{"1023 on 1023 GiB + 1", 1023, 1023*GiB + 1, false, "(1098437885953 bytes, 1023.0 GB); quick import needs min_disk to exceed the disk, at least 1024 GB"},
+		{"1024 on exactly 1024 GiB", 1024, 1024 * GiB, false, "no min_disk up to 1024 GB"},
+		{"1024 on 1 TiB + 1", 1024, TiB + 1, false, "no min_disk up to 1024 GB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := validQuickData()
+			r.MinDisk = tt.minDisk
+			err := r.ValidateForDisk(tt.disk)
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("ValidateForDisk(%d) = %v, want nil", tt.disk, err)
+				}
+				return
+			}
+			all := ValidationErrors(err)
+			if !errors.Is(err, ErrInvalidArgument) || len(all) != 1 {
+				t.Fatalf("ValidateForDisk(%d) = %v, want one broken rule", tt.disk, err)
+			}
+			if ve := all[0]; ve.Field != "min_disk" || ve.Rule != "range" || ve.Code != "IMG.0055" || !strings.Contains(ve.Message, tt.msg) {
+				t.Errorf("ValidateForDisk(%d) = %+v; want min_disk range IMG.0055 saying %q", tt.disk, ve, tt.msg)
+			}
+		})
+	}
+	// Validate's own rules still hold, joined with the disk rule.
+	r := validQuickData()
+	r.Name, r.MinDisk = "", 5
+	got := map[string]int{}
+	for _, ve := range ValidationErrors(r.ValidateForDisk(20 * GiB)) {
+		got[ve.Field]++
+	}
+	if got["name"] != 1 || got["min_disk"] != 2 {
+		t.Errorf("ValidateForDisk broke %v, want name once and min_disk twice (range and disk)", got)
+	}
+	if err := (*QuickImportRequest)(nil).ValidateForDisk(GiB); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("nil request: %v", err)
+	}
+	// The client alone cannot know the disk: Validate passes min_disk equal
+	// to it, as long as it is in range.
+	r = validQuickData()
+	r.MinDisk = 200
+	if err := r.Validate(); err != nil {
+		t.Errorf("Validate() = %v; the request carries no disk size", err)
+	}
+}

@@ -151,15 +151,13 @@ func reject(p plan, code, reason string) plan {
 	return p
 }
 
-// sizeGB is the file's size in whole GB, rounded up.
-func sizeGB(size int64) int { return int((size + imsapi.GiB - 1) / imsapi.GiB) }
-
 func gb(size int64) string { return fmt.Sprintf("%.1f GB", float64(size)/float64(imsapi.GiB)) }
 
-// minDisk is the rule's min_disk, checked against the file, or the file's
-// size raised to the API's lower bound.
-func minDisk(rule Rule, size int64, lo int) (int, error) {
-	floor := sizeGB(size)
+// minDisk is a normal import's min_disk: the rule's, checked against the
+// disk, or the disk's size rounded up to whole GB ("at least the disk inside
+// the file") raised to the API's lower bound.
+func minDisk(rule Rule, disk int64, lo int) (int, error) {
+	floor := imsapi.ImportMinDiskFor(disk)
 	if rule.MinDisk > 0 {
 		if rule.MinDisk < floor {
 			return 0, fmt.Errorf("min_disk %d GB is below the %d GB disk in the file; raise it", rule.MinDisk, floor)
@@ -167,6 +165,17 @@ func minDisk(rule Rule, size int64, lo int) (int, error) {
 		return rule.MinDisk, nil
 	}
 	return max(floor, lo), nil
+}
+
+// quickMinDisk is a quick import's min_disk: the rule's (checked against the
+// disk with the request, see quickPlan), or the smallest whole GB strictly
+// above the disk ("must exceed the disk size in the file"),
+// floor(disk/GiB)+1, raised to the API's lower bound.
+func quickMinDisk(rule Rule, disk int64, lo int) int {
+	if rule.MinDisk > 0 {
+		return rule.MinDisk
+	}
+	return max(imsapi.QuickImportMinDiskFor(disk), lo)
 }
 
 func description(o events.ObjectCreated, rule Rule) string {
@@ -211,12 +220,15 @@ func quickPlan(p plan, o events.ObjectCreated, rule Rule, disk int64) plan {
 	if windows {
 		lo = imsapi.QuickImportMinDiskWindows
 	}
-	n, err := minDisk(rule, disk, lo)
-	if err != nil {
-		return reject(p, events.ReasonInvalidRequest, err.Error())
+	if disk > imsapi.MaxQuickImportDisk {
+		// Within the 1 TB a quick import takes, but no min_disk up to 1024
+		// GB exceeds the disk, whatever the metadata says.
+		return reject(p, events.ReasonTooLarge, fmt.Sprintf(
+			"the disk in the file is %s; quick import needs a min_disk above the disk and takes at most %d GB, so only disks under %d GB: shrink the disk below %d GB and upload it again",
+			gb(disk), imsapi.QuickImportMaxDisk, imsapi.QuickImportMaxDisk, imsapi.QuickImportMaxDisk))
 	}
-	r.MinDisk = n
-	if err := r.Validate(); err != nil {
+	r.MinDisk = quickMinDisk(rule, disk, lo)
+	if err := r.ValidateForDisk(disk); err != nil {
 		return reject(p, events.ReasonInvalidRequest, validationReason(err))
 	}
 	p.act, p.quick = actSubmit, r

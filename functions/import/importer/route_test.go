@@ -62,7 +62,7 @@ func TestRoute(t *testing.T) {
 					t.Errorf("quick = %+v", r)
 				}
 			}},
-		{name: "quick min_disk is the file's size when above 10", o: obj("big.zvhd2", 300*gib+5), act: actSubmit, method: events.MethodQuick,
+		{name: "quick min_disk is above the file's size when above 10", o: obj("big.zvhd2", 300*gib+5), act: actSubmit, method: events.MethodQuick,
 			check: func(t *testing.T, p plan) {
 				if p.quick.MinDisk != 301 {
 					t.Errorf("min_disk = %d, want 301", p.quick.MinDisk)
@@ -277,5 +277,93 @@ func TestVirtualSizeSetsMinDisk(t *testing.T) {
 	}
 	if p := routeContent(obj("d.qcow2", gib), routeConfig{}, 3000*gib); p.act != actReject {
 		t.Errorf("a 3000 GiB disk is beyond the data-image range: %+v", p)
+	}
+}
+
+// TestQuickMinDiskExceedsDisk: a quick import's min_disk must exceed the
+// disk in the file (ims-api: "must exceed the disk size in the file"): the
+// smallest whole GB strictly above it, floor(bytes/GiB)+1, raised to 10
+// (20 for Windows). No min_disk up to 1024 exceeds a disk of 1024 GiB or
+// more: too_large before IMS. A normal import's stays "at least" (ceil).
+func TestQuickMinDiskExceedsDisk(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		o          events.ObjectCreated
+		virtual    int64 // from the header; 0 unknown
+		reasonCode string
+		minDisk    int
+		reason     string // in the reason when rejected
+	}{
+		{name: "1 byte", o: obj("e/byte.zvhd2", 1), minDisk: 10},
+		{name: "1 byte windows", o: obj("win/byte.zvhd2", 1), minDisk: 20},
+		{name: "exactly 1 GiB", o: obj("e/1g.zvhd2", gib), minDisk: 10},
+		{name: "1 GiB + 1", o: obj("e/1g1.zvhd2", gib+1), minDisk: 10},
+		{name: "exactly 10 GiB", o: obj("e/10g.zvhd2", 10*gib), minDisk: 11},
+		{name: "exactly 200 GiB", o: obj("e/200g.zvhd2", 200*gib), minDisk: 201},
+		{name: "exactly 200 GiB raw", o: obj("e/200g.raw", 200*gib), minDisk: 201},
+		{name: "200 GiB + 1", o: obj("e/200g1.zvhd2", 200*gib+1), minDisk: 201},
+		{name: "1023 GiB + 1", o: obj("e/1023g1.raw", 1023*gib+1), minDisk: 1024},
+		{name: "1024 GiB - 1", o: obj("e/1024g-1.zvhd2", 1024*gib-1), minDisk: 1024},
+		{name: "exactly 1024 GiB", o: obj("e/1024g.raw", 1024*gib), reasonCode: events.ReasonTooLarge, reason: "min_disk above the disk"},
+		{name: "exactly 1024 GiB zvhd2", o: obj("e/1024g.zvhd2", 1024*gib), reasonCode: events.ReasonTooLarge, reason: "under 1024 GB"},
+		{name: "1 TiB + 1", o: obj("e/1t1.zvhd2", imsapi.TiB+1), reasonCode: events.ReasonTooLarge},
+		{name: "virtual 200 GiB in a small zvhd2", o: obj("e/v200.zvhd2", gib), virtual: 200 * gib, minDisk: 201},
+		{name: "virtual 1024 GiB in a small zvhd2", o: obj("e/v1024.zvhd2", gib), virtual: 1024 * gib, reasonCode: events.ReasonTooLarge, reason: "1024.0 GB"},
+		{name: "metadata equal to the size", o: obj("e/m200.zvhd2", 200*gib, MetaMinDisk, "200"), reasonCode: events.ReasonInvalidRequest,
+			reason: "min_disk is 200 GB, not above the disk in the file (200 GB); quick import needs min_disk to exceed the disk, at least 201 GB (IMG.0055)"},
+		{name: "metadata below the size", o: obj("e/m150.zvhd2", 200*gib, MetaMinDisk, "150"), reasonCode: events.ReasonInvalidRequest, reason: "at least 201 GB"},
+		{name: "metadata equal to the virtual size", o: obj("e/mv.zvhd2", gib, MetaMinDisk, "300"), virtual: 300 * gib, reasonCode: events.ReasonInvalidRequest, reason: "not above the disk in the file (300 GB)"},
+		{name: "metadata one above the size", o: obj("e/m201.zvhd2", 200*gib, MetaMinDisk, "201"), minDisk: 201},
+		{name: "metadata 1024 on exactly 1024 GiB", o: obj("e/m1024.zvhd2", 1024*gib, MetaMinDisk, "1024"), reasonCode: events.ReasonTooLarge},
+		{name: "metadata above the quick range", o: obj("e/m1025.zvhd2", 200*gib, MetaMinDisk, "1025"), reasonCode: events.ReasonInvalidRequest, reason: "10 to 1024 GB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := routeContent(tt.o, routeConfig{Rules: testRules}, tt.virtual)
+			if tt.reasonCode != "" {
+				if p.act != actReject || p.reasonCode != tt.reasonCode || !strings.Contains(p.reason, tt.reason) || p.reason == "" {
+					t.Fatalf("route = act %d %q %q; want a %s rejection saying %q", p.act, p.reasonCode, p.reason, tt.reasonCode, tt.reason)
+				}
+				return
+			}
+			if p.act != actSubmit || p.quick == nil {
+				t.Fatalf("route = act %d %q %q; want a quick import", p.act, p.reasonCode, p.reason)
+			}
+			if p.quick.MinDisk != tt.minDisk {
+				t.Errorf("min_disk = %d, want %d", p.quick.MinDisk, tt.minDisk)
+			}
+			disk := tt.virtual
+			if disk == 0 {
+				disk = tt.o.Size
+			}
+			if int64(p.quick.MinDisk)*gib <= disk {
+				t.Errorf("min_disk %d GB does not exceed the %d-byte disk", p.quick.MinDisk, disk)
+			}
+			if err := p.quick.ValidateForDisk(disk); err != nil {
+				t.Errorf("submitted request is invalid: %v", err)
+			}
+		})
+	}
+}
+
+// TestNormalMinDiskIsAtLeastDisk: normal import keeps "at least the disk
+// inside the file": a disk of exactly N GiB takes min_disk N, and so does
+// the RAW fallback of a quick import, whose own min_disk is N+1.
+func TestNormalMinDiskIsAtLeastDisk(t *testing.T) {
+	t.Parallel()
+	if p := routeContent(obj("d.qcow2", gib), routeConfig{}, 200*gib); p.data == nil || p.data.MinDisk != 200 {
+		t.Errorf("qcow2 with a 200 GiB disk: %+v (%s)", p.data, p.reason)
+	}
+	if p := route(obj("sys/c.vmdk", 100*gib), routeConfig{Rules: testRules}); p.system == nil || p.system.MinDisk != 100 {
+		t.Errorf("system vmdk of 100 GiB: %+v (%s)", p.system, p.reason)
+	}
+	if p := route(obj("d.qcow2", 50*gib, MetaMinDisk, "50"), routeConfig{}); p.data == nil || p.data.MinDisk != 50 {
+		t.Errorf("qcow2 of 50 GiB with metadata min_disk 50: %+v (%s)", p.data, p.reason)
+	}
+	p := route(obj("db/r.raw", 100*gib), routeConfig{})
+	if p.quick == nil || p.quick.MinDisk != 101 || p.fallback == nil || p.fallback.data == nil || p.fallback.data.MinDisk != 100 {
+		t.Errorf("raw of 100 GiB: quick %+v, fallback %+v", p.quick, p.fallback)
 	}
 }

@@ -239,9 +239,32 @@ func (s *Server) quickImport(r *request) (any, *apiError) {
 		}
 	}
 	platform(&im, req.Architecture, req.HWFirmwareType)
+	if s.cfg.AssumeObjects {
+		// An assumed RAW file, whose size is its disk, is the largest disk
+		// min_disk exceeds, one byte under min_disk GB, not min_disk GB as
+		// importSource assumes: this call wants min_disk above the disk
+		// (below). An assumed ZVHD2 has no known disk and keeps its size.
+		bucket, key, _ := strings.Cut(req.ImageURL, ":")
+		if _, ok := s.objects[objectKey{bucket, key}]; !ok && strings.EqualFold(path.Ext(key), ".raw") {
+			s.putObject(Object{Bucket: bucket, Key: key, Size: assumeSize(req.MinDisk, imsapi.MaxQuickImportSize) - 1})
+		}
+	}
 	src, e := s.importSource(req.ImageURL, quickFormats, imsapi.MaxQuickImportSize, req.MinDisk, false)
 	if e != nil {
 		return nil, e
+	}
+	// ImportImageQuick's min_disk "must exceed the disk size in the file"
+	// (CreateImage's, with is_quick_import too, need only be at least it;
+	// importSource checks that): min_disk GB strictly above the disk's
+	// bytes, so a disk of exactly N GB needs N+1, and one of 1024 GB or
+	// more has no min_disk at all.
+	disk := src.obj.VirtualSize
+	if disk == 0 && src.format == "raw" {
+		disk = src.obj.Size
+	}
+	if disk > 0 && int64(req.MinDisk)*imsapi.GiB <= disk {
+		return nil, imsError("IMG.0055", "min_disk %d GB does not exceed the disk in the file (%d bytes); quick import needs at least %d GB.",
+			req.MinDisk, disk, disk/imsapi.GiB+1)
 	}
 	if e := s.checkBitmap(src); e != nil {
 		return nil, e
