@@ -180,7 +180,7 @@ func TestEveryOperation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := f.c.QuickImport(ctx, &imsapi.QuickImportRequest{Name: "db-01", ImageURL: "images:db/db-01.raw", MinDisk: 20, Type: imsapi.TypeDataImage})
+	raw, err := f.c.QuickImport(ctx, &imsapi.QuickImportRequest{Name: "db-01", ImageURL: "images:db/db-01.raw", MinDisk: 21, Type: imsapi.TypeDataImage})
 	if err != nil {
 		t.Fatal(err)
 	}
