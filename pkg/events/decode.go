@@ -87,6 +87,15 @@ func DecodeObjectEvents(body []byte) (created []ObjectCreated, skipped []string,
 	return d.created, d.skipped, nil
 }
 
+// RecordID identifies one record of a notification: its object version
+// and its sequencer, JSON-encoded (a key may hold any byte) and hashed, so
+// that a record passed on twice is stored once under a message ID built
+// on it.
+func (o ObjectCreated) RecordID() string {
+	parts, _ := json.Marshal([]string{o.Bucket, o.Key, o.VersionID, o.ETag, o.Sequencer})
+	return Hash(string(parts), 40)
+}
+
 // ObjectRecord is one object-created record and a notification body that
 // carries it alone.
 type ObjectRecord struct {

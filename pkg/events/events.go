@@ -63,6 +63,9 @@ const (
 	StatusTimedOut  Status = "timed_out"
 	StatusRejected  Status = "rejected"
 	StatusStalled   Status = "stalled"
+	// StatusWaiting: an import waits for a companion file (a RAW file's
+	// bitmap); not an end.
+	StatusWaiting Status = "waiting"
 )
 
 // OutSubject returns imsflow.out.<kind>.<status>.
@@ -231,6 +234,30 @@ type Rejected struct {
 	At        time.Time `json:"at"`
 }
 
+// Waiting says that an import waits for a companion file before it can be
+// submitted: a RAW file for its bitmap (subject imsflow.out.import.waiting).
+// It is published once, when the wait starts; the import's end follows.
+type Waiting struct {
+	Kind    Kind    `json:"kind"`
+	Source  *Source `json:"source"`
+	Reason  string  `json:"reason"`
+	Missing string  `json:"missing"` // the companion's key
+	// Since is when imsflow first saw the object; Until, when the wait ends
+	// (imported normally, or rejected, without the companion).
+	Since   time.Time `json:"since"`
+	Until   time.Time `json:"until"`
+	BatchID string    `json:"batch_id,omitempty"`
+}
+
+// Type returns io.imsflow.<kind>.waiting.v1.
+func (e Waiting) Type() string { return eventType(string(e.Kind), string(StatusWaiting)) }
+
+// Subject returns imsflow.out.<kind>.waiting.
+func (e Waiting) Subject() string { return OutSubject(e.Kind, StatusWaiting) }
+
+// ID is deterministic: one waiting event per object version.
+func (e Waiting) ID() string { return "waiting:" + Hash(e.Source.VersionKey(""), 32) }
+
 // Stalled warns that a job's progress has not moved for a while (subjects
 // imsflow.out.<kind>.stalled). The job stays tracked.
 type Stalled struct {
@@ -372,7 +399,22 @@ func (e JobSubmitted) Type() string { return "io.imsflow.job.submitted.v1" }
 func (e JobSubmitted) Subject() string { return SubjectJobSubmitted }
 
 // ID is one hand-off per job.
-func (e JobSubmitted) ID() string { return "job:" + e.JobID + ":submitted" }
+func (e JobSubmitted) ID() string { return "job:" + e.Ref() + ":submitted" }
+
+// Ref is the job's one identity, used alike for its message IDs, the
+// poller's state and the job_id of its events: the IMS job ID, or, for a
+// job IMS gave no ID for (an earlier attempt's, found again), what it is
+// known by: "image:<id>" for an import found by its image,
+// "export:<hash of image and target>" for an export found by its target.
+func (e JobSubmitted) Ref() string {
+	switch {
+	case e.JobID != "":
+		return e.JobID
+	case e.Kind == KindExport:
+		return "export:" + Hash(e.ImageID+"\x00"+e.BucketURL, 32)
+	}
+	return "image:" + e.ImageID
+}
 
 // Event is what the binding publishes: a typed body with its subject,
 // CloudEvents type and deterministic ID.
@@ -386,6 +428,7 @@ var (
 	_ Event = JobFinished{}
 	_ Event = Rejected{}
 	_ Event = Stalled{}
+	_ Event = Waiting{}
 	_ Event = Progress{}
 	_ Event = BatchCompleted{}
 	_ Event = JobSubmitted{}

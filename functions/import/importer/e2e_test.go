@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/runner/runnertest"
 	"github.com/imsflow/imsflow/internal/testenv"
@@ -260,7 +261,7 @@ func TestCrashBetweenSubmitAndRecord(t *testing.T) {
 	}
 	p := route(recs[0], hs.h.cfg.route)
 	// The dead attempt: its claim, and the job IMS accepted.
-	stale, _ := json.Marshal(importRecord{State: stateClaimed, ClaimedAt: time.Now().Add(-time.Hour)})
+	stale, _ := json.Marshal(ledger.Record{State: ledger.Claimed, ClaimedAt: time.Now().Add(-time.Hour)})
 	if _, err := hs.h.imports.Create(t.Context(), "v."+p.hash[:tagHashLen], stale); err != nil {
 		t.Fatal(err)
 	}

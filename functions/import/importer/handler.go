@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/imsflow/imsflow/internal/ledger"
+	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -47,44 +50,35 @@ type handlerConfig struct {
 type importer struct {
 	cfg     handlerConfig
 	ims     imsAPI
-	imports jetstream.KeyValue // BucketImports
+	ledger  *ledger.Ledger     // BucketImports: one record per object version
+	imports jetstream.KeyValue // BucketImports: bitmaps and waiting RAW files too
 	slots   jetstream.KeyValue // BucketSlots
 	js      jetstream.JetStream
-	objects objectReader // nil without bucket access
+	objects objectStore // nil without bucket access
 	now     func() time.Time
 }
 
-// claimRecheck is how soon a duplicate looks again at a claim that is
-// under way: usually the attempt has finished by then.
-const claimRecheck = 2 * time.Second
+// waitRecord is a RAW file waiting for its bitmap: its notification, so
+// that the bitmap's arrival can replay it at once, and when imsflow first
+// saw it, which starts the wait (never the sender's clock).
+type waitRecord struct {
+	Data      []byte    `json:"data"`
+	FirstSeen time.Time `json:"first_seen"`
+}
 
-// Import states in BucketImports.
+// Subjects on which the import function passes messages to itself: a
+// waiting RAW file's notification replayed, and each record of a
+// notification that carried several.
 const (
-	stateClaimed   = "claimed"   // an attempt is submitting
-	stateSubmitted = "submitted" // IMS accepted it; the hand-off says what
-	stateRejected  = "rejected"  // IMS refused it
+	subjectRejoin = events.SubjectObjectsPrefix + "rejoin"
+	subjectSplit  = events.SubjectObjectsPrefix + "split"
 )
 
-// importRecord is the durable state of one object version's import.
-type importRecord struct {
-	State     string               `json:"state"`
-	ClaimedAt time.Time            `json:"claimed_at"`
-	Handoff   *events.JobSubmitted `json:"handoff,omitempty"`
-	Rejected  *events.Rejected     `json:"rejected,omitempty"`
-}
-
-// waitRecord is a RAW file's notification, kept while it waits for its
-// bitmap so that the bitmap's arrival can replay it at once.
-type waitRecord struct {
-	Data []byte `json:"data"`
-}
-
-// Subject on which a waiting RAW file's notification is replayed.
-const subjectRejoin = events.SubjectObjectsPrefix + "rejoin"
-
-// handle processes one notification message.
+// handle processes one notification message. A notification of several
+// records is split first, one message per record, so that each is
+// handled, retried and answered on its own.
 func (h *importer) handle(ctx context.Context, m runner.Msg) ([]events.Event, error) {
-	created, skipped, err := events.DecodeObjectEvents(m.Data)
+	records, skipped, err := events.SplitObjectEvents(m.Data)
 	if err != nil {
 		input := string(m.Data[:min(len(m.Data), 1024)])
 		rej := events.Rejected{Kind: events.KindImport, Stage: "decode", ReasonCode: events.ReasonUndecodable,
@@ -94,24 +88,46 @@ func (h *importer) handle(ctx context.Context, m runner.Msg) ([]events.Event, er
 	if len(skipped) > 0 {
 		zerolog.Ctx(ctx).Debug().Strs("skipped", skipped).Msg("events other than object-created")
 	}
-	var out []events.Event
-	var rejections []string
-	for _, o := range created {
-		evs, err := h.object(ctx, m, o)
-		if err != nil {
-			return out, err
-		}
-		for _, e := range evs {
-			if r, ok := e.(events.Rejected); ok {
-				rejections = append(rejections, r.Reason)
+	switch len(records) {
+	case 0:
+		return nil, nil
+	case 1:
+		evs, err := h.object(ctx, m, records[0].ObjectCreated)
+		if err == nil && len(evs) == 1 {
+			if r, ok := evs[0].(events.Rejected); ok {
+				return evs, runner.Term(r.Reason)
 			}
 		}
-		out = append(out, evs...)
+		return evs, err
 	}
-	if len(created) == 1 && len(rejections) == 1 {
-		return out, runner.Term(rejections[0])
+	return nil, h.split(ctx, records)
+}
+
+// split passes each record on as a message of its own, with an ID built
+// on the record, so that a split repeated after a crash stores nothing
+// twice. The publishes are asynchronous and all confirmed before the
+// notification is acknowledged.
+func (h *importer) split(ctx context.Context, records []events.ObjectRecord) error {
+	acks := make([]jetstream.PubAckFuture, 0, len(records))
+	for _, r := range records {
+		msg := &nats.Msg{Subject: subjectSplit, Data: r.Body, Header: nats.Header{}}
+		f, err := h.js.PublishMsgAsync(msg, jetstream.WithMsgID("split:"+r.RecordID()))
+		if err != nil {
+			return fmt.Errorf("split a notification of %d records: %w", len(records), err)
+		}
+		acks = append(acks, f)
 	}
-	return out, nil
+	for _, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("split a notification of %d records: %w", len(records), err)
+		case <-ctx.Done():
+			return fmt.Errorf("split a notification of %d records: %w", len(records), ctx.Err())
+		}
+	}
+	zerolog.Ctx(ctx).Info().Int("records", len(records)).Msg("notification split, one message per record")
+	return nil
 }
 
 // object handles one object-created record.
@@ -143,96 +159,71 @@ func (h *importer) object(ctx context.Context, m runner.Msg, o events.ObjectCrea
 		return []events.Event{h.rejected(p, "route", p.reasonCode, p.reason, "", batch)}, nil
 	}
 
-	key := "v." + p.hash[:tagHashLen]
-	entry, err := h.imports.Get(ctx, key)
+	e, err := h.ledger.Open(ctx, "v."+p.hash[:tagHashLen])
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return h.fresh(ctx, m, o, p, key, batch)
 	case err != nil:
-		return nil, fmt.Errorf("read import state: %w", err)
-	}
-	var rec importRecord
-	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
-		return nil, fmt.Errorf("%w: import state %s is not JSON: %v", runner.ErrPermanent, key, err)
-	}
-	switch rec.State {
-	case stateSubmitted:
-		// Already imported: publish the hand-off again (its ID makes it a
+		return nil, err
+	case e.Record.Final():
+		// Already imported or refused: repeat its event (its ID makes it a
 		// no-op if it was published before).
-		return []events.Event{*rec.Handoff}, nil
-	case stateRejected:
-		return []events.Event{*rec.Rejected}, nil
+		return []events.Event{e.Record.Event()}, nil
+	case e.Takeover():
+		return h.takeover(ctx, p, e, batch)
 	}
-	// Claimed by an attempt that may be under way or may have died.
-	if age := h.now().Sub(rec.ClaimedAt); age < h.cfg.ClaimTTL {
-		return nil, runner.Delay(min(h.cfg.ClaimTTL-age, claimRecheck), "another attempt at this object version is under way")
+	if p.needsBitmap {
+		next, waiting, err := h.awaitBitmap(ctx, m, o, p, batch)
+		if err != nil || next == nil {
+			return waiting, err
+		}
+		p = *next
 	}
-	rev, err := h.imports.Update(ctx, key, h.claim(), entry.Revision())
+	return h.submit(ctx, p, e, batch)
+}
+
+// takeover handles an attempt that died or hangs holding the claim: it
+// may have got as far as IMS, so look for its image before submitting.
+func (h *importer) takeover(ctx context.Context, p plan, e ledger.Entry, batch string) ([]events.Event, error) {
+	slot, err := h.keepSlot(ctx, e)
 	if err != nil {
-		return nil, runner.Delay(time.Second, "the claim changed under us: "+err.Error())
+		return nil, err
 	}
-	// The earlier attempt may have got as far as IMS: look for its image.
+	if err := h.ledger.Claim(ctx, &e, slot); err != nil {
+		return nil, err
+	}
 	im, err := h.lookup(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	if im != nil {
-		ho := h.handoff(p, "", im.ID, batch, "")
-		log.Info().Str("image_id", im.ID).Msg("found the import of an earlier attempt")
-		return h.record(ctx, key, rev, importRecord{State: stateSubmitted, ClaimedAt: h.now(), Handoff: &ho})
+	if im == nil {
+		return h.submitClaimed(ctx, p, e, batch)
 	}
-	return h.submit(ctx, p, key, rev, batch)
+	zerolog.Ctx(ctx).Info().Str("image_id", im.ID).Msg("found the import of an earlier attempt")
+	ho := h.handoff(p, "", im.ID, batch, e.Record.Slot)
+	return h.ledger.Settle(ctx, e, ledger.Record{State: ledger.Submitted, ClaimedAt: h.now(), Slot: ho.Slot, Handoff: &ho})
 }
 
-// fresh handles an object version seen for the first time.
-func (h *importer) fresh(ctx context.Context, m runner.Msg, o events.ObjectCreated, p plan, key, batch string) ([]events.Event, error) {
-	if p.needsBitmap {
-		ok, err := h.bitmapPresent(ctx, o)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			start := o.EventTime
-			if start.IsZero() {
-				start = m.Published
-			}
-			left := h.cfg.BitmapWait - h.now().Sub(start)
-			if left > 0 {
-				if err := h.saveWait(ctx, o, m.Data); err != nil {
-					return nil, err
-				}
-				return nil, runner.Delay(min(left, h.cfg.BitmapPoll), "waiting for the RAW file's bitmap "+bitmapKey(o.Key))
-			}
-			if p.fallback == nil {
-				return []events.Event{h.rejected(p, "route", events.ReasonMissingBitmap,
-					fmt.Sprintf("the RAW file's bitmap %s did not arrive within %s, and above 128 GB only quick import works: upload the bitmap (CreateMF.jar) and the RAW file again", bitmapKey(o.Key), h.cfg.BitmapWait), "", batch)}, nil
-			}
-			zerolog.Ctx(ctx).Info().Str("key", o.Key).Msg("no bitmap in time: normal import instead")
-			p = *p.fallback
-		}
-		h.dropWait(ctx, o)
-	}
-	rev, err := h.imports.Create(ctx, key, h.claim())
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, runner.Delay(time.Second, "another replica claimed this object version")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("claim import: %w", err)
-	}
-	return h.submit(ctx, p, key, rev, batch)
-}
-
-// submit takes an in-flight slot and submits the import.
-func (h *importer) submit(ctx context.Context, p plan, key string, rev uint64, batch string) ([]events.Event, error) {
-	slot, err := h.acquireSlot(ctx, p.hash)
+// submit takes an in-flight slot, claims the object version holding it,
+// and submits. With no slot free it waits unclaimed.
+func (h *importer) submit(ctx context.Context, p plan, e ledger.Entry, batch string) ([]events.Event, error) {
+	slot, err := h.acquireSlot(ctx, e.Key)
 	if err != nil {
 		return nil, err
 	}
 	if slot == "" && h.cfg.MaxInFlight > 0 {
-		h.unclaim(ctx, key, rev)
 		return nil, runner.Delay(h.cfg.SlotWait, fmt.Sprintf("%d IMS image-creation jobs in flight", h.cfg.MaxInFlight))
 	}
+	if err := h.ledger.Claim(ctx, &e, slot); err != nil {
+		h.releaseSlot(ctx, slot)
+		return nil, err
+	}
+	return h.submitClaimed(ctx, p, e, batch)
+}
+
+// submitClaimed submits the import under a claim that holds its slot.
+func (h *importer) submitClaimed(ctx context.Context, p plan, e ledger.Entry, batch string) ([]events.Event, error) {
+	slot := e.Record.Slot
 	var ref *imsapi.JobRef
+	var err error
 	switch {
 	case p.quick != nil:
 		ref, err = h.ims.QuickImport(ctx, p.quick)
@@ -244,14 +235,14 @@ func (h *importer) submit(ctx context.Context, p plan, key string, rev uint64, b
 	switch {
 	case err == nil:
 		ho := h.handoff(p, ref.JobID, "", batch, slot)
-		return h.record(ctx, key, rev, importRecord{State: stateSubmitted, ClaimedAt: h.now(), Handoff: &ho})
+		return h.ledger.Settle(ctx, e, ledger.Record{State: ledger.Submitted, ClaimedAt: h.now(), Slot: slot, Handoff: &ho})
 	case imsapi.MaybeApplied(err):
 		// IMS may have started the job: keep the claim and the slot; after
-		// ClaimTTL the next attempt looks the image up before submitting.
+		// the claim's TTL the next attempt looks the image up first.
 		return nil, fmt.Errorf("submit %s (it may have been accepted): %w", p.name, err)
 	case imsapi.IsRetryable(err):
+		h.ledger.Drop(ctx, e)
 		h.releaseSlot(ctx, slot)
-		h.unclaim(ctx, key, rev)
 		if errors.Is(err, imsapi.ErrThrottled) {
 			d, ok := imsapi.RetryAfter(err)
 			if !ok {
@@ -267,32 +258,8 @@ func (h *importer) submit(ctx context.Context, p plan, key string, rev uint64, b
 			code = apiErr.Code
 		}
 		rej := h.rejected(p, "submit", events.ReasonIMSRefused, "IMS refused the import: "+err.Error(), code, batch)
-		return h.record(ctx, key, rev, importRecord{State: stateRejected, ClaimedAt: h.now(), Rejected: &rej})
+		return h.ledger.Settle(ctx, e, ledger.Record{State: ledger.Rejected, ClaimedAt: h.now(), Rejected: &rej})
 	}
-}
-
-// record stores the outcome and returns the event it implies. If the
-// state cannot be written the message is retried: the next attempt finds
-// the claim and looks the image up.
-func (h *importer) record(ctx context.Context, key string, rev uint64, rec importRecord) ([]events.Event, error) {
-	b, _ := json.Marshal(rec)
-	if _, err := h.imports.Update(ctx, key, b, rev); err != nil {
-		return nil, fmt.Errorf("record import state %s: %w", rec.State, err)
-	}
-	if rec.Handoff != nil {
-		return []events.Event{*rec.Handoff}, nil
-	}
-	return []events.Event{*rec.Rejected}, nil
-}
-
-func (h *importer) claim() []byte {
-	b, _ := json.Marshal(importRecord{State: stateClaimed, ClaimedAt: h.now()})
-	return b
-}
-
-// unclaim drops a claim whose attempt certainly created nothing.
-func (h *importer) unclaim(ctx context.Context, key string, rev uint64) {
-	_ = h.imports.Delete(ctx, key, jetstream.LastRevision(rev))
 }
 
 // lookup finds the image an earlier attempt may have created, by its
@@ -330,19 +297,21 @@ func (h *importer) rejected(p plan, stage, code, reason, imsCode, batch string) 
 
 // ---- in-flight slots ----------------------------------------------------
 
-// acquireSlot takes one of MaxInFlight slots ("" when all are taken, or
-// when there is no cap). Each slot is a key created only if absent, so
-// two replicas never hold the same one; the poller deletes it when the
-// job ends, and SlotTTL frees it if nobody does.
-func (h *importer) acquireSlot(ctx context.Context, hash string) (string, error) {
+// acquireSlot takes one of MaxInFlight slots for owner, the key of the
+// object version's record ("" when all are taken, or when there is no
+// cap). Each slot is a key created only if absent, so two replicas never
+// hold the same one. The poller deletes it when the job ends; its sweep
+// frees a slot whose owner does not hold it (a replica died between taking
+// it and claiming), and SlotTTL is the last resort.
+func (h *importer) acquireSlot(ctx context.Context, owner string) (string, error) {
 	n := h.cfg.MaxInFlight
 	if n <= 0 {
 		return "", nil
 	}
-	start := int(hash[0]) % n // spread replicas over the slots
+	start := int(events.Hash(owner, 2)[0]) % n // spread replicas over the slots
 	for i := range n {
 		name := fmt.Sprintf("slot.%04d", (start+i)%n)
-		_, err := h.slots.Create(ctx, name, []byte(hash), jetstream.KeyTTL(h.cfg.SlotTTL))
+		_, err := h.slots.Create(ctx, name, []byte(owner), jetstream.KeyTTL(h.cfg.SlotTTL))
 		switch {
 		case err == nil:
 			return name, nil
@@ -353,6 +322,25 @@ func (h *importer) acquireSlot(ctx context.Context, hash string) (string, error)
 		}
 	}
 	return "", nil
+}
+
+// keepSlot is the slot a takeover holds: the expired claim's own, if it
+// still has it, else a new one. With none free the takeover waits.
+func (h *importer) keepSlot(ctx context.Context, e ledger.Entry) (string, error) {
+	if name := e.Record.Slot; name != "" {
+		s, err := h.slots.Get(ctx, name)
+		if err == nil && string(s.Value()) == e.Key {
+			return name, nil
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return "", fmt.Errorf("read in-flight slot %s: %w", name, err)
+		}
+	}
+	slot, err := h.acquireSlot(ctx, e.Key)
+	if err == nil && slot == "" && h.cfg.MaxInFlight > 0 {
+		err = runner.Delay(h.cfg.SlotWait, fmt.Sprintf("%d IMS image-creation jobs in flight", h.cfg.MaxInFlight))
+	}
+	return slot, err
 }
 
 func (h *importer) releaseSlot(ctx context.Context, slot string) {
@@ -378,15 +366,74 @@ func companion(prefix, bucket, key string) string {
 	return prefix + events.Hash(bucket+"\x00"+bitmapKey(key), 40)
 }
 
+// awaitBitmap decides what a RAW file without a known bitmap does: the
+// plan to submit (quick, or the normal import it falls back to), or no
+// plan and what to say meanwhile (a waiting event and a planned wait, or
+// the rejection). The wait runs from when imsflow first saw the file,
+// recorded durably, never from the notification's own time: a backlog or
+// a replay waits as long as a fresh upload, and a sender's clock does not
+// matter. With bucket access the bucket is asked too.
+func (h *importer) awaitBitmap(ctx context.Context, m runner.Msg, o events.ObjectCreated, p plan, batch string) (*plan, []events.Event, error) {
+	ok, err := h.bitmapPresent(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ok {
+		h.dropWait(ctx, o)
+		return &p, nil, nil
+	}
+	w, created, err := h.saveWait(ctx, o, m.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	until := w.FirstSeen.Add(h.cfg.BitmapWait)
+	if left := until.Sub(h.now()); left > 0 {
+		var evs []events.Event
+		if created {
+			src := p.source
+			evs = append(evs, events.Waiting{Kind: events.KindImport, Source: &src, Missing: bitmapKey(o.Key),
+				Reason: fmt.Sprintf("a RAW file is quick-imported with its bitmap %s; waiting for it until %s", bitmapKey(o.Key), until.UTC().Format(time.RFC3339)),
+				Since:  w.FirstSeen.UTC(), Until: until.UTC(), BatchID: batch})
+		}
+		return nil, evs, runner.Delay(min(left, h.cfg.BitmapPoll), "waiting for the RAW file's bitmap "+bitmapKey(o.Key))
+	}
+	h.dropWait(ctx, o)
+	where := "no notification of it arrived"
+	if h.objects != nil {
+		where = "it is not in bucket " + o.Bucket
+	}
+	if p.fallback == nil {
+		rej := h.rejected(p, "route", events.ReasonMissingBitmap, fmt.Sprintf("the RAW file's bitmap %s is missing (%s) %s after imsflow first saw the file at %s, and above 128 GB only quick import works: upload the bitmap (CreateMF.jar), then the RAW file again",
+			bitmapKey(o.Key), where, h.cfg.BitmapWait, w.FirstSeen.UTC().Format(time.RFC3339)), "", batch)
+		return nil, []events.Event{rej}, nil
+	}
+	zerolog.Ctx(ctx).Info().Str("key", o.Key).Str("first_seen", w.FirstSeen.UTC().Format(time.RFC3339)).Msg("no bitmap in time: normal import instead")
+	return p.fallback, nil, nil
+}
+
+// bitmapPresent reports whether a RAW file's bitmap is known: from its
+// own notification, or, with bucket access, from the bucket itself.
 func (h *importer) bitmapPresent(ctx context.Context, o events.ObjectCreated) (bool, error) {
 	_, err := h.imports.Get(ctx, companion("mf.", o.Bucket, o.Key))
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, fmt.Errorf("look for the bitmap: %w", err)
+	case h.objects == nil:
 		return false, nil
 	}
-	return false, fmt.Errorf("look for the bitmap: %w", err)
+	_, err = h.objects.Head(ctx, o.Bucket, bitmapKey(o.Key))
+	switch {
+	case errors.Is(err, objstore.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look for the bitmap in the bucket: %w", err)
+	}
+	if _, err := h.imports.Put(ctx, companion("mf.", o.Bucket, o.Key), []byte(o.Bucket+":"+bitmapKey(o.Key))); err != nil {
+		return false, fmt.Errorf("record the bitmap: %w", err)
+	}
+	return true, nil
 }
 
 // bitmapArrived records a bitmap and replays its RAW file's notification
@@ -416,12 +463,28 @@ func (h *importer) bitmapArrived(ctx context.Context, o events.ObjectCreated) er
 	return nil
 }
 
-func (h *importer) saveWait(ctx context.Context, o events.ObjectCreated, data []byte) error {
-	b, _ := json.Marshal(waitRecord{Data: data})
-	if _, err := h.imports.Put(ctx, companion("wait.", o.Bucket, o.Key), b); err != nil {
-		return fmt.Errorf("record the RAW file's wait: %w", err)
+// saveWait records a RAW file's wait the first time it is seen and
+// returns the record, new or as first saved.
+func (h *importer) saveWait(ctx context.Context, o events.ObjectCreated, data []byte) (w waitRecord, created bool, err error) {
+	key := companion("wait.", o.Bucket, o.Key)
+	w = waitRecord{Data: data, FirstSeen: h.now()}
+	b, _ := json.Marshal(w)
+	_, err = h.imports.Create(ctx, key, b)
+	if err == nil {
+		return w, true, nil
 	}
-	return nil
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return w, false, fmt.Errorf("record the RAW file's wait: %w", err)
+	}
+	entry, err := h.imports.Get(ctx, key)
+	if err != nil {
+		return w, false, fmt.Errorf("read the RAW file's wait: %w", err)
+	}
+	if err := json.Unmarshal(entry.Value(), &w); err != nil || w.FirstSeen.IsZero() {
+		// A record of an older version without its first sighting: start now.
+		w = waitRecord{Data: data, FirstSeen: h.now()}
+	}
+	return w, false, nil
 }
 
 func (h *importer) dropWait(ctx context.Context, o events.ObjectCreated) {

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/imsflow/imsflow/internal/batches"
+	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
@@ -104,6 +105,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*i
 		},
 		ims: ims, imports: imports, slots: slots, js: js, now: time.Now,
 	}
+	h.ledger = &ledger.Ledger{KV: imports, TTL: cfg.ClaimTTL, Now: func() time.Time { return h.now() }}
 	if cfg.Objects.Enabled() {
 		store, err := objstore.New(cfg.Objects)
 		if err != nil {

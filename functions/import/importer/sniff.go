@@ -12,9 +12,11 @@ import (
 	"github.com/imsflow/imsflow/pkg/imagefmt"
 )
 
-// objectReader reads objects' bytes; *objstore.Store has it.
-type objectReader interface {
+// objectStore reads objects' bytes and asks whether one exists;
+// *objstore.Store has it.
+type objectStore interface {
 	ReadRange(ctx context.Context, bucket, key string, off, n int64) ([]byte, error)
+	Head(ctx context.Context, bucket, key string) (objstore.Object, error)
 }
 
 // sniff reads the first HeadSize and last TailSize bytes of an image

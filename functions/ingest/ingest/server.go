@@ -326,13 +326,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return b.Bytes(), err
 }
 
-// recordID is the message ID of a record: its object version and its
-// notification's sequencer, so that a delivery the sender retries is
-// stored once. The parts are JSON-encoded: a key may hold any byte.
-func recordID(r events.ObjectRecord) string {
-	parts, _ := json.Marshal([]string{r.Bucket, r.Key, r.VersionID, r.ETag, r.Sequencer})
-	return "ingest:" + events.Hash(string(parts), 40)
-}
+// recordID is the message ID of a record, so that a delivery the sender
+// retries is stored once.
+func recordID(r events.ObjectRecord) string { return "ingest:" + r.RecordID() }
 
 // pending is a message to store and what to count once it is.
 type pending struct {
