@@ -6,7 +6,6 @@ package exporter
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/imsflow/imsflow/internal/batches"
+	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -73,7 +73,8 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*h
 	if err != nil {
 		return nil, runner.Config{}, fmt.Errorf("bucket %s: %w", runner.BucketExports, err)
 	}
-	h := &handler{cfg: cfg, decide: decideConfig{DefaultBucket: cfg.DefaultBucket, KeyPrefix: cfg.KeyPrefix}, ims: ims, kv: kv, now: time.Now}
+	h := &handler{cfg: cfg, decide: decideConfig{DefaultBucket: cfg.DefaultBucket, KeyPrefix: cfg.KeyPrefix}, ims: ims, now: time.Now}
+	h.ledger = &ledger.Ledger{KV: kv, TTL: cfg.ClaimTTL, Now: func() time.Time { return h.now() }}
 	counter, err := batches.New(ctx, js, Function)
 	if err != nil {
 		return nil, runner.Config{}, err
@@ -89,7 +90,7 @@ type handler struct {
 	cfg    Config
 	decide decideConfig
 	ims    IMS
-	kv     jetstream.KeyValue
+	ledger *ledger.Ledger // BucketExports: one record per request
 	now    func() time.Time
 }
 
@@ -98,22 +99,6 @@ const (
 	codeExportRunning = "IMG.0148"
 	codeTargetExists  = "IMG.0070"
 )
-
-// claimRecheck is how soon a duplicate looks again at a claim that is
-// under way: usually the attempt has finished by then.
-const claimRecheck = 2 * time.Second
-
-// Export states in BucketExports.
-const (
-	stateClaimed   = "claimed"
-	stateSubmitted = "submitted"
-)
-
-type exportRecord struct {
-	State     string               `json:"state"`
-	ClaimedAt time.Time            `json:"claimed_at"`
-	Handoff   *events.JobSubmitted `json:"handoff,omitempty"`
-}
 
 // requestKey is the de-duplication key: the request_id, else the content.
 func requestKey(r events.ExportRequest) string {
@@ -130,47 +115,28 @@ func (h *handler) handle(ctx context.Context, m runner.Msg) ([]events.Event, err
 			Reason: err.Error(), Input: string(m.Data[:min(len(m.Data), 1024)]), At: h.now().UTC()}
 		return []events.Event{rej}, runner.Term(err.Error())
 	}
-	key := requestKey(req)
-	var rev uint64
-	entry, err := h.kv.Get(ctx, key)
+	e, err := h.ledger.Open(ctx, requestKey(req))
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:
-		return nil, fmt.Errorf("read export state: %w", err)
-	default:
-		var rec exportRecord
-		if err := json.Unmarshal(entry.Value(), &rec); err != nil {
-			return nil, fmt.Errorf("%w: export state %s is not JSON: %v", runner.ErrPermanent, key, err)
-		}
-		if rec.State == stateSubmitted {
-			return []events.Event{*rec.Handoff}, nil
-		}
-		if age := h.now().Sub(rec.ClaimedAt); age < h.cfg.ClaimTTL {
-			return nil, runner.Delay(min(h.cfg.ClaimTTL-age, claimRecheck), "another attempt at this export is under way")
-		}
-		rev = entry.Revision()
+		return nil, err
+	case e.Record.Final():
+		return []events.Event{e.Record.Event()}, nil
 	}
 
 	im, err := h.ims.Image(ctx, req.ImageID)
 	switch {
 	case errors.Is(err, imsapi.ErrNotFound):
-		return h.reject(ctx, key, rev, req, "lookup", events.ReasonImageNotFound, fmt.Sprintf("image %s does not exist in this project and region", req.ImageID), "")
+		return h.reject(ctx, e, req, "lookup", events.ReasonImageNotFound, fmt.Sprintf("image %s does not exist in this project and region", req.ImageID), "")
 	case err != nil:
 		return nil, h.transient(err, "look up image "+req.ImageID)
 	}
 	p, rej := decide(req, im, h.decide)
 	if rej != nil {
-		return h.reject(ctx, key, rev, req, "validate", rej.code, rej.reason, "")
+		return h.reject(ctx, e, req, "validate", rej.code, rej.reason, "")
 	}
-	claim, _ := json.Marshal(exportRecord{State: stateClaimed, ClaimedAt: h.now()})
-	takeover := rev != 0
-	if takeover {
-		rev, err = h.kv.Update(ctx, key, claim, rev)
-	} else {
-		rev, err = h.kv.Create(ctx, key, claim)
-	}
-	if err != nil {
-		return nil, runner.Delay(time.Second, "the export's claim changed: "+err.Error())
+	takeover := e.Takeover()
+	if err := h.ledger.Claim(ctx, &e, ""); err != nil {
+		return nil, err
 	}
 	ref, err := h.ims.ExportImage(ctx, im.ID, &imsapi.ExportRequest{BucketURL: p.bucketURL, FileFormat: p.format, IsQuickExport: p.quick})
 	method := events.MethodNormal
@@ -180,30 +146,39 @@ func (h *handler) handle(ctx context.Context, m runner.Msg) ([]events.Event, err
 	ho := events.JobSubmitted{JobType: imsapi.JobTypeExportImage, Kind: events.KindExport, Method: method, ImageID: im.ID,
 		ImageName: im.Name, SubmittedAt: h.now().UTC(), BatchID: req.BatchID, BucketURL: p.bucketURL,
 		FileFormat: p.fileExt, Quick: p.quick, RequestID: req.RequestID}
+	submitted := func() ([]events.Event, error) {
+		return h.ledger.Settle(ctx, e, ledger.Record{State: ledger.Submitted, ClaimedAt: h.now(), Handoff: &ho})
+	}
 	apiErr, _ := errors.AsType[*imsapi.APIError](err)
+	code := ""
+	if apiErr != nil {
+		code = apiErr.Code
+	}
 	switch {
 	case err == nil:
 		ho.JobID = ref.JobID
-		return h.record(ctx, key, rev, exportRecord{State: stateSubmitted, ClaimedAt: h.now(), Handoff: &ho})
-	case takeover && apiErr != nil && (apiErr.Code == codeExportRunning || apiErr.Code == codeTargetExists):
-		// The earlier attempt's export is running or done: hand it off
-		// without a job ID (IMS gave none); the poller follows the target.
-		zerolog.Ctx(ctx).Info().Str("code", apiErr.Code).Msg("an earlier attempt's export exists")
-		return h.record(ctx, key, rev, exportRecord{State: stateSubmitted, ClaimedAt: h.now(), Handoff: &ho})
-	case apiErr != nil && apiErr.Code == codeExportRunning:
-		_ = h.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+		return submitted()
+	case takeover && code == codeTargetExists:
+		// The target exists: the earlier attempt's export finished (IMS
+		// writes the object at the end). Hand it off known by its target
+		// (JobSubmitted.Ref); the poller reports it done.
+		zerolog.Ctx(ctx).Info().Str("target", p.bucketURL).Msg("an earlier attempt's export has written its target")
+		return submitted()
+	case takeover && code == codeExportRunning:
+		// An export of this image runs, perhaps the earlier attempt's: keep
+		// the claim, and take it over again once it expires, when the export
+		// has ended one way or the other.
+		return nil, runner.Delay(max(h.cfg.BusyWait, h.cfg.ClaimTTL), "an export of this image is running, perhaps this request's own earlier attempt; looking again later")
+	case code == codeExportRunning:
+		h.ledger.Drop(ctx, e)
 		return nil, runner.Delay(h.cfg.BusyWait, "IMS is exporting this image for another request; this export waits its turn")
 	case imsapi.MaybeApplied(err):
 		return nil, fmt.Errorf("export %s (it may have been accepted): %w", im.ID, err)
 	case imsapi.IsRetryable(err):
-		_ = h.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+		h.ledger.Drop(ctx, e)
 		return nil, h.transient(err, "export "+im.ID)
 	default:
-		code := ""
-		if apiErr != nil {
-			code = apiErr.Code
-		}
-		return h.reject(ctx, key, rev, req, "submit", events.ReasonIMSRefused, "IMS refused the export: "+err.Error(), code)
+		return h.reject(ctx, e, req, "submit", events.ReasonIMSRefused, "IMS refused the export: "+err.Error(), code)
 	}
 }
 
@@ -222,20 +197,10 @@ func (h *handler) transient(err error, what string) error {
 // reject terminates the message with a rejected event. Refusals are not
 // remembered: the same request sent later is judged again (the image may
 // have become active meanwhile); a claim held on it is dropped.
-func (h *handler) reject(ctx context.Context, key string, rev uint64, req events.ExportRequest, stage, code, reason, imsCode string) ([]events.Event, error) {
-	if rev != 0 {
-		_ = h.kv.Delete(ctx, key, jetstream.LastRevision(rev))
-	}
+func (h *handler) reject(ctx context.Context, e ledger.Entry, req events.ExportRequest, stage, code, reason, imsCode string) ([]events.Event, error) {
+	h.ledger.Drop(ctx, e)
 	r := req
 	rej := events.Rejected{Kind: events.KindExport, Stage: stage, ReasonCode: code, Reason: reason, Request: &r,
 		ErrorCode: imsCode, BatchID: req.BatchID, At: h.now().UTC()}
 	return []events.Event{rej}, runner.Term(reason)
-}
-
-func (h *handler) record(ctx context.Context, key string, rev uint64, rec exportRecord) ([]events.Event, error) {
-	b, _ := json.Marshal(rec)
-	if _, err := h.kv.Update(ctx, key, b, rev); err != nil {
-		return nil, fmt.Errorf("record export state: %w", err)
-	}
-	return []events.Event{*rec.Handoff}, nil
 }

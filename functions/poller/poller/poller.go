@@ -11,6 +11,7 @@
 package poller
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,6 +55,10 @@ type Config struct {
 	StallAfter time.Duration `env:"STALL_AFTER" envDefault:"30m"`
 	// Progress publishes imsflow.out.progress on every change of progress.
 	Progress bool `env:"PUBLISH_PROGRESS" envDefault:"false"`
+	// Sweep is how often the reconciler runs (see sweep.go); Retain, how
+	// long a finished job's state is kept.
+	Sweep  time.Duration `env:"POLL_SWEEP" envDefault:"1m"`
+	Retain time.Duration `env:"JOBS_RETAIN" envDefault:"168h"`
 	// Workers and AckWait tune the consumer; MaxFailures is how many
 	// failed deliveries send a message to the dead letters (waits do not count).
 	Workers     int           `env:"POLLER_WORKERS" envDefault:"8"`
@@ -97,6 +102,7 @@ type poller struct {
 	js      jetstream.JetStream
 	jobs    jetstream.KeyValue
 	slots   jetstream.KeyValue
+	imports jetstream.KeyValue
 	batches *batches.Counter
 	now     func() time.Time
 }
@@ -113,20 +119,23 @@ func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log z
 // build is New without the runner: the handler and its runner's
 // configuration, which tests tune.
 func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*poller, runner.Config, error) {
-	if cfg.MinInterval < time.Second || cfg.FirstPoll < time.Second || cfg.MaxInterval < cfg.MinInterval || cfg.Backoff < 1 || cfg.Deadline <= 0 {
-		return nil, runner.Config{}, errors.New("poller: POLL_FIRST and POLL_MIN at least 1s (timers have second precision), POLL_MAX at least POLL_MIN, POLL_BACKOFF at least 1, JOB_DEADLINE positive")
+	if cfg.MinInterval < time.Second || cfg.FirstPoll < time.Second || cfg.MaxInterval < cfg.MinInterval || cfg.Backoff < 1 || cfg.Deadline <= 0 || cfg.Sweep < 0 || cfg.Sweep > 0 && cfg.Sweep < time.Second || cfg.Retain < 0 {
+		return nil, runner.Config{}, errors.New("poller: POLL_FIRST, POLL_MIN and POLL_SWEEP at least 1s (timers have second precision), POLL_MAX at least POLL_MIN, POLL_BACKOFF at least 1, JOB_DEADLINE and JOBS_RETAIN positive")
 	}
 	p, err := newPoller(ctx, cfg, ims, js)
 	if err != nil {
 		return nil, runner.Config{}, err
 	}
 	return p, runner.Config{
-		Function: Function, Stream: runner.StreamJobs, Subjects: []string{events.SubjectJobSubmitted, subjectPollPrefix + ">"},
+		Function: Function, Stream: runner.StreamJobs, Subjects: []string{events.SubjectJobSubmitted, subjectPollPrefix + ">", subjectSweep},
 		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers,
 	}, nil
 }
 
 func newPoller(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*poller, error) {
+	// Zero, as in a Config written in Go: the environment's defaults.
+	cfg.Sweep = cmp.Or(cfg.Sweep, time.Minute)
+	cfg.Retain = cmp.Or(cfg.Retain, 7*24*time.Hour)
 	jobs, err := js.KeyValue(ctx, runner.BucketJobs)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", runner.BucketJobs, err)
@@ -135,26 +144,41 @@ func newPoller(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", runner.BucketSlots, err)
 	}
+	imports, err := js.KeyValue(ctx, runner.BucketImports)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", runner.BucketImports, err)
+	}
 	counter, err := batches.New(ctx, js, Function)
 	if err != nil {
 		return nil, err
 	}
-	return &poller{cfg: cfg, pol: cfg.policy(), ims: ims, js: js, jobs: jobs, slots: slots, batches: counter, now: time.Now}, nil
+	if err := armSweep(ctx, js, cfg.Sweep); err != nil {
+		return nil, err
+	}
+	return &poller{cfg: cfg, pol: cfg.policy(), ims: ims, js: js, jobs: jobs, slots: slots, imports: imports, batches: counter, now: time.Now}, nil
 }
 
 // codeNoSuchAPI is the gateway's answer for a path it does not serve.
 const codeNoSuchAPI = "APIGW.0101"
 
-// stateKey is a job's key: its job ID, or its image ID for an import found
-// by its image (no job ID known).
+// stateKey is a job's key in BucketJobs, after its one identity
+// (JobSubmitted.Ref): "j.<job ID>", "i.<image ID>" for an import found by
+// its image, "x.<hash>" for an export found by its target.
 func stateKey(h events.JobSubmitted) string {
-	if h.JobID != "" {
+	switch ref := h.Ref(); {
+	case h.JobID != "":
 		return "j." + h.JobID
+	case strings.HasPrefix(ref, "export:"):
+		return "x." + strings.TrimPrefix(ref, "export:")
+	default:
+		return "i." + h.ImageID
 	}
-	return "i." + h.ImageID
 }
 
 func (p *poller) handle(ctx context.Context, m runner.Msg) ([]events.Event, error) {
+	if m.Subject == subjectSweep {
+		return nil, p.sweep(ctx)
+	}
 	if key, ok := strings.CutPrefix(m.Subject, subjectPollPrefix); ok {
 		return p.poll(ctx, key)
 	}
@@ -182,7 +206,7 @@ func (p *poller) track(ctx context.Context, h events.JobSubmitted) error {
 		if gerr != nil {
 			return gerr
 		}
-		if cur.Final != nil {
+		if cur.Published {
 			return nil
 		}
 		st = cur
@@ -218,7 +242,9 @@ func (p *poller) load(ctx context.Context, key string) (jobState, uint64, error)
 	return st, e.Revision(), nil
 }
 
-// poll is a fired timer: query IMS, then finish the job or re-arm.
+// poll is a fired timer: query IMS, then finish the job or re-arm. Every
+// path that leaves a job unfinished leaves a timer armed behind it (the
+// sweep repairs what a crash between two writes leaves).
 func (p *poller) poll(ctx context.Context, key string) ([]events.Event, error) {
 	st, rev, err := p.load(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -230,66 +256,34 @@ func (p *poller) poll(ctx context.Context, key string) ([]events.Event, error) {
 	if st.Final != nil {
 		return p.publishFinal(ctx, key, st, rev)
 	}
-	now := p.now()
-	if now.Before(st.NextPoll.Add(-2 * time.Second)) {
-		// A stale timer (this job was re-armed since): the live one comes later.
-		return nil, nil
+	if p.now().Before(st.NextPoll.Add(-2 * time.Second)) {
+		// An early timer: a stale one (the job was re-armed since), or the
+		// redelivery of a poll whose state was written but whose timer
+		// was not (a NATS leader change between the two). Arm the timer
+		// for NextPoll (it replaces any other) before this one is acked.
+		return nil, p.schedule(ctx, key, st.NextPoll)
 	}
-	log := zerolog.Ctx(ctx).With().Str("job", key).Logger()
 	st.Polls++
-	status, percent, task, job, qerr := p.query(ctx, &st)
+	o := p.query(ctx, &st)
 	// What IMS said holds as of its answer: the end of a job that ended
 	// while the query was on its way is seen now, not before it.
-	now = p.now()
-	var out []events.Event
-	switch {
-	case qerr != nil:
-		// A failed query never ends the tracking: try again later.
-		log.Warn().Err(qerr).Int("polls", st.Polls).Msg("status query failed")
-	case status == string(imsapi.JobSuccess) || status == string(imsapi.JobFail):
-		st.Final = p.final(st, status, job, now)
-	default:
-		if !imsapi.JobStatus(status).Known() {
-			log.Warn().Str("status", status).Msg("unknown job status; still tracking")
-		}
-		before := len(st.Samples)
-		prev := -1.0
-		if before > 0 {
-			prev = st.Samples[before-1].Percent
-		}
-		st.Samples, st.LastChange = addSample(st.Samples, sample{At: now, Percent: percent}, st.LastChange)
-		st.Status = status
-		if p.cfg.Progress && percent != prev {
-			out = append(out, events.Progress{JobID: jobIDOf(st), Kind: st.Handoff.Kind, Percent: percent, CurrentTask: task, At: now.UTC()})
-		}
-		if !st.Stalled && stalled(st.LastChange, now, p.cfg.StallAfter) {
-			st.Stalled = true
-			out = append(out, events.Stalled{JobID: jobIDOf(st), Kind: st.Handoff.Kind, ImageName: st.Handoff.ImageName,
-				Percent: percent, CurrentTask: task, StalledSince: st.LastChange.UTC(), BatchID: st.Handoff.BatchID})
-		}
+	st, out := p.advance(st, o, p.now())
+	if o.err != nil {
+		zerolog.Ctx(ctx).Warn().Str("job", key).Err(o.err).Int("polls", st.Polls).Msg("status query failed")
+	} else if o.unknown() {
+		zerolog.Ctx(ctx).Warn().Str("job", key).Str("status", o.status).Msg("unknown job status; still tracking")
 	}
-	if st.Final == nil && !now.Before(st.Deadline) {
-		st.Final = p.final(st, "", nil, now)
+	b, _ := json.Marshal(st)
+	newRev, err := p.jobs.Update(ctx, key, b, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return nil, nil // another replica handled this timer, and armed the next
+	}
+	if err != nil {
+		return nil, fmt.Errorf("record job %s: %w", key, err)
 	}
 	if st.Final != nil {
-		b, _ := json.Marshal(st)
-		newRev, err := p.jobs.Update(ctx, key, b, rev)
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return nil, nil // another replica handled this timer
-		}
-		if err != nil {
-			return nil, fmt.Errorf("record the end of %s: %w", key, err)
-		}
 		evs, err := p.publishFinal(ctx, key, st, newRev)
 		return append(out, evs...), err
-	}
-	st.NextPoll = now.Add(p.pol.next(st.Samples, st.Polls, now, st.Deadline))
-	b, _ := json.Marshal(st)
-	if _, err := p.jobs.Update(ctx, key, b, rev); err != nil {
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return nil, nil // another replica handled this timer
-		}
-		return nil, fmt.Errorf("record job %s: %w", key, err)
 	}
 	if err := p.schedule(ctx, key, st.NextPoll); err != nil {
 		return nil, err
@@ -297,27 +291,88 @@ func (p *poller) poll(ctx context.Context, key string) ([]events.Event, error) {
 	return out, nil
 }
 
+// observation is what one status query found.
+type observation struct {
+	status  string
+	percent float64
+	task    string
+	job     *imsapi.Job
+	err     error // the query failed: nothing was learnt
+}
+
+func (o observation) ended() bool {
+	return o.err == nil && (o.status == string(imsapi.JobSuccess) || o.status == string(imsapi.JobFail))
+}
+
+func (o observation) unknown() bool {
+	return o.err == nil && !imsapi.JobStatus(o.status).Known()
+}
+
+// advance is the poller's transition, pure: a job's state after one
+// query at now, and the warnings it implies (progress, stalled). The
+// state comes back Final when the job ended or its deadline passed,
+// otherwise with its next query planned. A failed query changes nothing
+// but the plan: it never ends the tracking.
+func (p *poller) advance(st jobState, o observation, now time.Time) (jobState, []events.Event) {
+	var out []events.Event
+	switch {
+	case o.ended():
+		st.Final = p.final(st, o.status, o.job, now)
+		return st, nil
+	case o.err == nil:
+		before := len(st.Samples)
+		prev := -1.0
+		if before > 0 {
+			prev = st.Samples[before-1].Percent
+		}
+		st.Samples, st.LastChange = addSample(st.Samples, sample{At: now, Percent: o.percent}, st.LastChange)
+		st.Status = o.status
+		if p.cfg.Progress && o.percent != prev {
+			out = append(out, events.Progress{JobID: st.Handoff.Ref(), Kind: st.Handoff.Kind, Percent: o.percent, CurrentTask: o.task, At: now.UTC()})
+		}
+		if !st.Stalled && stalled(st.LastChange, now, p.cfg.StallAfter) {
+			st.Stalled = true
+			out = append(out, events.Stalled{JobID: st.Handoff.Ref(), Kind: st.Handoff.Kind, ImageName: st.Handoff.ImageName,
+				Percent: o.percent, CurrentTask: o.task, StalledSince: st.LastChange.UTC(), BatchID: st.Handoff.BatchID})
+		}
+	}
+	if !now.Before(st.Deadline) {
+		st.Final = p.final(st, "", nil, now)
+		return st, out
+	}
+	st.NextPoll = now.Add(p.pol.next(st.Samples, st.Polls, now, st.Deadline))
+	return st, out
+}
+
 // query asks IMS how the job is, falling back from the progress API to
 // the job status API when the first is not available, and following the
-// image for a job known only by its image.
-func (p *poller) query(ctx context.Context, st *jobState) (status string, percent float64, task string, job *imsapi.Job, err error) {
+// image for an import known only by its image.
+func (p *poller) query(ctx context.Context, st *jobState) observation {
 	h := st.Handoff
-	if h.JobID == "" {
+	switch {
+	case h.JobID == "" && h.Kind == events.KindExport:
+		// An earlier attempt's export, found by its target: IMS refused a
+		// second export because the target object exists (IMG.0070), which
+		// it writes when the export ends. There is no job to ask about.
+		return observation{status: string(imsapi.JobSuccess), percent: 1, job: &imsapi.Job{Entities: imsapi.JobEntities{ImageID: h.ImageID}}}
+	case h.JobID == "":
 		im, err := p.ims.Image(ctx, h.ImageID)
 		switch {
 		case errors.Is(err, imsapi.ErrNotFound):
-			return string(imsapi.JobFail), 0, "", &imsapi.Job{ErrorCode: "IMG.0027", FailReason: "the image was not found"}, nil
+			return observation{status: string(imsapi.JobFail), job: &imsapi.Job{ErrorCode: "IMG.0027", FailReason: "the image was not found"}}
 		case err != nil:
-			return "", 0, "", nil, err
+			return observation{err: err}
 		}
 		switch im.Status {
 		case imsapi.ImageActive:
-			return string(imsapi.JobSuccess), 1, "", &imsapi.Job{Entities: imsapi.JobEntities{ImageID: im.ID, ImageName: im.Name}}, nil
+			return observation{status: string(imsapi.JobSuccess), percent: 1, job: &imsapi.Job{Entities: imsapi.JobEntities{ImageID: im.ID, ImageName: im.Name}}}
 		case imsapi.ImageKilled, imsapi.ImageDeleted:
-			return string(imsapi.JobFail), 0, "", &imsapi.Job{FailReason: imsapi.FlexString("the image is " + im.Status)}, nil
+			return observation{status: string(imsapi.JobFail), job: &imsapi.Job{FailReason: imsapi.FlexString("the image is " + im.Status)}}
 		}
-		return string(imsapi.JobRunning), 0, "", nil, nil
+		return observation{status: string(imsapi.JobRunning)}
 	}
+	var job *imsapi.Job
+	var err error
 	if !st.StatusAPI {
 		job, err = p.ims.JobProgress(ctx, h.JobID)
 		var apiErr *imsapi.APIError
@@ -329,10 +384,10 @@ func (p *poller) query(ctx context.Context, st *jobState) (status string, percen
 		job, err = p.ims.Job(ctx, h.JobID)
 	}
 	if err != nil {
-		return "", 0, "", nil, err
+		return observation{err: err}
 	}
 	pct, _ := job.Progress()
-	return string(job.Status), pct, job.Entities.CurrentTask, job, nil
+	return observation{status: string(job.Status), percent: pct, task: job.Entities.CurrentTask, job: job}
 }
 
 // final is the completion event of a job that ended (status SUCCESS or
@@ -340,7 +395,7 @@ func (p *poller) query(ctx context.Context, st *jobState) (status string, percen
 func (p *poller) final(st jobState, status string, job *imsapi.Job, now time.Time) *events.JobFinished {
 	h := st.Handoff
 	f := &events.JobFinished{
-		JobID: jobIDOf(st), JobType: h.JobType, Kind: h.Kind, ImageID: h.ImageID, ImageName: h.ImageName, Method: h.Method,
+		JobID: h.Ref(), JobType: h.JobType, Kind: h.Kind, ImageID: h.ImageID, ImageName: h.ImageName, Method: h.Method,
 		ImageType: h.ImageType, Source: h.Source, BucketURL: h.BucketURL, FileFormat: h.FileFormat, Quick: h.Quick,
 		RequestID: h.RequestID, SubmittedAt: h.SubmittedAt, FinishedAt: now.UTC(), Polls: st.Polls, BatchID: h.BatchID,
 	}
@@ -415,13 +470,6 @@ func (p *poller) publishFinal(ctx context.Context, key string, st jobState, rev 
 		return nil, fmt.Errorf("mark %s published: %w", key, err)
 	}
 	return nil, nil
-}
-
-func jobIDOf(st jobState) string {
-	if st.Handoff.JobID != "" {
-		return st.Handoff.JobID
-	}
-	return "image:" + st.Handoff.ImageID
 }
 
 func orNone(s string) string {

@@ -1,0 +1,187 @@
+package poller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/imsflow/imsflow/internal/ledger"
+	"github.com/imsflow/imsflow/internal/runner"
+)
+
+// The sweep is the poller's reconciler. A repeating JetStream schedule
+// (imsflow.sched.sweep, every POLL_SWEEP) fires imsflow.jobs.sweep into
+// the poller's own consumer, so one replica sweeps per tick, a restart
+// changes nothing, and no replica needs to be elected. Each sweep repairs
+// what a crash or a lost message between two writes can leave behind:
+//
+//   - a tracked job whose next query is overdue (its timer was lost), or
+//     whose deadline has passed, or whose end is recorded but not yet
+//     published: its timer is armed again, so JOB_DEADLINE holds even if
+//     no poll ever comes;
+//   - an in-flight slot that no live claim or tracked job holds: freed;
+//   - a submitted import whose hand-off never became a tracked job: the
+//     hand-off is published again;
+//   - a job published longer than JOBS_RETAIN ago: its state is deleted.
+const (
+	subjectSweep      = "imsflow.jobs.sweep"
+	subjectSweepSched = "imsflow.sched.sweep"
+)
+
+// sweepGrace is how long a slot may be held before its owner's claim
+// records it: the moment between taking a slot and claiming.
+const sweepGrace = time.Minute
+
+// handoffLost is after how long a submitted import with no tracked job is
+// taken to have lost its hand-off: longer than IMSFLOW_JOBS's duplicate
+// window, so that publishing it again is not dropped as a duplicate.
+const handoffLost = 11 * time.Minute
+
+// sweepReport counts what one sweep did.
+type sweepReport struct {
+	Jobs, Rearmed, Expired, Slots, Freed, Handoffs int
+}
+
+// armSweep makes sure the repeating schedule exists with the configured
+// interval; a schedule already in place is left alone. Its ticks expire
+// after one interval, so they do not pile up while no poller runs.
+func armSweep(ctx context.Context, js jetstream.JetStream, every time.Duration) error {
+	stream, err := js.Stream(ctx, runner.StreamJobs)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", runner.StreamJobs, err)
+	}
+	want := "@every " + every.String()
+	if m, err := stream.GetLastMsgForSubject(ctx, subjectSweepSched); err == nil && m.Header.Get("Nats-Schedule") == want {
+		return nil
+	}
+	_, err = js.Publish(ctx, subjectSweepSched, nil, jetstream.WithScheduleEvery(every),
+		jetstream.WithScheduleTarget(subjectSweep), jetstream.WithScheduleTTL(every))
+	if err != nil {
+		return fmt.Errorf("schedule the sweep: %w", err)
+	}
+	return nil
+}
+
+// sweep runs one pass over the jobs and the slots.
+func (p *poller) sweep(ctx context.Context) error {
+	var r sweepReport
+	err := errors.Join(p.sweepJobs(ctx, &r), p.sweepSlots(ctx, &r))
+	ev := zerolog.Ctx(ctx).Info()
+	if r.Rearmed+r.Freed+r.Handoffs == 0 {
+		ev = zerolog.Ctx(ctx).Debug()
+	}
+	ev.Int("jobs", r.Jobs).Int("rearmed", r.Rearmed).Int("expired", r.Expired).Int("slots", r.Slots).
+		Int("slots_freed", r.Freed).Int("handoffs_republished", r.Handoffs).Msg("sweep")
+	return err
+}
+
+// each calls f with every key and value of kv.
+func each(ctx context.Context, kv jetstream.KeyValue, f func(jetstream.KeyValueEntry) error) error {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for e := range w.Updates() {
+		if e == nil {
+			return nil // every current value has been seen
+		}
+		if err := f(e); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// overdue is how late a job's query may be before its timer is taken to
+// be lost: a timer fires on time, but a busy poller may take a while.
+func (p *poller) overdue() time.Duration { return max(2*p.cfg.AckWait, time.Minute) }
+
+func (p *poller) sweepJobs(ctx context.Context, r *sweepReport) error {
+	now := p.now()
+	return each(ctx, p.jobs, func(e jetstream.KeyValueEntry) error {
+		r.Jobs++
+		var st jobState
+		if err := json.Unmarshal(e.Value(), &st); err != nil {
+			return nil // not ours to repair; poll reports it
+		}
+		switch {
+		case st.Published:
+			if st.Final != nil && now.Sub(st.Final.FinishedAt) > p.cfg.Retain {
+				if err := p.jobs.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision())); err == nil {
+					r.Expired++
+				}
+			}
+			return nil
+		case st.Final != nil, now.After(st.NextPoll.Add(p.overdue())), now.After(st.Deadline.Add(p.overdue())):
+			r.Rearmed++
+			return p.schedule(ctx, e.Key(), now)
+		}
+		return nil
+	})
+}
+
+func (p *poller) sweepSlots(ctx context.Context, r *sweepReport) error {
+	now := p.now()
+	imports := ledger.Ledger{KV: p.imports}
+	return each(ctx, p.slots, func(e jetstream.KeyValueEntry) error {
+		r.Slots++
+		owner := string(e.Value())
+		if !strings.HasPrefix(owner, "v.") || now.Sub(e.Created()) < sweepGrace {
+			return nil // an older kind of slot (its TTL frees it), or one being claimed
+		}
+		held, err := p.slotHeld(ctx, imports, e.Key(), owner, r)
+		if err != nil || held {
+			return err
+		}
+		if err := p.slots.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision())); err == nil {
+			r.Freed++
+			zerolog.Ctx(ctx).Info().Str("slot", e.Key()).Str("owner", owner).Msg("freed an in-flight slot that no claim or job holds")
+		}
+		return nil
+	})
+}
+
+// slotHeld reports whether owner's record still holds slot: a claim that
+// names it (live, or expired and about to be taken over, which keeps it),
+// or a submitted import whose job is still tracked. A submitted import
+// with no tracked job long after its submission lost its hand-off: it is
+// published again.
+func (p *poller) slotHeld(ctx context.Context, imports ledger.Ledger, slot, owner string, r *sweepReport) (bool, error) {
+	e, err := imports.Read(ctx, owner)
+	if err != nil || e.Rev == 0 || e.Record.Slot != slot {
+		return false, err
+	}
+	switch e.Record.State {
+	case ledger.Claimed:
+		return true, nil
+	case ledger.Submitted:
+	default:
+		return false, nil
+	}
+	h := e.Record.Handoff
+	if h == nil {
+		return false, nil
+	}
+	st, _, err := p.load(ctx, stateKey(*h))
+	switch {
+	case err == nil:
+		return !st.Published, nil
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		return true, err
+	}
+	if since := p.now().Sub(h.SubmittedAt); since > handoffLost && since < p.cfg.Retain {
+		if err := runner.Publish(ctx, p.js, Function, *h); err != nil {
+			return true, err
+		}
+		r.Handoffs++
+		zerolog.Ctx(ctx).Warn().Str("job", h.Ref()).Msg("a submitted import was never tracked: its hand-off is published again")
+	}
+	return true, nil
+}
