@@ -58,7 +58,7 @@ func Main[C any](function string, build Build[C]) {
 	if err != nil {
 		badConfig(function, err)
 	}
-	err = run(function, cfg, func(ctx context.Context, js jetstream.JetStream) (Service, error) {
+	err = run(function, cfg, log, func(ctx context.Context, js jetstream.JetStream) (Service, error) {
 		// One limiter for the process, its rate a share of IMS_RATE_LIMIT
 		// among every imsflow process alive (rateshare).
 		limiter := rate.NewLimiter(rate.Limit(imsCfg.RateLimit), imsCfg.RateBurst)
@@ -79,7 +79,7 @@ func Main[C any](function string, build Build[C]) {
 func MainService[C any](function string, build BuildService[C]) {
 	cfg, log := parse[C](function)
 	warn(log, function, cfg.Function)
-	err := run(function, cfg, func(ctx context.Context, js jetstream.JetStream) (Service, error) {
+	err := run(function, cfg, log, func(ctx context.Context, js jetstream.JetStream) (Service, error) {
 		return build(ctx, cfg.Function, js, log)
 	})
 	exit(log, err)
@@ -132,7 +132,7 @@ func exit(log zerolog.Logger, err error) {
 	}
 }
 
-func run[C any](function string, cfg config[C], build func(context.Context, jetstream.JetStream) (Service, error)) error {
+func run[C any](function string, cfg config[C], log zerolog.Logger, build func(context.Context, jetstream.JetStream) (Service, error)) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	nc, js, err := cfg.NATS.ConnectContext(ctx, "imsflow-"+function)
@@ -150,7 +150,7 @@ func run[C any](function string, cfg config[C], build func(context.Context, jets
 			}
 		}
 	}()
-	if err := runner.Ensure(ctx, js, runner.DefaultTopology(cfg.NATS.Replicas)); err != nil {
+	if err := runner.EnsureWait(ctx, js, runner.DefaultTopology(cfg.NATS.Replicas), log.With().Str("function", function).Logger()); err != nil {
 		return err
 	}
 	s, err := build(ctx, js)

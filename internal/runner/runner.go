@@ -217,9 +217,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		return fmt.Errorf("bucket %s: %w", BucketAttempts, err)
 	}
 	r.attempts = attempts
-	cons, err := r.js.CreateOrUpdateConsumer(ctx, r.cfg.Stream, r.ConsumerConfig())
+	var cons jetstream.Consumer
+	err = retryStart(ctx, r.log, "create consumer "+r.cfg.Function+" on "+r.cfg.Stream, func(ctx context.Context) (err error) {
+		cons, err = r.js.CreateOrUpdateConsumer(ctx, r.cfg.Stream, r.ConsumerConfig())
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("consumer %s on %s: %w", r.cfg.Function, r.cfg.Stream, err)
+		return err
 	}
 	work := make(chan jetstream.Msg)
 	var wg sync.WaitGroup

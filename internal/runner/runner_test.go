@@ -401,3 +401,38 @@ func TestEnsureIsIdempotent(t *testing.T) {
 		}
 	}
 }
+
+// lineSignal is a log writer that signals each line written.
+type lineSignal struct{ lines chan string }
+
+func (w lineSignal) Write(p []byte) (int, error) {
+	select {
+	case w.lines <- string(p):
+	default:
+	}
+	return len(p), nil
+}
+
+// TestEnsureWaitsForJetStream: a process that starts before NATS answers
+// (a cluster still electing, a server restarting) waits and says so,
+// instead of exiting on its first try.
+func TestEnsureWaitsForJetStream(t *testing.T) {
+	t.Parallel()
+	n := testenv.StartNATS(t)
+	_, js := n.Connect(t)
+	n.Shutdown()
+	w := lineSignal{lines: make(chan string, 16)}
+	done := make(chan error, 1)
+	go func() { done <- EnsureWait(t.Context(), js, DefaultTopology(1), zerolog.New(w)) }()
+	line := testenv.Await(t, w.lines, "a log line about the wait")
+	if !strings.Contains(line, "JetStream is not ready") || !strings.Contains(line, "trying again") {
+		t.Errorf("log line %q does not say what it waits for", line)
+	}
+	n.Restart(t)
+	if err := testenv.Await(t, done, "EnsureWait to return"); err != nil {
+		t.Fatalf("EnsureWait after NATS came back: %v", err)
+	}
+	if _, err := js.Stream(t.Context(), StreamIn); err != nil {
+		t.Errorf("stream after EnsureWait: %v", err)
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/imsflow/imsflow/pkg/events"
 )
@@ -114,4 +116,46 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		}
 	}
 	return nil
+}
+
+// StartupWait bounds how long a starting process waits for JetStream to
+// answer: a cluster whose nodes start together elects its leaders for a
+// few seconds first, and a process started with them must not exit.
+var StartupWait = 2 * time.Minute
+
+// EnsureWait is Ensure, tried again until it succeeds or StartupWait has
+// passed, with a log line for each failed try.
+func EnsureWait(ctx context.Context, js jetstream.JetStream, t Topology, log zerolog.Logger) error {
+	return retryStart(ctx, log, "create imsflow's streams and buckets", func(ctx context.Context) error { return Ensure(ctx, js, t) })
+}
+
+// retryStart runs f until it succeeds, ctx ends or StartupWait has passed,
+// each try bounded by tryTimeout, waiting 1 s, 2 s, 4 s ... at most 10 s
+// between tries.
+func retryStart(ctx context.Context, log zerolog.Logger, what string, f func(context.Context) error) error {
+	const tryTimeout = 5 * time.Second
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = time.Second, 10*time.Second, StartupWait
+	b.Reset()
+	for try := 1; ; try++ {
+		tctx, cancel := context.WithTimeout(ctx, tryTimeout)
+		err := f(tctx)
+		cancel()
+		if err == nil {
+			if try > 1 {
+				log.Info().Int("tries", try).Msg(what + ": done; JetStream answers")
+			}
+			return nil
+		}
+		wait := b.NextBackOff()
+		if wait == backoff.Stop || ctx.Err() != nil {
+			return fmt.Errorf("%s: JetStream did not answer within %s (%d tries): %w", what, StartupWait, try, err)
+		}
+		log.Warn().Err(err).Int("try", try).Dur("retry_in", wait).Msg(what + ": JetStream is not ready (a cluster still electing its leaders?); trying again")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
