@@ -256,7 +256,7 @@ func (p *poller) poll(ctx context.Context, key string) ([]events.Event, error) {
 	if st.Final != nil {
 		return p.publishFinal(ctx, key, st, rev)
 	}
-	if p.now().Before(st.NextPoll.Add(-2 * time.Second)) {
+	if now := p.now(); now.Before(st.NextPoll.Add(-2*time.Second)) && now.Before(st.Deadline) {
 		// An early timer: a stale one (the job was re-armed since), or the
 		// redelivery of a poll whose state was written but whose timer
 		// was not (a NATS leader change between the two). Arm the timer

@@ -1,0 +1,331 @@
+package poller
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imsflow/imsflow/internal/ledger"
+	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/testenv"
+	"github.com/imsflow/imsflow/pkg/events"
+	"github.com/imsflow/imsflow/pkg/imsapi"
+	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
+)
+
+// bare is a poller on an embedded NATS with no runner: tests call its
+// steps themselves, on a clock they set.
+type bare struct {
+	p   *poller
+	js  jetstream.JetStream
+	now time.Time
+}
+
+func newBare(t *testing.T) *bare {
+	t.Helper()
+	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, ProjectID: "p1", ImageQuota: -1, MaxRunningJobs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emu.Close() })
+	client, err := emu.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js := testenv.StartNATS(t).Connect(t)
+	if err := runner.Ensure(t.Context(), js, runner.DefaultTopology(1)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPoller(t.Context(), Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: time.Minute,
+		Backoff: 1.5, Deadline: time.Hour, StallAfter: time.Hour, AckWait: 30 * time.Second}, client, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bare{p: p, js: js, now: time.Now()}
+	p.now = func() time.Time { return b.now }
+	return b
+}
+
+// put stores a job's state as a crash might have left it.
+func (b *bare) put(t *testing.T, key string, st jobState) {
+	t.Helper()
+	v, _ := json.Marshal(st)
+	if _, err := b.p.jobs.Put(t.Context(), key, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// timer returns the time the job's armed timer fires, or false.
+func (b *bare) timer(t *testing.T, key string) (time.Time, bool) {
+	t.Helper()
+	s, err := b.js.Stream(t.Context(), runner.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(t.Context(), subjectSchedPrefix+key)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return time.Time{}, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := time.Parse(time.RFC3339, strings.TrimPrefix(m.Header.Get("Nats-Schedule"), "@at "))
+	if err != nil {
+		t.Fatalf("schedule header %q: %v", m.Header.Get("Nats-Schedule"), err)
+	}
+	return at, true
+}
+
+func handoff(jobID string) events.JobSubmitted {
+	return events.JobSubmitted{JobID: jobID, Kind: events.KindImport, Method: events.MethodNormal, ImageName: "img",
+		SubmittedAt: time.Now().UTC(), Source: &events.Source{Bucket: "b", Key: jobID + ".qcow2"}}
+}
+
+// TestEarlyTimerArmsTheNextOne: the poll that wrote a job's next query
+// but whose timer publish failed (a leader change) comes back early, as
+// a redelivery; it must leave a timer behind before it is acked.
+func TestEarlyTimerArmsTheNextOne(t *testing.T) {
+	t.Parallel()
+	b := newBare(t)
+	next := b.now.Add(10 * time.Minute).Truncate(time.Second)
+	b.put(t, "j.early", jobState{Handoff: handoff("early"), NextPoll: next, Deadline: b.now.Add(time.Hour)})
+	if _, ok := b.timer(t, "j.early"); ok {
+		t.Fatal("a timer before the test armed one")
+	}
+	if evs, err := b.p.poll(t.Context(), "j.early"); err != nil || len(evs) != 0 {
+		t.Fatalf("early poll = %v, %v", evs, err)
+	}
+	at, ok := b.timer(t, "j.early")
+	if !ok || !at.Equal(next) {
+		t.Errorf("timer after an early poll: %v (armed %v), want %v", at, ok, next)
+	}
+}
+
+// TestSweepRepairsJobs: the sweep arms a timer for a job whose query is
+// overdue, one past its deadline and one whose end is recorded but not
+// published; it leaves a healthy job alone and forgets finished jobs
+// after the retention.
+func TestSweepRepairsJobs(t *testing.T) {
+	t.Parallel()
+	b := newBare(t)
+	fin := &events.JobFinished{JobID: "done", Status: events.StatusSucceeded, FinishedAt: b.now.Add(-8 * 24 * time.Hour)}
+	b.put(t, "j.overdue", jobState{Handoff: handoff("overdue"), NextPoll: b.now.Add(-10 * time.Minute), Deadline: b.now.Add(time.Hour)})
+	b.put(t, "j.deadline", jobState{Handoff: handoff("deadline"), NextPoll: b.now.Add(time.Hour), Deadline: b.now.Add(-10 * time.Minute)})
+	b.put(t, "j.unpublished", jobState{Handoff: handoff("unpublished"), NextPoll: b.now.Add(time.Hour), Deadline: b.now.Add(time.Hour),
+		Final: &events.JobFinished{JobID: "unpublished", Status: events.StatusFailed}})
+	b.put(t, "j.healthy", jobState{Handoff: handoff("healthy"), NextPoll: b.now.Add(time.Minute), Deadline: b.now.Add(time.Hour)})
+	b.put(t, "j.old", jobState{Handoff: handoff("old"), Final: fin, Published: true})
+	if err := b.p.sweep(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"j.overdue", "j.deadline", "j.unpublished"} {
+		if _, ok := b.timer(t, key); !ok {
+			t.Errorf("%s: no timer after the sweep", key)
+		}
+	}
+	if _, ok := b.timer(t, "j.healthy"); ok {
+		t.Error("j.healthy: the sweep armed a timer for a job that is on time")
+	}
+	if _, err := b.p.jobs.Get(t.Context(), "j.old"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("a job finished 8 days ago is still kept: %v", err)
+	}
+	// The deadline's timer, fired, ends the job timed_out although IMS
+	// was never asked (the job ID is unknown to the emulator).
+	evs, err := b.p.poll(t.Context(), "j.deadline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := b.p.load(t.Context(), "j.deadline")
+	if err != nil || st.Final == nil || st.Final.Status != events.StatusTimedOut || !st.Published {
+		t.Errorf("after the deadline's poll: %+v (events %v), %v", st.Final, evs, err)
+	}
+}
+
+// TestSweepFreesLeakedSlots: a slot is freed when no claim or tracked job
+// holds it, and kept while one does.
+func TestSweepFreesLeakedSlots(t *testing.T) {
+	t.Parallel()
+	b := newBare(t)
+	ctx := t.Context()
+	imports := ledger.Ledger{KV: b.p.imports, TTL: time.Minute, Now: func() time.Time { return b.now }}
+	record := func(owner string, rec ledger.Record) {
+		v, _ := json.Marshal(rec)
+		if _, err := b.p.imports.Put(ctx, owner, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slot := func(name, owner string) {
+		if _, err := b.p.slots.Put(ctx, name, []byte(owner)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	published := handoff("pub")
+	tracked := handoff("trk")
+	slot("slot.0001", "v.noclaim") // the replica died between the slot and the claim
+	slot("slot.0002", "v.claimed")
+	record("v.claimed", ledger.Record{State: ledger.Claimed, ClaimedAt: b.now.Add(-time.Hour), Slot: "slot.0002"})
+	slot("slot.0003", "v.published")
+	record("v.published", ledger.Record{State: ledger.Submitted, Slot: "slot.0003", Handoff: &published})
+	b.put(t, stateKey(published), jobState{Handoff: published, Published: true, Final: &events.JobFinished{FinishedAt: b.now}})
+	slot("slot.0004", "v.tracked")
+	record("v.tracked", ledger.Record{State: ledger.Submitted, Slot: "slot.0004", Handoff: &tracked})
+	b.put(t, stateKey(tracked), jobState{Handoff: tracked, NextPoll: b.now.Add(time.Minute), Deadline: b.now.Add(time.Hour)})
+	slot("slot.0005", "v.other") // its claim moved on to another slot
+	record("v.other", ledger.Record{State: ledger.Claimed, ClaimedAt: b.now, Slot: "slot.0009"})
+	_ = imports
+
+	// Within the grace, nothing is freed: the owner may be claiming.
+	if err := b.p.sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := countKeys(t, b.p.slots); n != 5 {
+		t.Fatalf("%d slots after a sweep within the grace, want all 5", n)
+	}
+	b.now = b.now.Add(2 * sweepGrace)
+	if err := b.p.sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, held := range map[string]bool{"slot.0001": false, "slot.0002": true, "slot.0003": false, "slot.0004": true, "slot.0005": false} {
+		_, err := b.p.slots.Get(ctx, name)
+		if got := err == nil; got != held {
+			t.Errorf("%s held = %v after the sweep, want %v (%v)", name, got, held, err)
+		}
+	}
+}
+
+// TestSweepRepublishesALostHandoff: a submitted import that was never
+// tracked (its hand-off lost) gets its hand-off again.
+func TestSweepRepublishesALostHandoff(t *testing.T) {
+	t.Parallel()
+	b := newBare(t)
+	ctx := t.Context()
+	h := handoff("lost")
+	h.SubmittedAt = b.now.Add(-time.Hour).UTC()
+	h.Slot = "slot.0007"
+	v, _ := json.Marshal(ledger.Record{State: ledger.Submitted, Slot: h.Slot, Handoff: &h})
+	if _, err := b.p.imports.Put(ctx, "v.lost", v); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.p.slots.Put(ctx, h.Slot, []byte("v.lost")); err != nil {
+		t.Fatal(err)
+	}
+	b.now = b.now.Add(2 * sweepGrace)
+	if err := b.p.sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.js.Stream(ctx, runner.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, events.SubjectJobSubmitted)
+	if err != nil {
+		t.Fatalf("no hand-off republished: %v", err)
+	}
+	var got events.JobSubmitted
+	if err := json.Unmarshal(m.Data, &got); err != nil || got.JobID != "lost" {
+		t.Errorf("republished %+v, %v", got, err)
+	}
+	if _, err := b.p.slots.Get(ctx, h.Slot); err != nil {
+		t.Errorf("the lost job's slot was freed: %v", err)
+	}
+}
+
+func countKeys(t *testing.T, kv jetstream.KeyValue) int {
+	t.Helper()
+	n := 0
+	lister, err := kv.ListKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range lister.Keys() {
+		n++
+	}
+	return n
+}
+
+// TestLostTimerConverges: end to end on a running poller, a job whose
+// timer is lost (purged, as a failed publish leaves it) still ends with
+// its completion event: the sweep's schedule fires and re-arms it.
+func TestLostTimerConverges(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, func(c *Config) {
+		c.FirstPoll, c.Sweep, c.AckWait = time.Hour, time.Second, 5*time.Second
+	})
+	h := hs.importJob("d1.qcow2", "")
+	key := stateKey(h)
+	testenv.Eventually(t, "the job tracked", func() bool {
+		_, err := hs.p.jobs.Get(t.Context(), key)
+		return err == nil
+	})
+	// Lose the timer, and make the job's query overdue.
+	s, err := hs.js.Stream(t.Context(), runner.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(t.Context(), jetstream.WithPurgeSubject(subjectSchedPrefix+key)); err != nil {
+		t.Fatal(err)
+	}
+	st, rev, err := hs.p.load(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.NextPoll = time.Now().Add(-time.Hour)
+	v, _ := json.Marshal(st)
+	if _, err := hs.p.jobs.Update(t.Context(), key, v, rev); err != nil {
+		t.Fatal(err)
+	}
+	got := hs.finished(1)
+	if f, ok := got[h.JobID]; !ok || f.Status != events.StatusSucceeded {
+		t.Errorf("completion = %+v", got)
+	}
+}
+
+func TestAdvance(t *testing.T) {
+	p := &poller{cfg: Config{Deadline: time.Hour, StallAfter: 10 * time.Minute}, pol: policy{First: time.Second, Min: time.Second, Max: time.Minute, AimMax: time.Minute, Factor: 2}}
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	base := jobState{Handoff: handoff("j"), Deadline: now.Add(time.Hour), LastChange: now.Add(-time.Minute), Polls: 1}
+	for _, c := range []struct {
+		name     string
+		st       jobState
+		o        observation
+		final    events.Status
+		warnings int
+	}{
+		{"success ends it", base, observation{status: "SUCCESS", percent: 1, job: &imsapi.Job{}}, events.StatusSucceeded, 0},
+		{"fail ends it with IMS's reason", base, observation{status: "FAIL", job: &imsapi.Job{ErrorCode: "IMG.0057"}}, events.StatusFailed, 0},
+		{"a failed query never ends it", base, observation{err: errors.New("503")}, "", 0},
+		{"an unknown status is not success", base, observation{status: "WEIRD"}, "", 0},
+		{"a failed query past the deadline times out", func() jobState { s := base; s.Deadline = now; return s }(), observation{err: errors.New("503")}, events.StatusTimedOut, 0},
+		{"no progress for StallAfter warns once", func() jobState {
+			s := base
+			s.LastChange = now.Add(-time.Hour)
+			s.Samples = []sample{{At: now.Add(-time.Hour), Percent: 0.3}}
+			return s
+		}(),
+			observation{status: "RUNNING", percent: 0.3}, "", 1},
+		{"a stalled job does not warn twice", func() jobState {
+			s := base
+			s.Stalled, s.LastChange, s.Samples = true, now.Add(-time.Hour), []sample{{At: now.Add(-time.Hour), Percent: 0.3}}
+			return s
+		}(), observation{status: "RUNNING", percent: 0.3}, "", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st, out := p.advance(c.st, c.o, now)
+			switch {
+			case c.final == "" && st.Final != nil:
+				t.Errorf("ended %s, want still tracked", st.Final.Status)
+			case c.final != "" && (st.Final == nil || st.Final.Status != c.final):
+				t.Errorf("final = %+v, want %s", st.Final, c.final)
+			case c.final == "" && !st.NextPoll.After(now):
+				t.Errorf("next poll %v not after now", st.NextPoll)
+			}
+			if len(out) != c.warnings {
+				t.Errorf("%d events, want %d: %v", len(out), c.warnings, out)
+			}
+		})
+	}
+}
