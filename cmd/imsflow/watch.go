@@ -161,6 +161,14 @@ func describeAt(subject string, data []byte, at, now time.Time) string {
 		var s events.Stalled
 		_ = json.Unmarshal(data, &s)
 		return fmt.Sprintf("%s %-6s stalled    job %s  %s at %.0f%% since %s", stamp, s.Kind, s.JobID, s.ImageName, s.Percent*100, clockTime(s.StalledSince, now))
+	case strings.HasSuffix(subject, ".waiting"):
+		var w events.Waiting
+		_ = json.Unmarshal(data, &w)
+		what := ""
+		if w.Source != nil {
+			what = w.Source.Bucket + ":" + w.Source.Key
+		}
+		return fmt.Sprintf("%s %-6s waiting    %s  for %s until %s", stamp, w.Kind, what, w.Missing, clockTime(w.Until, now))
 	case subject == events.SubjectBatchCompleted:
 		var b events.BatchCompleted
 		_ = json.Unmarshal(data, &b)

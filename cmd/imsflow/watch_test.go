@@ -199,3 +199,16 @@ func checkHelp(t *testing.T, cmd string) {
 		t.Errorf("%s -no-such-flag: exit %d, stdout %q, stderr %q; want %d and the error on stderr", cmd, code, out, errOut, exitUsage)
 	}
 }
+
+// TestWatchShowsWaiting: a RAW file waiting for its bitmap is visible.
+func TestWatchShowsWaiting(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.Local)
+	w := events.Waiting{Kind: events.KindImport, Source: &events.Source{Bucket: "images", Key: "db/db-01.raw"}, Missing: "db/db-01.mf",
+		Since: now, Until: now.Add(30 * time.Minute)}
+	data, _ := json.Marshal(w)
+	got := describeAt(w.Subject(), data, now, now)
+	want := "12:00:00 import waiting    images:db/db-01.raw  for db/db-01.mf until 12:30:00"
+	if got != want {
+		t.Errorf("line\n%q, want\n%q", got, want)
+	}
+}
