@@ -88,6 +88,15 @@ func (e *delayError) Error() string { return fmt.Sprintf("delayed %s: %s", e.d, 
 // claim under way). A wait is not a failure: it spends no MaxFailures.
 func Delay(d time.Duration, reason string) error { return &delayError{d: d, reason: reason} }
 
+// IsDelay reports whether err is a planned wait (Delay), and its length.
+func IsDelay(err error) (time.Duration, bool) {
+	var d *delayError
+	if errors.As(err, &d) {
+		return d.d, true
+	}
+	return 0, false
+}
+
 // Config of a Runner. Zero fields take the defaults.
 type Config struct {
 	// Function names the durable consumer and the dead-letter subject.
