@@ -12,45 +12,6 @@ import (
 	"github.com/imsflow/imsflow/pkg/events"
 )
 
-// Stream and key-value bucket names: the whole JetStream topology of
-// imsflow, in one place.
-const (
-	// StreamIn holds the inputs (imsflow.in.>) as a work queue: the import
-	// and export consumers take disjoint subjects, and a message is gone
-	// once acknowledged. MinIO's NATS target publishes into it.
-	StreamIn = "IMSFLOW_IN"
-	// StreamJobs holds internal traffic: hand-offs to the poller and its
-	// scheduled poll timers.
-	StreamJobs = "IMSFLOW_JOBS"
-	// StreamOut keeps every output event for a week, for any subscriber.
-	StreamOut = "IMSFLOW_OUT"
-	// StreamDLQ keeps dead letters for a month.
-	StreamDLQ = "IMSFLOW_DLQ"
-
-	// BucketImports maps an object version to its import's state: the
-	// durable guard against importing one version twice.
-	BucketImports = "imsflow_imports"
-	// BucketExports maps an export request ID to its state.
-	BucketExports = "imsflow_exports"
-	// BucketSlots holds one key per IMS image-creation job in flight.
-	BucketSlots = "imsflow_slots"
-	// BucketJobs is the poller's state of every tracked job.
-	BucketJobs = "imsflow_jobs"
-	// BucketBatches holds every batch's totals.
-	BucketBatches = "imsflow_batches"
-	// BucketReplicas holds a heartbeat per process sharing the IMS rate.
-	BucketReplicas = "imsflow_replicas"
-	// BucketAttempts counts the failures of each message that failed
-	// (<function>.<stream sequence>); planned waits write nothing.
-	BucketAttempts = "imsflow_attempts"
-)
-
-// Subjects of internal traffic.
-const (
-	SubjectJobsAll  = "imsflow.jobs.>"
-	SubjectSchedAll = "imsflow.sched.>"
-)
-
 // Topology is the streams and buckets Ensure creates; tests and
 // deployments with other limits can change it.
 type Topology struct {
@@ -65,7 +26,7 @@ func DefaultTopology(replicas int) Topology {
 	return Topology{
 		Streams: []jetstream.StreamConfig{
 			{
-				Name: StreamIn, Subjects: []string{"imsflow.in.>"}, Retention: jetstream.WorkQueuePolicy,
+				Name: StreamIn, Subjects: []string{SubjectIn}, Retention: jetstream.WorkQueuePolicy,
 				Storage: jetstream.FileStorage, Replicas: replicas, Duplicates: 10 * time.Minute,
 				AllowMsgSchedules: true, AllowMsgTTL: true,
 				Description: "imsflow inputs: object-created notifications and export requests",

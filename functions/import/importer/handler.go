@@ -70,8 +70,8 @@ type waitRecord struct {
 // waiting RAW file's notification replayed, and each record of a
 // notification that carried several.
 const (
-	subjectRejoin = events.SubjectObjectsPrefix + "rejoin"
-	subjectSplit  = events.SubjectObjectsPrefix + "split"
+	subjectRejoin = runner.SubjectRejoin
+	subjectSplit  = runner.SubjectSplit
 )
 
 // handle processes one notification message. A notification of several

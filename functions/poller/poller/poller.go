@@ -33,8 +33,8 @@ const Function = "poller"
 
 // Subjects of the poll timers.
 const (
-	subjectPollPrefix  = "imsflow.jobs.poll."
-	subjectSchedPrefix = "imsflow.sched.poll."
+	subjectPollPrefix  = runner.SubjectPollPrefix
+	subjectSchedPrefix = runner.SubjectSchedPollPrefix
 )
 
 // Config of the poller, read from the environment.

@@ -30,8 +30,8 @@ import (
 //     hand-off is published again;
 //   - a job published longer than JOBS_RETAIN ago: its state is deleted.
 const (
-	subjectSweep      = "imsflow.jobs.sweep"
-	subjectSweepSched = "imsflow.sched.sweep"
+	subjectSweep      = runner.SubjectSweep
+	subjectSweepSched = runner.SubjectSweepSched
 )
 
 // sweepGrace is how long a slot may be held before its owner's claim
