@@ -458,9 +458,7 @@ func (p *poller) publishFinal(ctx context.Context, key string, st jobState, rev 
 	if err := runner.Publish(ctx, p.js, Function, *st.Final); err != nil {
 		return nil, err
 	}
-	if st.Handoff.Slot != "" {
-		_ = p.slots.Delete(ctx, st.Handoff.Slot)
-	}
+	p.releaseSlot(ctx, st.Handoff)
 	if err := p.batches.Ended(ctx, *st.Final); err != nil {
 		return nil, err
 	}
@@ -470,6 +468,20 @@ func (p *poller) publishFinal(ctx context.Context, key string, st jobState, rev 
 		return nil, fmt.Errorf("mark %s published: %w", key, err)
 	}
 	return nil, nil
+}
+
+// releaseSlot frees the job's in-flight slot, unless it is no longer the
+// job's: a slot taken after the job's submission (its own expired after
+// IMPORT_SLOT_TTL and another import took it) is left to its holder.
+func (p *poller) releaseSlot(ctx context.Context, h events.JobSubmitted) {
+	if h.Slot == "" {
+		return
+	}
+	e, err := p.slots.Get(ctx, h.Slot)
+	if err != nil || e.Created().After(h.SubmittedAt.Add(time.Minute)) {
+		return
+	}
+	_ = p.slots.Delete(ctx, h.Slot, jetstream.LastRevision(e.Revision()))
 }
 
 func orNone(s string) string {
