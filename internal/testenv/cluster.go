@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -340,8 +341,9 @@ func (c *Cluster) WaitKVLeader(t testing.TB, bucket string) int {
 
 // WaitHealthy waits until each of nodes (every running node when none is
 // named) is healthy: running, in contact with the meta leader and current
-// with it, and current in every stream and consumer it holds a replica
-// of. A restarted node has rejoined once it is healthy.
+// with it, current in every stream and consumer it holds a replica of,
+// and seen online by the meta leader (so that new replicas can be placed
+// on it). A restarted node has rejoined once it is healthy.
 func (c *Cluster) WaitHealthy(t testing.TB, nodes ...int) {
 	t.Helper()
 	if len(nodes) == 0 {
@@ -352,8 +354,20 @@ func (c *Cluster) WaitHealthy(t testing.TB, nodes ...int) {
 		}
 	}
 	for _, i := range nodes {
-		poll(t, fmt.Sprintf("node %s to be healthy", c.nodes[i].name), func() (bool, string) {
-			return healthy(c.Server(i), nil)
+		name := c.nodes[i].name
+		poll(t, fmt.Sprintf("node %s to be healthy", name), func() (bool, string) {
+			if ok, why := healthy(c.Server(i), nil); !ok {
+				return false, why
+			}
+			// The meta leader places new replicas only on the peers it
+			// sees online (it learns of a peer from its statistics, a
+			// little after the peer itself is current).
+			m := c.MetaLeader()
+			if m < 0 {
+				return false, "no meta leader"
+			}
+			peers := c.Server(m).JetStreamClusterPeers()
+			return slices.Contains(peers, name), fmt.Sprintf("meta leader %s sees online %v", c.nodes[m].name, peers)
 		})
 	}
 }
