@@ -483,18 +483,27 @@ func normalize(s string) string {
 	return reSpace.ReplaceAllString(s, " ")
 }
 
-// warnCount is one kind of warning or error in the functions' logs.
+// warnCount is one kind of log line of the functions, counted.
 type warnCount struct {
 	text  string
 	count int
 }
 
-// logWarnings counts the functions' warn and error lines by their
-// normalized message and reason, most frequent first.
-func logWarnings(logDir string) ([]warnCount, int) {
-	counts := map[string]int{}
+// logSummary counts the functions' log lines that matter when a run
+// fails: warnings and errors by their normalized message and reason (those
+// caused by the emulator's injected faults in one line, as they are
+// expected), and planned waits (outcome delay) by reason.
+type logSummary struct {
+	warnings []warnCount
+	waits    []warnCount
+	total    int // warn and error lines
+	injected int // of which caused by an injected fault
+}
+
+func summarizeLogs(logDir string) logSummary {
+	warns, waits := map[string]int{}, map[string]int{}
+	var sum logSummary
 	files, _ := filepath.Glob(filepath.Join(logDir, "*.log"))
-	total := 0
 	for _, f := range files {
 		base := filepath.Base(f)
 		fn, _, _ := strings.Cut(base, "-")
@@ -508,26 +517,40 @@ func logWarnings(logDir string) ([]warnCount, int) {
 			var l struct {
 				Level, Message, Reason, Error, Outcome string
 			}
-			if json.Unmarshal([]byte(line), &l) != nil || (l.Level != "warn" && l.Level != "error") {
+			if json.Unmarshal([]byte(line), &l) != nil {
 				return
 			}
-			total++
 			what := l.Reason
 			if what == "" {
 				what = l.Error
 			}
-			key := fmt.Sprintf("%s %s %s", fn, l.Level, l.Message)
-			if l.Outcome != "" {
-				key += " (" + l.Outcome + ")"
+			switch {
+			case l.Outcome == "delay":
+				waits[fmt.Sprintf("%s: %s", fn, clip(normalize(strings.Split(what, "; again in")[0]), 170))]++
+			case l.Level == "warn" || l.Level == "error":
+				sum.total++
+				if strings.Contains(what, "injected fault") || strings.HasSuffix(what, ": EOF") || strings.Contains(what, ": EOF;") {
+					sum.injected++
+					return
+				}
+				key := fmt.Sprintf("%s %s %s", fn, l.Level, l.Message)
+				if l.Outcome != "" {
+					key += " (" + l.Outcome + ")"
+				}
+				if what != "" {
+					key += ": " + clip(normalize(what), 170)
+				}
+				warns[key]++
 			}
-			if what != "" {
-				key += ": " + clip(normalize(what), 170)
-			}
-			counts[key]++
 		})
 	}
-	out := make([]warnCount, 0, len(counts))
-	for k, v := range counts {
+	sum.warnings, sum.waits = byCount(warns), byCount(waits)
+	return sum
+}
+
+func byCount(m map[string]int) []warnCount {
+	out := make([]warnCount, 0, len(m))
+	for k, v := range m {
 		out = append(out, warnCount{k, v})
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -536,7 +559,27 @@ func logWarnings(logDir string) ([]warnCount, int) {
 		}
 		return out[i].text < out[j].text
 	})
-	return out, total
+	return out
+}
+
+// crashLine is what a crashed process said last: the error of its last
+// JSON log line, or the line itself.
+func crashLine(tail []string) string {
+	for i := len(tail) - 1; i >= 0; i-- {
+		l := tail[i]
+		if strings.HasPrefix(l, "--- chaos:") {
+			continue
+		}
+		var j struct{ Message, Error string }
+		if strings.HasPrefix(l, "{") && json.Unmarshal([]byte(l), &j) == nil && j.Message != "" {
+			if j.Error != "" {
+				return j.Message + ": " + j.Error
+			}
+			return j.Message
+		}
+		return clip(l, 200)
+	}
+	return "(no output)"
 }
 
 func clip(s string, n int) string {

@@ -34,6 +34,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -950,12 +951,41 @@ func (h *harness) expected() []int {
 }
 
 func (h *harness) printCrashes(w io.Writer) {
+	type group struct {
+		count       int
+		procs       []string
+		first, last time.Time
+	}
+	groups := map[string]*group{}
 	for name, cs := range h.sup.crashes() {
 		for _, c := range cs {
-			fmt.Fprintf(w, "  %s exited unexpectedly (%s) at +%.1fs; its last lines:\n", name, c.status, c.at.Sub(h.start).Seconds())
-			for _, l := range c.tail {
-				fmt.Fprintf(w, "    %s\n", clip(l, 300))
+			k := c.status + " after: " + normalize(crashLine(c.tail))
+			g := groups[k]
+			if g == nil {
+				g = &group{first: c.at}
+				groups[k] = g
+			}
+			g.count++
+			if !slices.Contains(g.procs, name) {
+				g.procs = append(g.procs, name)
+			}
+			if c.at.Before(g.first) {
+				g.first = c.at
+			}
+			if c.at.After(g.last) {
+				g.last = c.at
 			}
 		}
+	}
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return groups[keys[i]].first.Before(groups[keys[j]].first) })
+	for _, k := range keys {
+		g := groups[k]
+		sort.Strings(g.procs)
+		fmt.Fprintf(w, "  %4d × %s\n         (%s; +%.0fs to +%.0fs of the run)\n", g.count, k, strings.Join(g.procs, " "),
+			g.first.Sub(h.start).Seconds(), g.last.Sub(h.start).Seconds())
 	}
 }

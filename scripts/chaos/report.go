@@ -50,8 +50,7 @@ type report struct {
 	stats      emuStats
 	crashes    map[string][]crash
 	faultLog   []string
-	warnings   []warnCount
-	warnTotal  int
+	logs       logSummary
 	emuCrashed bool
 }
 
@@ -203,7 +202,7 @@ func (h *harness) account(ctx context.Context, drainStart time.Time, want []int)
 	}
 	sort.Strings(r.tracked)
 	r.crashes = h.sup.crashes()
-	r.warnings, r.warnTotal = logWarnings(h.logDir)
+	r.logs = summarizeLogs(h.logDir)
 	if err := r.writeArtifacts(h, subs, byItem); err != nil {
 		fmt.Fprintln(h.errw, "chaos: writing the run's records:", err)
 	}
@@ -350,7 +349,7 @@ func (r *report) print(h *harness, out io.Writer) {
 	fmt.Fprintf(tw, "IMS jobs\t%d\t%d succeeded, %d failed, at most %d imports running; %d for no input of the run\t\n",
 		r.stats.JobsSubmitted, r.stats.JobsSucceeded, r.stats.JobsFailed, r.stats.MaxRunning, len(r.stray))
 	fmt.Fprintf(tw, "jobs still tracked by the poller\t%d\t(not a goal)\t\n", len(r.tracked))
-	fmt.Fprintf(tw, "warnings in the functions' logs\t%d\t(most frequent below)\t\n", r.warnTotal)
+	fmt.Fprintf(tw, "warnings in the functions' logs\t%d\t%d of them from injected IMS faults; the others below\t\n", r.logs.total, r.logs.injected)
 	fmt.Fprintf(tw, "duration\t%s\tbuild %s, start %s, feed %s, drain counted from %s\t\n", h.phase["total"].Round(time.Second),
 		h.phase["build"].Round(time.Second), h.phase["start"].Round(time.Second), h.phase["feed"].Round(time.Second), r.drainFrom)
 	tw.Flush()
@@ -424,6 +423,9 @@ func (r *report) evidence(h *harness, out io.Writer) {
 	}
 	grep := grepLogs(h.logDir, tokens, 2)
 	show := func(i int) {
+		if len(grep[i]) == 0 {
+			fmt.Fprintf(out, "      (no log line of the functions names it: never delivered to one, or handled without a word)\n")
+		}
 		for _, l := range grep[i] {
 			fmt.Fprintf(out, "      %s\n", l)
 		}
@@ -548,7 +550,7 @@ func (r *report) evidence(h *harness, out io.Writer) {
 		}
 	}
 	if len(r.crashes) > 0 {
-		section("UNEXPECTED EXITS (the harness restarted each, as a supervisor would):")
+		section("UNEXPECTED EXITS (the harness restarted each, as a supervisor would), by what the process said last:")
 		h.printCrashes(out)
 	}
 	if len(r.tracked) > 0 {
@@ -557,9 +559,15 @@ func (r *report) evidence(h *harness, out io.Writer) {
 			fmt.Fprintf(out, "  - %s\n", t)
 		}
 	}
-	if len(r.warnings) > 0 {
-		section("MOST FREQUENT WARNINGS in the functions' logs (IDs and numbers as <...> and #):")
-		for _, w := range r.warnings[:min(len(r.warnings), 10)] {
+	if len(r.logs.warnings) > 0 {
+		section("MOST FREQUENT WARNINGS in the functions' logs, besides injected IMS faults (IDs and numbers as <...> and #):")
+		for _, w := range r.logs.warnings[:min(len(r.logs.warnings), 10)] {
+			fmt.Fprintf(out, "  %6d × %s\n", w.count, w.text)
+		}
+	}
+	if len(r.logs.waits) > 0 {
+		section("PLANNED WAITS (deliveries answered \"delay\"), by reason:")
+		for _, w := range r.logs.waits[:min(len(r.logs.waits), 6)] {
 			fmt.Fprintf(out, "  %6d × %s\n", w.count, w.text)
 		}
 	}
