@@ -73,5 +73,18 @@ run: build
 demo: build
 	./$(BIN)/imsflow demo
 
+## chaos: imsflow as real processes (3 NATS nodes, 2 replicas of each function, a faulty IMS) under
+## kill -9 of replicas and of the IMSFLOW_JOBS leader; one table, exit 0 when it converged (up to 10
+## minutes; docs/chaos.md). CHAOS_FLAGS adds flags, e.g. CHAOS_FLAGS='-seed 7 -keep'.
+CHAOS_FLAGS ?=
+chaos:
+	$(GO) run ./scripts/chaos $(CHAOS_FLAGS)
+
+## chaos-short: the same with a few hundred inputs and one kill of each kind (2-3 minutes, for CI)
+chaos-short:
+	$(GO) run ./scripts/chaos -short $(CHAOS_FLAGS)
+
+.PHONY: chaos chaos-short
+
 clean:
 	rm -rf $(BIN)
