@@ -98,7 +98,10 @@ func newItemIndex(items []*item) *itemIndex {
 		x.byIdentity[it.identity()] = i
 		x.byURL[it.imsURL()] = i
 		if !it.isExport() {
-			x.bySlot[it.slotHash()] = i
+			// A slot's value names its owner: the version's hash, or
+			// (since the claim ledger) its record's key, v.<hash[:40]>.
+			h := it.slotHash()
+			x.bySlot[h], x.bySlot["v."+h[:40]] = i, i
 		}
 	}
 	return x
@@ -127,13 +130,14 @@ type tally struct {
 	mu           sync.Mutex
 	index        *itemIndex
 	byItem       map[int]*itemOutcomes
-	unattributed []string // final events naming no input of the run
+	unattributed []string       // final events naming no input of the run
+	notFinal     map[string]int // other events of IMSFLOW_OUT by status (waiting, stalled, progress, ...)
 	undecodable  int
 	lastSeq      uint64
 }
 
 func newTally(index *itemIndex) *tally {
-	return &tally{index: index, byItem: map[int]*itemOutcomes{}}
+	return &tally{index: index, byItem: map[int]*itemOutcomes{}, notFinal: map[string]int{}}
 }
 
 // add counts one message of IMSFLOW_OUT.
@@ -143,6 +147,7 @@ func (t *tally) add(subject string, data []byte, msgID string, stored time.Time,
 	defer t.mu.Unlock()
 	t.lastSeq = max(t.lastSeq, seq)
 	if !final {
+		t.notFinal[subject[strings.LastIndexByte(subject, '.')+1:]]++
 		return
 	}
 	if err != nil {

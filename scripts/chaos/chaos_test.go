@@ -285,3 +285,34 @@ func TestFlagsAndProfiles(t *testing.T) {
 		t.Error("-env without = was taken")
 	}
 }
+
+func TestLostState(t *testing.T) {
+	subs := []submission{{JobID: "j1", ImageID: "im1"}}
+	for _, c := range []struct {
+		subs        []submission
+		unpublished map[string]jobState
+		want        string
+	}{
+		{nil, nil, "no IMS job"},
+		{subs, map[string]jobState{"j.j1": {Status: "RUNNING"}}, "IMS job; the poller tracks it (last status RUNNING)"},
+		{subs, map[string]jobState{"i.im1": {}}, "IMS job; the poller tracks it (last status none yet)"},
+		{subs, map[string]jobState{"j.j1": {Final: json.RawMessage(`{"status":"succeeded"}`)}}, "IMS job; the poller recorded its end but did not publish it"},
+		{subs, map[string]jobState{"j.other": {}}, "IMS job; the poller does not track it (hand-off or state lost)"},
+	} {
+		if got := lostState(c.subs, c.unpublished); got != c.want {
+			t.Errorf("%q, want %q", got, c.want)
+		}
+	}
+}
+
+// A slot names its owner by the version's hash, or by its ledger key.
+func TestSlotOwners(t *testing.T) {
+	it := &item{ID: "n00001", Kind: kindNormal, Key: "chaos/n00001.qcow2", ETag: "e"}
+	x := newItemIndex([]*item{it})
+	h := it.slotHash()
+	for _, v := range []string{h, "v." + h[:40]} {
+		if i, ok := x.bySlot[v]; !ok || i != 0 {
+			t.Errorf("slot value %q: not found", v)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -43,6 +44,8 @@ type report struct {
 	jobsOf     map[int]int // IMS jobs per input
 	seqs       map[int][]uint64
 	final      map[int]*itemOutcomes
+	notFinal   map[string]int
+	lostWhy    map[int]string // the state of each lost input
 	drained    bool
 	drain      time.Duration
 	drainFrom  string
@@ -97,7 +100,7 @@ func (h *harness) account(ctx context.Context, drainStart time.Time, want []int)
 	if err != nil {
 		return nil, err
 	}
-	r.outEvents, r.final, r.unattrib, r.undecoded = n, t.byItem, t.unattributed, t.undecodable
+	r.outEvents, r.final, r.unattrib, r.undecoded, r.notFinal = n, t.byItem, t.unattributed, t.undecodable, t.notFinal
 	var lastFirst time.Time
 	for _, i := range want {
 		o := t.byItem[i]
@@ -194,19 +197,46 @@ func (h *harness) account(ctx context.Context, drainStart time.Time, want []int)
 	if err != nil {
 		return nil, err
 	}
+	unpublished := map[string]jobState{}
 	for k, v := range jobs {
 		var st jobState
 		if json.Unmarshal(v, &st) == nil && !st.Published {
+			unpublished[k] = st
 			r.tracked = append(r.tracked, fmt.Sprintf("%s (status %q, %d polls, final recorded: %v)", k, st.Status, st.Polls, len(st.Final) > 0 && string(st.Final) != "null"))
 		}
 	}
 	sort.Strings(r.tracked)
+	r.lostWhy = map[int]string{}
+	for _, i := range r.lost {
+		r.lostWhy[i] = lostState(byItem[i], unpublished)
+	}
 	r.crashes = h.sup.crashes()
 	r.logs = summarizeLogs(h.logDir)
 	if err := r.writeArtifacts(h, subs, byItem); err != nil {
 		fmt.Fprintln(h.errw, "chaos: writing the run's records:", err)
 	}
 	return r, nil
+}
+
+// lostState says where an input without a final event stands: never
+// submitted to IMS, or its job tracked by the poller (not ended yet, or
+// its end not published), or its job not tracked at all (a lost hand-off
+// or timer, or state).
+func lostState(subs []submission, unpublished map[string]jobState) string {
+	if len(subs) == 0 {
+		return "no IMS job"
+	}
+	for _, s := range subs {
+		for _, k := range []string{"j." + s.JobID, "i." + s.ImageID} {
+			if st, ok := unpublished[k]; ok {
+				if len(st.Final) > 0 && string(st.Final) != "null" {
+					return "IMS job; the poller recorded its end but did not publish it"
+				}
+				return fmt.Sprintf("IMS job; the poller tracks it (last status %s)", cmp.Or(st.Status, "none yet"))
+			}
+		}
+	}
+	return "IMS job; the poller does not track it (hand-off or state lost)"
 }
 
 // writeArtifacts leaves the run's records in its directory: every IMS
@@ -248,7 +278,7 @@ func (r *report) writeArtifacts(h *harness, subs []submission, jobs map[int][]su
 		case !published[i]:
 			verdict = "not published"
 		case lost[i]:
-			verdict = "LOST"
+			verdict = "LOST: " + r.lostWhy[i]
 		case len(it.Expect) == 0 && len(fs) == 0:
 			verdict = "skipped by design"
 		case len(jobs[i]) > 1 && len(fs) > 1:
@@ -316,7 +346,14 @@ func (r *report) print(h *harness, out io.Writer) {
 	for _, k := range []string{"succeeded", "failed", "timed_out", "rejected"} {
 		st = append(st, fmt.Sprintf("%s %d", k, r.byStatus[k]))
 	}
-	fmt.Fprintf(tw, "final outcomes\t%d\t%s (distinct events; %d messages in IMSFLOW_OUT)\t\n", len(r.final), strings.Join(st, ", "), r.outEvents)
+	var other []string
+	for _, k := range sortedKeysByValue(r.notFinal) {
+		other = append(other, fmt.Sprintf("%s %d", k, r.notFinal[k]))
+	}
+	if len(other) == 0 {
+		other = []string{"none"}
+	}
+	fmt.Fprintf(tw, "final outcomes\t%d\t%s (distinct events; %d messages in IMSFLOW_OUT, the others: %s)\t\n", len(r.final), strings.Join(st, ", "), r.outEvents, strings.Join(other, ", "))
 	fmt.Fprintf(tw, "outcome not the expected one\t%d\t(not a goal; examples below)\t\n", len(r.unexpected))
 	if r.sameTwice > 0 || len(r.unattrib) > 0 || r.undecoded > 0 {
 		fmt.Fprintf(tw, "other events\t%d\tstored twice under one Nats-Msg-Id %d, naming no input %d, undecodable %d\t\n", r.sameTwice+len(r.unattrib)+r.undecoded, r.sameTwice, len(r.unattrib), r.undecoded)
@@ -446,8 +483,15 @@ func (r *report) evidence(h *harness, out io.Writer) {
 			byKind[r.items[i].Kind]++
 		}
 		fmt.Fprintf(out, "  by kind: %s\n", kindCounts(byKind))
+		states := map[string]int{}
+		for _, i := range r.lost {
+			states[r.lostWhy[i]]++
+		}
+		for _, k := range sortedKeysByValue(states) {
+			fmt.Fprintf(out, "  %4d × %s\n", states[k], k)
+		}
 		for _, i := range lost {
-			fmt.Fprintf(out, "  - %s\n", describe(i))
+			fmt.Fprintf(out, "  - %s: %s\n", describe(i), r.lostWhy[i])
 			show(i)
 		}
 	}
