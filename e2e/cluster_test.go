@@ -139,7 +139,9 @@ func newClusterStack(t *testing.T, cfg clusterConfig) *clusterStack {
 	ctx := t.Context()
 	cs := &clusterStack{t: t, cfg: cfg, clock: newHeldClock(), outcomes: testenv.NewRecorder[clusterOutcome](), log: &lockedBuffer{}}
 	cs.c = testenv.StartCluster(t, 3)
-	_, cs.js = cs.c.Connect(t)
+	// The test's own requests (setup, and looking at the flow) may take
+	// more than the default 5 s on a loaded machine during an election.
+	_, cs.js = cs.c.Connect(t, jetstream.WithDefaultTimeout(30*time.Second))
 	if err := runner.Ensure(ctx, cs.js, runner.DefaultTopology(3)); err != nil {
 		t.Fatal(err)
 	}

@@ -161,15 +161,17 @@ func (c *Cluster) URL() string {
 }
 
 // Connect returns a connection to the cluster that reconnects for ever
-// to any node, and a JetStream context; closed when the test ends.
-func (c *Cluster) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+// to any node, and a JetStream context with opts (such as a longer
+// jetstream.WithDefaultTimeout for a test's own setup on a loaded
+// machine); closed when the test ends.
+func (c *Cluster) Connect(t testing.TB, opts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(c.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
