@@ -353,22 +353,22 @@ func (cs *clusterStack) submissions() (imports, exports int) {
 	return imports, exports
 }
 
-// kvKeys lists bucket's keys; none is an empty list.
-func (cs *clusterStack) kvKeys(bucket string) []string {
-	cs.t.Helper()
+// kvKeys lists bucket's keys; an error (in an election) is for the
+// caller to try again.
+func (cs *clusterStack) kvKeys(bucket string) ([]string, error) {
 	kv, err := cs.js.KeyValue(cs.t.Context(), bucket)
 	if err != nil {
-		cs.t.Fatal(err)
+		return nil, err
 	}
 	l, err := kv.ListKeys(cs.t.Context())
 	if err != nil {
-		cs.t.Fatal(err)
+		return nil, err
 	}
 	var keys []string
 	for k := range l.Keys() {
 		keys = append(keys, k)
 	}
-	return keys
+	return keys, nil
 }
 
 // submitted waits until IMS has accepted at least n imports.
@@ -387,52 +387,56 @@ func (cs *clusterStack) converge() {
 	t := cs.t
 	ctx := t.Context()
 	want := cs.inputs()
-	all := cs.outcomes.WaitFor(t, fmt.Sprintf("a final outcome for each of the %d inputs", len(want)), func(all []clusterOutcome) bool {
-		return len(finals(all)) >= len(want)
-	})
-	// Quiet: every input settled for good and no slot held. A slot is
-	// released just after its job's outcome is published.
-	testenv.Eventually(t, "the import consumer to have nothing pending or unacknowledged", func() bool {
-		c, err := cs.js.Consumer(ctx, runner.StreamIn, importer.Function)
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-	})
-	var left []string
-	testenv.Eventually(t, "no key left in "+runner.BucketSlots, func() bool {
-		left = cs.kvKeys(runner.BucketSlots)
-		return len(left) == 0
-	})
-
-	// What the stream holds now, after everything settled, against what
-	// was recorded: a duplicate stored late would show here.
-	out, err := cs.js.Stream(ctx, runner.StreamOut)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := out.Info(ctx, jetstream.WithSubjectFilter("imsflow.out.*.*"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored := 0
-	for subj, n := range info.State.Subjects {
-		st := events.Status(subj[strings.LastIndexByte(subj, '.')+1:])
-		if (clusterOutcome{status: st}).final() && (strings.HasPrefix(subj, "imsflow.out.import.") || strings.HasPrefix(subj, "imsflow.out.export.")) {
-			stored += int(n)
-		}
-	}
-	all = cs.outcomes.WaitFor(t, fmt.Sprintf("the %d final outcomes stored to be recorded", stored), func(all []clusterOutcome) bool {
-		n := 0
-		for _, o := range all {
-			if o.final() {
-				n++
+	testenv.Until(t, fmt.Sprintf("a final outcome for each of the %d inputs", len(want)), func() (bool, string) {
+		got := finals(cs.outcomes.All())
+		var missing []string
+		for _, in := range want {
+			if got[in] == 0 {
+				missing = append(missing, in)
 			}
 		}
-		return n >= stored
+		return len(missing) == 0, fmt.Sprintf("%d without one: %v", len(missing), missing[:min(len(missing), 10)])
+	})
+	// Quiet: every input settled for good.
+	testenv.Until(t, "the import consumer to have nothing pending or unacknowledged", func() (bool, string) {
+		c, err := cs.js.Consumer(ctx, runner.StreamIn, importer.Function)
+		if err != nil {
+			return false, err.Error()
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.NumPending == 0 && info.NumAckPending == 0, fmt.Sprintf("%d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
+	})
+	// What the stream holds now, after everything settled, against what
+	// was recorded: a duplicate stored late shows here.
+	testenv.Until(t, "every final outcome stored in "+runner.StreamOut+" to be recorded", func() (bool, string) {
+		out, err := cs.js.Stream(ctx, runner.StreamOut)
+		if err != nil {
+			return false, err.Error()
+		}
+		info, err := out.Info(ctx, jetstream.WithSubjectFilter("imsflow.out.*.*"))
+		if err != nil {
+			return false, err.Error()
+		}
+		stored := 0
+		for subj, n := range info.State.Subjects {
+			st := events.Status(subj[strings.LastIndexByte(subj, '.')+1:])
+			if (clusterOutcome{status: st}).final() && (strings.HasPrefix(subj, "imsflow.out.import.") || strings.HasPrefix(subj, "imsflow.out.export.")) {
+				stored += int(n)
+			}
+		}
+		recorded := 0
+		for _, o := range cs.outcomes.All() {
+			if o.final() {
+				recorded++
+			}
+		}
+		return recorded >= stored, fmt.Sprintf("%d stored, %d recorded", stored, recorded)
 	})
 
+	all := cs.outcomes.All()
 	got := finals(all)
 	for _, in := range want {
 		if got[in] != 1 {
@@ -475,9 +479,13 @@ func (cs *clusterStack) converge() {
 			t.Errorf("IMS received %s %d times", u, n)
 		}
 	}
-	if len(left) > 0 {
-		t.Errorf("slots left: %v", left)
-	}
+
+	// Last, as it ends the test if it fails: a slot is released just
+	// after its job's outcome is published, and none may be left.
+	testenv.Until(t, "no key left in "+runner.BucketSlots, func() (bool, string) {
+		left, err := cs.kvKeys(runner.BucketSlots)
+		return err == nil && len(left) == 0, fmt.Sprintf("keys %v, error %v", left, err)
+	})
 }
 
 // logf logs with the time, to read beside the functions' log.
@@ -515,7 +523,8 @@ func TestClusterJobsLeaderKilled(t *testing.T) {
 		return i+e == total
 	})
 	testenv.Eventually(t, fmt.Sprintf("%d jobs tracked", total), func() bool {
-		return len(cs.kvKeys(runner.BucketJobs)) == total
+		keys, err := cs.kvKeys(runner.BucketJobs)
+		return err == nil && len(keys) == total
 	})
 	testenv.Eventually(t, fmt.Sprintf("%d poll timers armed", total), func() bool {
 		s, err := cs.js.Stream(t.Context(), runner.StreamJobs)

@@ -276,7 +276,7 @@ func healthy(s *server.Server, opts *server.HealthzOptions) (bool, string) {
 func (c *Cluster) waitLeader(t testing.TB, what string, is func(*server.Server) bool, opts *server.HealthzOptions) int {
 	t.Helper()
 	leader := -1
-	poll(t, what, func() (bool, string) {
+	Until(t, what, func() (bool, string) {
 		if leader = c.leader(is); leader < 0 {
 			return false, "no leader"
 		}
@@ -286,9 +286,10 @@ func (c *Cluster) waitLeader(t testing.TB, what string, is func(*server.Server) 
 	return leader
 }
 
-// poll checks cond every 20ms until it holds, and fails the test with
-// what and cond's last explanation if it has not held within Patience.
-func poll(t testing.TB, what string, cond func() (ok bool, why string)) {
+// Until checks cond every 20ms until it holds, and fails the test with
+// what and cond's last explanation (why) if it has not held within
+// Patience: Eventually for a condition that can say what it saw.
+func Until(t testing.TB, what string, cond func() (ok bool, why string)) {
 	t.Helper()
 	deadline := time.NewTimer(Patience)
 	defer deadline.Stop()
@@ -357,7 +358,7 @@ func (c *Cluster) WaitHealthy(t testing.TB, nodes ...int) {
 	}
 	for _, i := range nodes {
 		name := c.nodes[i].name
-		poll(t, fmt.Sprintf("node %s to be healthy", name), func() (bool, string) {
+		Until(t, fmt.Sprintf("node %s to be healthy", name), func() (bool, string) {
 			if ok, why := healthy(c.Server(i), nil); !ok {
 				return false, why
 			}
