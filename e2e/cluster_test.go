@@ -142,7 +142,22 @@ func newClusterStack(t *testing.T, cfg clusterConfig) *clusterStack {
 	// The test's own requests (setup, and looking at the flow) may take
 	// more than the default 5 s on a loaded machine during an election.
 	_, cs.js = cs.c.Connect(t, jetstream.WithDefaultTimeout(30*time.Second))
-	if err := runner.Ensure(ctx, cs.js, runner.DefaultTopology(3)); err != nil {
+	log := zerolog.New(cs.log).With().Timestamp().Logger()
+	t.Cleanup(func() {
+		if !t.Failed() && os.Getenv("IMSFLOW_KEEP_LOG") == "" {
+			return
+		}
+		f, err := os.CreateTemp("", "imsflow-"+t.Name()+"-*.log")
+		if err == nil {
+			_, _ = f.WriteString(cs.log.String())
+			_ = f.Close()
+			t.Logf("the functions' log: %s", f.Name())
+		}
+	})
+	// As the functions' mains do: a cluster just formed may refuse to
+	// place replicas for a moment ("no suitable peers for placement, peer
+	// offline") until its meta leader has every peer's statistics.
+	if err := runner.EnsureWait(ctx, cs.js, runner.DefaultTopology(3), log); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []string{runner.StreamIn, runner.StreamJobs, runner.StreamOut} {
@@ -170,18 +185,6 @@ func newClusterStack(t *testing.T, cfg clusterConfig) *clusterStack {
 		t.Fatal(err)
 	}
 
-	log := zerolog.New(cs.log).With().Timestamp().Logger()
-	t.Cleanup(func() {
-		if !t.Failed() && os.Getenv("IMSFLOW_KEEP_LOG") == "" {
-			return
-		}
-		f, err := os.CreateTemp("", "imsflow-"+t.Name()+"-*.log")
-		if err == nil {
-			_, _ = f.WriteString(cs.log.String())
-			_ = f.Close()
-			t.Logf("the functions' log: %s", f.Name())
-		}
-	})
 	type replica struct {
 		stream string
 		r      *runner.Runner
@@ -222,9 +225,10 @@ func newClusterStack(t *testing.T, cfg clusterConfig) *clusterStack {
 	// replica is not what these tests are about.)
 	for _, rp := range replicas[:len(replicas)/2] { // replica 0's: one per consumer
 		cc := rp.r.ConsumerConfig()
-		if _, err := cs.js.CreateOrUpdateConsumer(ctx, rp.stream, cc); err != nil {
-			t.Fatal(err)
-		}
+		testenv.Until(t, "consumer "+cc.Durable+" created", func() (bool, string) {
+			_, err := cs.js.CreateOrUpdateConsumer(ctx, rp.stream, cc)
+			return err == nil, fmt.Sprint(err)
+		})
 		cs.c.WaitConsumerLeader(t, rp.stream, cc.Durable)
 	}
 	for _, rp := range replicas {

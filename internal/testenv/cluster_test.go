@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -18,11 +19,12 @@ func TestClusterStreamLeaderFailover(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	c := StartCluster(t, 3)
-	nc, js := c.Connect(t)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"},
-		Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
-		t.Fatal(err)
-	}
+	nc, js := c.Connect(t, jetstream.WithDefaultTimeout(30*time.Second))
+	create(t, "stream ORDERS", func() error {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"},
+			Replicas: 3, Storage: jetstream.FileStorage})
+		return err
+	})
 	leader := c.WaitStreamLeader(t, "ORDERS")
 	publish := func(from, to int) {
 		t.Helper()
@@ -81,21 +83,24 @@ func TestClusterLeaders(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	c := StartCluster(t, 3)
-	_, js := c.Connect(t)
+	_, js := c.Connect(t, jetstream.WithDefaultTimeout(30*time.Second))
 	if m := c.MetaLeader(); m < 0 {
 		t.Fatal("no meta leader after StartCluster")
 	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "JOBS", Subjects: []string{"jobs.>"}, Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "state", Replicas: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, "JOBS", jetstream.ConsumerConfig{Durable: "worker", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
+	create(t, "stream JOBS", func() error {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "JOBS", Subjects: []string{"jobs.>"}, Replicas: 3})
+		return err
+	})
+	var kv jetstream.KeyValue
+	create(t, "bucket state", func() (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "state", Replicas: 3})
+		return err
+	})
+	var cons jetstream.Consumer
+	create(t, "consumer worker", func() (err error) {
+		cons, err = js.CreateOrUpdateConsumer(ctx, "JOBS", jetstream.ConsumerConfig{Durable: "worker", AckPolicy: jetstream.AckExplicitPolicy})
+		return err
+	})
 
 	sl := c.WaitStreamLeader(t, "JOBS")
 	si, err := js.Stream(ctx, "JOBS")
@@ -136,7 +141,7 @@ func TestClusterLeaders(t *testing.T) {
 	if next := c.WaitConsumerLeader(t, "JOBS", "worker"); next == cl {
 		t.Fatalf("killed node %s still leads the consumer", c.Name(cl))
 	}
-	nc2, js2 := c.Connect(t)
+	nc2, js2 := c.Connect(t, jetstream.WithDefaultTimeout(30*time.Second))
 	Eventually(t, "a second client connected", nc2.IsConnected)
 	if _, err := js2.Publish(ctx, "jobs.1", []byte("x")); err != nil {
 		t.Fatal(err)
@@ -159,4 +164,16 @@ func TestClusterLeaders(t *testing.T) {
 	if got != 1 {
 		t.Fatalf("fetched %d messages after the consumer's failover, want 1 (%v)", got, msgs.Error())
 	}
+}
+
+// create makes an R3 asset, trying again while the cluster refuses to
+// place it: under load a meta leader may see a peer offline for a moment
+// (it missed the peer's statistics), as a client of a real cluster must
+// expect.
+func create(t *testing.T, what string, f func() error) {
+	t.Helper()
+	Until(t, what+" created", func() (bool, string) {
+		err := f()
+		return err == nil, fmt.Sprint(err)
+	})
 }
