@@ -32,6 +32,8 @@ const (
 	streamDLQ   = "IMSFLOW_DLQ"
 	bucketSlots = "imsflow_slots"
 	bucketJobs  = "imsflow_jobs"
+	kvImports   = "imsflow_imports"
+	kvExports   = "imsflow_exports"
 )
 
 // finalStatuses end an input; stalled, progress and batch events do not.
@@ -382,6 +384,44 @@ type jobState struct {
 	Final     json.RawMessage `json:"final"`
 	Status    string          `json:"status"`
 	Polls     int             `json:"polls"`
+}
+
+// record is the part of an import's or export's record (its claim,
+// internal/ledger) the harness reads.
+type record struct {
+	State string `json:"state"`
+}
+
+// recordKey is the key of an input's record: imsflow_imports v.<hash[:40]>
+// of the object version, imsflow_exports r.<hash> of the request_id.
+func (it *item) recordKey() (bucket, key string) {
+	if it.isExport() {
+		return kvExports, "r." + events.Hash("id\x00"+it.RequestID, 40)
+	}
+	return kvImports, "v." + it.slotHash()[:40]
+}
+
+// readRecord returns the state of an input's record, "" when it has none.
+func readRecord(ctx context.Context, js jetstream.JetStream, it *item) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	bucket, key := it.recordKey()
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return "", err
+	}
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var r record
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return "unreadable", nil
+	}
+	return r.State, nil
 }
 
 // kvEntries returns every live key of a bucket and its value.

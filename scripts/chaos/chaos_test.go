@@ -17,7 +17,7 @@ import (
 func TestNamesAreTheRunners(t *testing.T) {
 	for got, want := range map[string]string{
 		streamIn: runner.StreamIn, streamJobs: runner.StreamJobs, streamOut: runner.StreamOut, streamDLQ: runner.StreamDLQ,
-		bucketSlots: runner.BucketSlots, bucketJobs: runner.BucketJobs,
+		bucketSlots: runner.BucketSlots, bucketJobs: runner.BucketJobs, kvImports: runner.BucketImports, kvExports: runner.BucketExports,
 	} {
 		if got != want {
 			t.Errorf("harness name %q, runner's %q", got, want)
@@ -290,17 +290,37 @@ func TestLostState(t *testing.T) {
 	subs := []submission{{JobID: "j1", ImageID: "im1"}}
 	for _, c := range []struct {
 		subs        []submission
+		state       string
 		unpublished map[string]jobState
 		want        string
 	}{
-		{nil, nil, "no IMS job"},
-		{subs, map[string]jobState{"j.j1": {Status: "RUNNING"}}, "IMS job; the poller tracks it (last status RUNNING)"},
-		{subs, map[string]jobState{"i.im1": {}}, "IMS job; the poller tracks it (last status none yet)"},
-		{subs, map[string]jobState{"j.j1": {Final: json.RawMessage(`{"status":"succeeded"}`)}}, "IMS job; the poller recorded its end but did not publish it"},
-		{subs, map[string]jobState{"j.other": {}}, "IMS job; the poller does not track it (hand-off or state lost)"},
+		{nil, "", nil, "no IMS job; not claimed (waiting for a slot, a bitmap or a retry)"},
+		{nil, "claimed", nil, "no IMS job; claimed by an attempt (under way, or dead and not yet taken over)"},
+		{subs, "submitted", map[string]jobState{"j.j1": {Status: "RUNNING"}}, "IMS job; the poller tracks it (last status RUNNING)"},
+		{subs, "submitted", map[string]jobState{"i.im1": {}}, "IMS job; the poller tracks it (last status none yet)"},
+		{subs, "submitted", map[string]jobState{"j.j1": {Final: json.RawMessage(`{"status":"succeeded"}`)}}, "IMS job; the poller recorded its end but did not publish it"},
+		{subs, "submitted", map[string]jobState{"j.other": {}}, "IMS job, handed off, but the poller does not track it (hand-off or state lost)"},
+		{subs, "claimed", nil, "IMS job, but the function has not recorded it (record claimed): its answer was lost and no attempt has found it yet"},
 	} {
-		if got := lostState(c.subs, c.unpublished); got != c.want {
+		if got := lostState(c.subs, c.state, c.unpublished); got != c.want {
 			t.Errorf("%q, want %q", got, c.want)
+		}
+	}
+}
+
+// The record keys are the functions' own.
+func TestRecordKeys(t *testing.T) {
+	w := newWorkload(100, time.Minute, 2)
+	for _, it := range w.Items {
+		bucket, key := it.recordKey()
+		if it.isExport() {
+			if bucket != runner.BucketExports || key != "r."+events.Hash("id\x00"+it.RequestID, 40) {
+				t.Errorf("%s: %s %s", it.ID, bucket, key)
+			}
+			continue
+		}
+		if bucket != runner.BucketImports || !strings.HasPrefix(key, "v.") || len(key) != 42 {
+			t.Errorf("%s: %s %s", it.ID, bucket, key)
 		}
 	}
 }

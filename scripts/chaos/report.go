@@ -208,7 +208,11 @@ func (h *harness) account(ctx context.Context, drainStart time.Time, want []int)
 	sort.Strings(r.tracked)
 	r.lostWhy = map[int]string{}
 	for _, i := range r.lost {
-		r.lostWhy[i] = lostState(byItem[i], unpublished)
+		state, err := readRecord(ctx, h.js, h.w.Items[i])
+		if err != nil {
+			state = "unknown (" + err.Error() + ")"
+		}
+		r.lostWhy[i] = lostState(byItem[i], state, unpublished)
 	}
 	r.crashes = h.sup.crashes()
 	r.logs = summarizeLogs(h.logDir)
@@ -218,13 +222,20 @@ func (h *harness) account(ctx context.Context, drainStart time.Time, want []int)
 	return r, nil
 }
 
-// lostState says where an input without a final event stands: never
-// submitted to IMS, or its job tracked by the poller (not ended yet, or
-// its end not published), or its job not tracked at all (a lost hand-off
-// or timer, or state).
-func lostState(subs []submission, unpublished map[string]jobState) string {
+// lostState says where an input without a final event stands, from the
+// emulator's jobs, the function's record of it (state: "" none,
+// claimed, submitted, rejected) and the poller's state of its jobs.
+func lostState(subs []submission, state string, unpublished map[string]jobState) string {
 	if len(subs) == 0 {
-		return "no IMS job"
+		switch state {
+		case "":
+			return "no IMS job; not claimed (waiting for a slot, a bitmap or a retry)"
+		case "claimed":
+			return "no IMS job; claimed by an attempt (under way, or dead and not yet taken over)"
+		case "rejected":
+			return "recorded as rejected, but no rejected event"
+		}
+		return "no IMS job; record " + state
 	}
 	for _, s := range subs {
 		for _, k := range []string{"j." + s.JobID, "i." + s.ImageID} {
@@ -236,7 +247,10 @@ func lostState(subs []submission, unpublished map[string]jobState) string {
 			}
 		}
 	}
-	return "IMS job; the poller does not track it (hand-off or state lost)"
+	if state != "submitted" {
+		return fmt.Sprintf("IMS job, but the function has not recorded it (record %s): its answer was lost and no attempt has found it yet", cmp.Or(state, "none"))
+	}
+	return "IMS job, handed off, but the poller does not track it (hand-off or state lost)"
 }
 
 // writeArtifacts leaves the run's records in its directory: every IMS
