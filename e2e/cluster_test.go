@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -357,22 +358,42 @@ func (cs *clusterStack) submissions() (imports, exports int) {
 	return imports, exports
 }
 
-// kvKeys lists bucket's keys; an error (in an election) is for the
-// caller to try again.
+// ask bounds one of the test's own requests while it waits on the flow:
+// a request lost in an election costs seconds, and the wait asks again.
+func (cs *clusterStack) ask() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cs.t.Context(), 5*time.Second)
+}
+
+// kvKeys lists bucket's keys, or fails if the listing did not complete
+// (jetstream's ListKeys cannot tell a complete listing from one cut
+// short).
 func (cs *clusterStack) kvKeys(bucket string) ([]string, error) {
-	kv, err := cs.js.KeyValue(cs.t.Context(), bucket)
+	ctx, cancel := cs.ask()
+	defer cancel()
+	kv, err := cs.js.KeyValue(ctx, bucket)
 	if err != nil {
 		return nil, err
 	}
-	l, err := kv.ListKeys(cs.t.Context())
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
 	if err != nil {
 		return nil, err
 	}
+	defer func() { _ = w.Stop() }()
 	var keys []string
-	for k := range l.Keys() {
-		keys = append(keys, k)
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("listing %s: the watcher stopped", bucket)
+			case e == nil: // every key seen
+				return keys, nil
+			}
+			keys = append(keys, e.Key())
+		case <-ctx.Done():
+			return nil, fmt.Errorf("listing %s: %w", bucket, ctx.Err())
+		}
 	}
-	return keys, nil
 }
 
 // submitted waits until IMS has accepted at least n imports.
@@ -389,7 +410,6 @@ func (cs *clusterStack) submitted(n int) {
 // submission per object and request, and no slot left.
 func (cs *clusterStack) converge() {
 	t := cs.t
-	ctx := t.Context()
 	want := cs.inputs()
 	testenv.Until(t, fmt.Sprintf("a final outcome for each of the %d inputs", len(want)), func() (bool, string) {
 		got := finals(cs.outcomes.All())
@@ -403,6 +423,8 @@ func (cs *clusterStack) converge() {
 	})
 	// Quiet: every input settled for good.
 	testenv.Until(t, "the import consumer to have nothing pending or unacknowledged", func() (bool, string) {
+		ctx, cancel := cs.ask()
+		defer cancel()
 		c, err := cs.js.Consumer(ctx, runner.StreamIn, importer.Function)
 		if err != nil {
 			return false, err.Error()
@@ -416,6 +438,8 @@ func (cs *clusterStack) converge() {
 	// What the stream holds now, after everything settled, against what
 	// was recorded: a duplicate stored late shows here.
 	testenv.Until(t, "every final outcome stored in "+runner.StreamOut+" to be recorded", func() (bool, string) {
+		ctx, cancel := cs.ask()
+		defer cancel()
 		out, err := cs.js.Stream(ctx, runner.StreamOut)
 		if err != nil {
 			return false, err.Error()
@@ -531,11 +555,13 @@ func TestClusterJobsLeaderKilled(t *testing.T) {
 		return err == nil && len(keys) == total
 	})
 	testenv.Eventually(t, fmt.Sprintf("%d poll timers armed", total), func() bool {
-		s, err := cs.js.Stream(t.Context(), runner.StreamJobs)
+		ctx, cancel := cs.ask()
+		defer cancel()
+		s, err := cs.js.Stream(ctx, runner.StreamJobs)
 		if err != nil {
 			return false
 		}
-		info, err := s.Info(t.Context(), jetstream.WithSubjectFilter("imsflow.sched.poll.>"))
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter("imsflow.sched.poll.>"))
 		return err == nil && len(info.State.Subjects) >= total
 	})
 
@@ -598,11 +624,13 @@ func TestClusterImportConsumerLeaderKilled(t *testing.T) {
 	// Redelivered waiting imports take the consumer's turns ahead of the
 	// ones not delivered yet: wait for deliveries, not for every import.
 	testenv.Eventually(t, "the waiting imports delivered again", func() bool {
-		c, err := cs.js.Consumer(t.Context(), runner.StreamIn, importer.Function)
+		ctx, cancel := cs.ask()
+		defer cancel()
+		c, err := cs.js.Consumer(ctx, runner.StreamIn, importer.Function)
 		if err != nil {
 			return false
 		}
-		info, err := c.Info(t.Context())
+		info, err := c.Info(ctx)
 		return err == nil && info.Delivered.Consumer > imports
 	})
 
