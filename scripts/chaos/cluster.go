@@ -22,7 +22,6 @@ type natsNode struct {
 	client, route, mon int    // loopback ports
 	dir                string // its config and JetStream store
 	proc               *proc
-	downSince, upSince time.Time
 }
 
 func (n *natsNode) url() string      { return fmt.Sprintf("nats://127.0.0.1:%d", n.client) }

@@ -42,15 +42,6 @@ type crash struct {
 	tail   []string // the log's last lines before the exit
 }
 
-func (p *proc) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil || p.cmd.Process == nil || !p.running {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
-
 func (p *proc) isRunning() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
