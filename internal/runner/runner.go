@@ -370,8 +370,9 @@ func (r *Runner) settle(ctx context.Context, jm jetstream.Msg, m Msg, out []even
 	n, err := r.fail(ctx, m)
 	if err != nil {
 		// Failures cannot be counted now (NATS itself is in trouble):
-		// retry without counting rather than dead-letter on a guess.
-		d := r.backoff(m.Delivery)
+		// retry soon without counting rather than dead-letter on a guess.
+		// (The delivery count is no guide: planned waits raise it.)
+		d := r.backoff(1)
 		_ = jm.NakWithDelay(d)
 		return OutcomeNak, fmt.Sprintf("%s (failures not counted: %v); again in %s", reason, err, d.Round(time.Millisecond))
 	}

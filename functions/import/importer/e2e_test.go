@@ -462,3 +462,46 @@ func TestInFlightCapAcrossReplicas(t *testing.T) {
 		t.Errorf("%d submissions with 3 slots across two replicas", n)
 	}
 }
+
+// TestTakeoverFindsAFailedEarlierJob: the dead attempt's job failed (its
+// image killed). The takeover hands that image off, so the poller
+// reports the failure; it never submits a second job for the version.
+func TestTakeoverFindsAFailedEarlierJob(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, nil)
+	if err := hs.emu.AddFailureRule(imsemu.FailureRule{KeyPattern: "data/d.qcow2", ErrorCode: "IMG.0057", FailReason: "damaged", AtPercent: 0.1}); err != nil {
+		t.Fatal(err)
+	}
+	body := minioEvent("images", "data/d.qcow2", 4*gib, "e-failed", nil)
+	recs, _, err := events.DecodeObjectEvents(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := route(recs[0], hs.h.cfg.route)
+	stale, _ := json.Marshal(ledger.Record{State: ledger.Claimed, ClaimedAt: time.Now().Add(-time.Hour)})
+	if _, err := hs.h.imports.Create(t.Context(), "v."+p.hash[:tagHashLen], stale); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hs.h.ims.ImportDataImage(t.Context(), p.data); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "the earlier attempt's image killed", func() bool {
+		for _, im := range hs.emu.Images() {
+			if im.Name == p.name && im.Status == imsapi.ImageKilled {
+				return true
+			}
+		}
+		return false
+	})
+	hs.publish(body)
+	if o := hs.settled.Outcomes(t, 1); o[0] != "ack" {
+		t.Errorf("outcome = %v", o)
+	}
+	h := testenv.Receive[events.JobSubmitted](t, hs.handoffs, 1)[0]
+	if h.ImageID == "" || h.JobID != "" {
+		t.Errorf("hand-off = %+v, want the killed image, known by its ID", h)
+	}
+	if n := len(hs.emu.Submissions()); n != 1 {
+		t.Errorf("%d IMS submissions, want only the dead attempt's", n)
+	}
+}

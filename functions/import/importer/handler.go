@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -263,18 +264,25 @@ func (h *importer) submitClaimed(ctx context.Context, p plan, e ledger.Entry, ba
 }
 
 // lookup finds the image an earlier attempt may have created, by its
-// provenance tag.
+// provenance tag: one that lives if there is one, else one whose job
+// failed (killed) or that was deleted. A failed one counts: the object
+// version had its IMS job, and the poller reports how it ended; a second
+// job for the same version is never submitted.
 func (h *importer) lookup(ctx context.Context, p plan) (*imsapi.Image, error) {
 	page, err := h.ims.ListImages(ctx, &imsapi.ListImagesOptions{Tag: provenanceTag + "." + p.hash[:tagHashLen]})
 	if err != nil {
 		return nil, fmt.Errorf("look for an earlier import of %s: %w", p.name, err)
 	}
+	var ended *imsapi.Image
 	for i := range page.Images {
-		if st := page.Images[i].Status; st != imsapi.ImageKilled && st != imsapi.ImageDeleted {
+		switch page.Images[i].Status {
+		case imsapi.ImageKilled, imsapi.ImageDeleted:
+			ended = cmp.Or(ended, &page.Images[i])
+		default:
 			return &page.Images[i], nil
 		}
 	}
-	return nil, nil
+	return ended, nil
 }
 
 func (h *importer) handoff(p plan, jobID, imageID, batch, slot string) events.JobSubmitted {
