@@ -114,6 +114,11 @@ type Config struct {
 	MaxFailures int
 	// Workers is how many messages are handled at once (default 4).
 	Workers int
+	// MaxAckPending is how many messages may be out at once, in hand or
+	// waiting to be delivered again after a Delay (default 4096): large, so
+	// that messages waiting for a slot or a bitmap do not hold back the
+	// messages behind them, which may need neither.
+	MaxAckPending int
 	// BackoffInitial and BackoffMax shape the redelivery delay after an
 	// error (defaults 2s and 5m).
 	BackoffInitial, BackoffMax time.Duration
@@ -176,6 +181,9 @@ func (c *Config) setDefaults() error {
 	if c.Workers == 0 {
 		c.Workers = 4
 	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = max(c.Workers*16, 4096)
+	}
 	if c.BackoffInitial == 0 {
 		c.BackoffInitial = 2 * time.Second
 	}
@@ -213,7 +221,7 @@ func (r *Runner) ConsumerConfig() jetstream.ConsumerConfig {
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        r.cfg.AckWait,
 		MaxDeliver:     -1,
-		MaxAckPending:  max(r.cfg.Workers*16, 256),
+		MaxAckPending:  r.cfg.MaxAckPending,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	}
 }

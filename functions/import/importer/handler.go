@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,6 +58,10 @@ type importer struct {
 	js      jetstream.JetStream
 	objects objectStore // nil without bucket access
 	now     func() time.Time
+	// fullUntil: every slot was taken at this moment's last look (unix
+	// nanoseconds); until then an import waits without asking again, so a
+	// backlog of waiting imports does not scan the bucket on every delivery.
+	fullUntil atomic.Int64
 }
 
 // waitRecord is a RAW file waiting for its bitmap: its notification, so
@@ -316,6 +321,10 @@ func (h *importer) acquireSlot(ctx context.Context, owner string) (string, error
 	if n <= 0 {
 		return "", nil
 	}
+	now := h.now()
+	if now.UnixNano() < h.fullUntil.Load() {
+		return "", nil
+	}
 	start := int(events.Hash(owner, 2)[0]) % n // spread replicas over the slots
 	for i := range n {
 		name := fmt.Sprintf("slot.%04d", (start+i)%n)
@@ -329,8 +338,12 @@ func (h *importer) acquireSlot(ctx context.Context, owner string) (string, error
 			return "", fmt.Errorf("take an in-flight slot: %w", err)
 		}
 	}
+	h.fullUntil.Store(now.Add(fullRecheck).UnixNano())
 	return "", nil
 }
+
+// fullRecheck is how long a process trusts that every slot is taken.
+const fullRecheck = time.Second
 
 // keepSlot is the slot a takeover holds: the expired claim's own, if it
 // still has it, else a new one. With none free the takeover waits.
