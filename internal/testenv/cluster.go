@@ -30,7 +30,6 @@ const ClusterName = "imsflow-test"
 // leads (as a node told to stop does), so a new leader is usually elected
 // at once rather than after the election timeout.
 type Cluster struct {
-	t     testing.TB
 	nodes []*clusterNode
 
 	mu sync.Mutex // guards every clusterNode's srv
@@ -47,8 +46,8 @@ type clusterNode struct {
 }
 
 // StartCluster starts an n-node JetStream cluster and waits until it has
-// a meta leader and every node is current with it; the nodes are shut
-// down when the test ends. The client and route ports are chosen before
+// a meta leader and every node is healthy (see WaitHealthy); the nodes
+// are shut down when the test ends. The client and route ports are chosen before
 // any node starts, so every node is configured with all the routes (as
 // nats-server's own cluster tests and any real deployment do).
 func StartCluster(t testing.TB, n int) *Cluster {
@@ -60,7 +59,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	// with fresh ports.
 	var err error
 	for range 3 {
-		c := &Cluster{t: t}
+		c := &Cluster{}
 		for i := range n {
 			c.nodes = append(c.nodes, &clusterNode{name: fmt.Sprintf("n%d", i+1), dir: t.TempDir(),
 				clientPort: freePort(t), routePort: freePort(t)})
