@@ -79,6 +79,9 @@ type Entry struct {
 	Key    string
 	Rev    uint64
 	Record Record
+	// Inherited: this attempt's claim took over an earlier one, which may
+	// have acted (submitted to IMS) without recording it.
+	Inherited bool
 }
 
 // Takeover reports whether the entry is an expired claim being taken over.
@@ -133,6 +136,7 @@ func (l *Ledger) Claim(ctx context.Context, e *Entry, slot string) error {
 	case err != nil:
 		return fmt.Errorf("claim %s: %w", e.Key, err)
 	}
+	e.Inherited = e.Inherited || e.Rev != 0
 	e.Rev, e.Record = rev, rec
 	return nil
 }
@@ -155,9 +159,24 @@ func (l *Ledger) Settle(ctx context.Context, e Entry, rec Record) ([]events.Even
 }
 
 // Drop deletes a claim whose attempt certainly did nothing, so the work
-// is fresh again.
+// is fresh again. Use Abandon after a failed attempt: it keeps what an
+// inherited claim knows.
 func (l *Ledger) Drop(ctx context.Context, e Entry) {
 	if e.Rev != 0 {
 		_ = l.KV.Delete(ctx, e.Key, jetstream.LastRevision(e.Rev))
 	}
+}
+
+// Abandon gives up a claim after an attempt that certainly did nothing
+// itself (IMS answered that it did not take the request). A fresh claim
+// is dropped. An inherited one is not: the attempt it took over may have
+// acted, so the record stays, as a claim expired at once, and the next
+// attempt takes it over and looks for what was done before it acts.
+func (l *Ledger) Abandon(ctx context.Context, e Entry) {
+	if !e.Inherited {
+		l.Drop(ctx, e)
+		return
+	}
+	b, _ := json.Marshal(Record{State: Claimed})
+	_, _ = l.KV.Update(ctx, e.Key, b, e.Rev)
 }

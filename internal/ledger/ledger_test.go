@@ -94,3 +94,37 @@ func TestDrop(t *testing.T) {
 		t.Errorf("after the drop: %+v, %v", got, err)
 	}
 }
+
+// TestAbandon: a fresh claim abandoned leaves nothing; an inherited one
+// leaves a claim the next attempt takes over at once, so that it looks
+// for what the attempt before it may have done.
+func TestAbandon(t *testing.T) {
+	l, now := newLedger(t)
+	ctx := t.Context()
+	fresh := Entry{Key: "r.fresh"}
+	if err := l.Claim(ctx, &fresh, ""); err != nil {
+		t.Fatal(err)
+	}
+	l.Abandon(ctx, fresh)
+	if got, err := l.Read(ctx, "r.fresh"); err != nil || got.Rev != 0 {
+		t.Errorf("abandoned fresh claim: %+v, %v; want no record", got, err)
+	}
+
+	first := Entry{Key: "r.maybe"}
+	if err := l.Claim(ctx, &first, ""); err != nil {
+		t.Fatal(err)
+	}
+	*now = now.Add(2 * time.Minute) // the first attempt's answer was lost; it expires
+	e, err := l.Open(ctx, "r.maybe")
+	if err != nil || !e.Takeover() {
+		t.Fatalf("open = %+v, %v", e, err)
+	}
+	if err := l.Claim(ctx, &e, ""); err != nil || !e.Inherited {
+		t.Fatalf("takeover claim = %+v, %v", e, err)
+	}
+	l.Abandon(ctx, e) // this attempt was refused (throttled): it did nothing
+	next, err := l.Open(ctx, "r.maybe")
+	if err != nil || !next.Takeover() {
+		t.Errorf("after abandoning an inherited claim: %+v, %v; want a claim to take over at once", next, err)
+	}
+}

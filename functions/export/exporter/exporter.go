@@ -170,12 +170,12 @@ func (h *handler) handle(ctx context.Context, m runner.Msg) ([]events.Event, err
 		// has ended one way or the other.
 		return nil, runner.Delay(max(h.cfg.BusyWait, h.cfg.ClaimTTL), "an export of this image is running, perhaps this request's own earlier attempt; looking again later")
 	case code == codeExportRunning:
-		h.ledger.Drop(ctx, e)
+		h.ledger.Abandon(ctx, e)
 		return nil, runner.Delay(h.cfg.BusyWait, "IMS is exporting this image for another request; this export waits its turn")
 	case imsapi.MaybeApplied(err):
 		return nil, fmt.Errorf("export %s (it may have been accepted): %w", im.ID, err)
 	case imsapi.IsRetryable(err):
-		h.ledger.Drop(ctx, e)
+		h.ledger.Abandon(ctx, e)
 		return nil, h.transient(err, "export "+im.ID)
 	default:
 		return h.reject(ctx, e, req, "submit", events.ReasonIMSRefused, "IMS refused the export: "+err.Error(), code)

@@ -247,7 +247,7 @@ func (h *importer) submitClaimed(ctx context.Context, p plan, e ledger.Entry, ba
 		// the claim's TTL the next attempt looks the image up first.
 		return nil, fmt.Errorf("submit %s (it may have been accepted): %w", p.name, err)
 	case imsapi.IsRetryable(err):
-		h.ledger.Drop(ctx, e)
+		h.ledger.Abandon(ctx, e)
 		h.releaseSlot(ctx, slot)
 		if errors.Is(err, imsapi.ErrThrottled) {
 			d, ok := imsapi.RetryAfter(err)
