@@ -149,27 +149,33 @@ func TestClusterLeaders(t *testing.T) {
 	}
 	nc2, js2 := c.Connect(t, jetstream.WithDefaultTimeout(30*time.Second))
 	Eventually(t, "a second client connected", nc2.IsConnected)
-	if _, err := js2.Publish(ctx, "jobs.1", []byte("x")); err != nil {
-		t.Fatal(err)
-	}
+	c.WaitStreamLeader(t, "JOBS") // the killed node may have led the stream too
+	Until(t, "a publish acknowledged", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := js2.Publish(ctx, "jobs.1", []byte("x"), jetstream.WithMsgID("jobs.1"))
+		return err == nil, fmt.Sprint(err)
+	})
 	cons2, err := js2.Consumer(ctx, "JOBS", "worker")
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs, err := cons2.Fetch(1, jetstream.FetchMaxWait(Patience))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := 0
-	for m := range msgs.Messages() {
-		got++
-		if err := m.DoubleAck(ctx); err != nil {
-			t.Fatal(err)
+	// A pull that reaches no leader yet ("no responders") returns empty:
+	// a client pulls again.
+	Until(t, "the message fetched after the consumer's failover", func() (bool, string) {
+		msgs, err := cons2.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return false, err.Error()
 		}
-	}
-	if got != 1 {
-		t.Fatalf("fetched %d messages after the consumer's failover, want 1 (%v)", got, msgs.Error())
-	}
+		got := 0
+		for m := range msgs.Messages() {
+			got++
+			if err := m.DoubleAck(ctx); err != nil {
+				return false, "ack: " + err.Error()
+			}
+		}
+		return got == 1, fmt.Sprintf("fetched %d (%v)", got, msgs.Error())
+	})
 }
 
 // create makes an R3 asset, trying again while the cluster refuses to
