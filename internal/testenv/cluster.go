@@ -271,18 +271,56 @@ func healthy(s *server.Server, opts *server.HealthzOptions) (bool, string) {
 }
 
 // waitLeader waits until one running node leads and is healthy for opts,
-// and returns it.
-func (c *Cluster) waitLeader(t testing.TB, what string, is func(*server.Server) bool, opts *server.HealthzOptions) int {
+// and every running node routes subject (when not "") somewhere: the
+// leader's subscription has reached every node, so that a client on any
+// node finds a responder. It returns the leader.
+func (c *Cluster) waitLeader(t testing.TB, what string, is func(*server.Server) bool, opts *server.HealthzOptions, subject func(leader *server.Server) string) int {
 	t.Helper()
 	leader := -1
 	Until(t, what, func() (bool, string) {
 		if leader = c.leader(is); leader < 0 {
 			return false, "no leader"
 		}
-		ok, why := healthy(c.Server(leader), opts)
-		return ok, fmt.Sprintf("leader %s: %s", c.nodes[leader].name, why)
+		s := c.Server(leader)
+		if ok, why := healthy(s, opts); !ok {
+			return false, fmt.Sprintf("leader %s: %s", c.nodes[leader].name, why)
+		}
+		subj := subject(s)
+		for i := range c.nodes {
+			n := c.Server(i)
+			if n == nil || subj == "" {
+				continue
+			}
+			if acc, err := n.LookupAccount(Account); err != nil || !acc.SubscriptionInterest(subj) {
+				return false, fmt.Sprintf("leader %s; node %s has no route for %s yet", c.nodes[leader].name, c.nodes[i].name, subj)
+			}
+		}
+		return true, ""
 	})
 	return leader
+}
+
+// streamSubject is a subject that stream takes (its first subject, with
+// every wildcard made a token), as the leader s has its configuration;
+// "" when it cannot tell.
+func streamSubject(s *server.Server, stream string) string {
+	d, err := s.JszAccount(&server.JSzOptions{Account: Account, Streams: true, Config: true})
+	if err != nil {
+		return ""
+	}
+	for _, sd := range d.Streams {
+		if sd.Name != stream || sd.Config == nil || len(sd.Config.Subjects) == 0 {
+			continue
+		}
+		toks := strings.Split(sd.Config.Subjects[0], ".")
+		for i, tok := range toks {
+			if tok == "*" || tok == ">" {
+				toks[i] = "x"
+			}
+		}
+		return strings.Join(toks, ".")
+	}
+	return ""
 }
 
 // Until checks cond every 20ms until it holds, and fails the test with
@@ -312,26 +350,31 @@ func Until(t testing.TB, what string, cond func() (ok bool, why string)) {
 func (c *Cluster) WaitMetaLeader(t testing.TB) int {
 	t.Helper()
 	return c.waitLeader(t, "a meta leader", func(s *server.Server) bool { return s.JetStreamIsLeader() },
-		&server.HealthzOptions{JSMetaOnly: true})
+		&server.HealthzOptions{JSMetaOnly: true}, func(*server.Server) string { return "" })
 }
 
 // WaitStreamLeader waits until stream has a leader that has caught up
 // (healthz of the stream on that node is ok: it applied what its group
-// committed and is not restoring a snapshot), and returns its index.
+// committed and is not restoring a snapshot) and that a publish from any
+// node reaches, and returns its index.
 func (c *Cluster) WaitStreamLeader(t testing.TB, stream string) int {
 	t.Helper()
 	return c.waitLeader(t, "a leader of stream "+stream,
 		func(s *server.Server) bool { return s.JetStreamIsStreamLeader(Account, stream) },
-		&server.HealthzOptions{Account: Account, Stream: stream})
+		&server.HealthzOptions{Account: Account, Stream: stream},
+		func(s *server.Server) string { return streamSubject(s, stream) })
 }
 
 // WaitConsumerLeader waits until the consumer has a leader that has
-// caught up, and returns its index.
+// caught up, and returns its index. A pull sent at once may still find no
+// responder (nats-server shows no interest to wait for: every account
+// routes $JS.API.> to JetStream): a client pulls again.
 func (c *Cluster) WaitConsumerLeader(t testing.TB, stream, consumer string) int {
 	t.Helper()
 	return c.waitLeader(t, fmt.Sprintf("a leader of consumer %s on %s", consumer, stream),
 		func(s *server.Server) bool { return s.JetStreamIsConsumerLeader(Account, stream, consumer) },
-		&server.HealthzOptions{Account: Account, Stream: stream, Consumer: consumer})
+		&server.HealthzOptions{Account: Account, Stream: stream, Consumer: consumer},
+		func(*server.Server) string { return "" })
 }
 
 // WaitKVLeader waits until key-value bucket has a leader that has caught

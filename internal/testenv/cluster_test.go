@@ -121,9 +121,12 @@ func TestClusterLeaders(t *testing.T) {
 	if c.KVLeader("state") != kl {
 		t.Errorf("KVLeader = %d, WaitKVLeader = %d", c.KVLeader("state"), kl)
 	}
-	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
-		t.Fatal(err)
-	}
+	Until(t, "a put acknowledged", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := kv.Put(ctx, "k", []byte("v"))
+		return err == nil, fmt.Sprint(err)
+	})
 	ks, err := js.Stream(ctx, KVStream("state"))
 	if err != nil {
 		t.Fatal(err)
