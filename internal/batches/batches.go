@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
 )
@@ -97,7 +98,7 @@ func (c *Counter) Ended(ctx context.Context, evs ...events.Event) error {
 			continue
 		}
 		mark := "i." + events.Hash(batch, 40) + "." + events.Hash(e.ID(), 40)
-		if _, err := c.kv.Create(ctx, mark, []byte(status)); errors.Is(err, jetstream.ErrKeyExists) {
+		if _, err := c.kv.Create(ctx, mark, []byte(status)); ledger.Conflict(err) {
 			continue // counted before
 		} else if err != nil {
 			return fmt.Errorf("count batch item: %w", err)
@@ -153,7 +154,7 @@ func (c *Counter) update(ctx context.Context, batch string, change func(*Record)
 		} else {
 			_, err = c.kv.Update(ctx, key, b, rev)
 		}
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if ledger.Conflict(err) {
 			continue // another writer got there first: read again
 		}
 		if err != nil {

@@ -62,6 +62,20 @@ func (r Record) Live(now time.Time, ttl time.Duration) bool {
 	return r.State == Claimed && now.Sub(r.ClaimedAt) < ttl
 }
 
+// Conflict reports whether a KV write lost a compare-and-set race: the
+// key exists (Create) or moved on (Update, Delete with a revision). On a
+// replicated bucket the server reports both as "wrong last sequence"
+// (10164), which nats.go maps to ErrKeyExists only in some paths (not when
+// Create meets a deleted key), so all are checked.
+func Conflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
 // Ledger is a bucket of records.
 type Ledger struct {
 	KV jetstream.KeyValue
@@ -131,7 +145,7 @@ func (l *Ledger) Claim(ctx context.Context, e *Entry, slot string) error {
 		rev, err = l.KV.Update(ctx, e.Key, b, e.Rev)
 	}
 	switch {
-	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+	case Conflict(err):
 		return runner.Delay(time.Second, "another attempt claimed this first")
 	case err != nil:
 		return fmt.Errorf("claim %s: %w", e.Key, err)

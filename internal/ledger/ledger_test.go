@@ -128,3 +128,23 @@ func TestAbandon(t *testing.T) {
 		t.Errorf("after abandoning an inherited claim: %+v, %v; want a claim to take over at once", next, err)
 	}
 }
+
+func TestConflict(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{jetstream.ErrKeyExists, true},
+		{jetstream.ErrKeyRevisionMismatch, true},
+		// What a replicated bucket answers when Create meets a key deleted
+		// and re-created meanwhile: nats.go passes it on unmapped.
+		{&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant, Description: "wrong last sequence"}, true},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10008}, false},
+		{jetstream.ErrKeyNotFound, false},
+		{nil, false},
+	} {
+		if got := Conflict(c.err); got != c.want {
+			t.Errorf("Conflict(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}

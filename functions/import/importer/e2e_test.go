@@ -1,7 +1,9 @@
 package importer
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -503,5 +505,22 @@ func TestTakeoverFindsAFailedEarlierJob(t *testing.T) {
 	}
 	if n := len(hs.emu.Submissions()); n != 1 {
 		t.Errorf("%d IMS submissions, want only the dead attempt's", n)
+	}
+}
+
+// TestSlotReleasedAfterTheAttemptsTime: a claim that timed out (a leader
+// election) still gives its slot back, instead of leaving it to the sweep.
+func TestSlotReleasedAfterTheAttemptsTime(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, func(c *Config) { c.MaxInFlight = 4 })
+	slot, err := hs.h.acquireSlot(t.Context(), "v.owner")
+	if err != nil || slot == "" {
+		t.Fatalf("acquireSlot = %q, %v", slot, err)
+	}
+	ended, cancel := context.WithCancel(t.Context())
+	cancel()
+	hs.h.releaseSlot(ended, slot)
+	if _, err := hs.h.slots.Get(t.Context(), slot); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("slot %s after its release with an ended context: %v, want gone", slot, err)
 	}
 }

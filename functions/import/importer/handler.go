@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -325,14 +326,15 @@ func (h *importer) acquireSlot(ctx context.Context, owner string) (string, error
 	if now.UnixNano() < h.fullUntil.Load() {
 		return "", nil
 	}
-	start := int(events.Hash(owner, 2)[0]) % n // spread replicas over the slots
+	first, _ := strconv.ParseUint(events.Hash(owner, 8), 16, 32)
+	start := int(first % uint64(n)) // spread imports over the slots
 	for i := range n {
 		name := fmt.Sprintf("slot.%04d", (start+i)%n)
 		_, err := h.slots.Create(ctx, name, []byte(owner), jetstream.KeyTTL(h.cfg.SlotTTL))
 		switch {
 		case err == nil:
 			return name, nil
-		case errors.Is(err, jetstream.ErrKeyExists):
+		case ledger.Conflict(err):
 			continue
 		default:
 			return "", fmt.Errorf("take an in-flight slot: %w", err)
@@ -364,11 +366,20 @@ func (h *importer) keepSlot(ctx context.Context, e ledger.Entry) (string, error)
 	return slot, err
 }
 
+// releaseSlot frees a slot this attempt took. It does so even when the
+// attempt's own time is up (a claim that timed out in a leader election):
+// a slot left behind would wait for the sweep.
 func (h *importer) releaseSlot(ctx context.Context, slot string) {
-	if slot != "" {
-		_ = h.slots.Delete(ctx, slot)
+	if slot == "" {
+		return
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	_ = h.slots.Delete(ctx, slot)
 }
+
+// releaseTimeout bounds the release of a slot after the attempt's time.
+const releaseTimeout = 5 * time.Second
 
 // ---- RAW bitmaps ----------------------------------------------------------
 
@@ -494,7 +505,7 @@ func (h *importer) saveWait(ctx context.Context, o events.ObjectCreated, data []
 	if err == nil {
 		return w, true, nil
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
+	if !ledger.Conflict(err) {
 		return w, false, fmt.Errorf("record the RAW file's wait: %w", err)
 	}
 	entry, err := h.imports.Get(ctx, key)

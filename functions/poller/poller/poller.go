@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/imsflow/imsflow/internal/batches"
+	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -201,7 +202,7 @@ func (p *poller) track(ctx context.Context, h events.JobSubmitted) error {
 	}
 	b, _ := json.Marshal(st)
 	_, err := p.jobs.Create(ctx, key, b)
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if ledger.Conflict(err) {
 		cur, _, gerr := p.load(ctx, key)
 		if gerr != nil {
 			return gerr
