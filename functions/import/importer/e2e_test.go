@@ -524,3 +524,35 @@ func TestSlotReleasedAfterTheAttemptsTime(t *testing.T) {
 		t.Errorf("slot %s after its release with an ended context: %v, want gone", slot, err)
 	}
 }
+
+// TestSlotOfALostAnswerIsReused: an attempt whose slot Create took effect
+// but whose answer was lost (a leader election) left the slot with its
+// owner's key; the next attempt uses that slot instead of leaking it.
+func TestSlotOfALostAnswerIsReused(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, func(c *Config) { c.MaxInFlight = 8 })
+	ctx := t.Context()
+	first, err := hs.h.acquireSlot(ctx, "v.lost")
+	if err != nil || first == "" {
+		t.Fatalf("acquireSlot = %q, %v", first, err)
+	}
+	again, err := hs.h.acquireSlot(ctx, "v.lost")
+	if err != nil || again != first {
+		t.Errorf("second acquireSlot for the same owner = %q, %v; want its own %q", again, err, first)
+	}
+	other, err := hs.h.acquireSlot(ctx, "v.other")
+	if err != nil || other == "" || other == first {
+		t.Errorf("another owner got %q, %v", other, err)
+	}
+	lister, err := hs.h.slots.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range lister.Keys() {
+		n++
+	}
+	if n != 2 {
+		t.Errorf("%d slots held, want 2", n)
+	}
+}

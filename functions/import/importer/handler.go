@@ -195,6 +195,7 @@ func (h *importer) takeover(ctx context.Context, p plan, e ledger.Entry, batch s
 		return nil, err
 	}
 	if err := h.ledger.Claim(ctx, &e, slot); err != nil {
+		h.releaseUnclaimed(ctx, e.Key, slot)
 		return nil, err
 	}
 	im, err := h.lookup(ctx, p)
@@ -220,7 +221,7 @@ func (h *importer) submit(ctx context.Context, p plan, e ledger.Entry, batch str
 		return nil, runner.Delay(h.cfg.SlotWait, fmt.Sprintf("%d IMS image-creation jobs in flight", h.cfg.MaxInFlight))
 	}
 	if err := h.ledger.Claim(ctx, &e, slot); err != nil {
-		h.releaseSlot(ctx, slot)
+		h.releaseUnclaimed(ctx, e.Key, slot)
 		return nil, err
 	}
 	return h.submitClaimed(ctx, p, e, batch)
@@ -335,6 +336,12 @@ func (h *importer) acquireSlot(ctx context.Context, owner string) (string, error
 		case err == nil:
 			return name, nil
 		case ledger.Conflict(err):
+			// Taken; perhaps by this very object version, in an attempt
+			// whose Create took effect but whose answer was lost (a leader
+			// election): then it is this attempt's to use.
+			if e, gerr := h.slots.Get(ctx, name); gerr == nil && string(e.Value()) == owner {
+				return name, nil
+			}
 			continue
 		default:
 			return "", fmt.Errorf("take an in-flight slot: %w", err)
@@ -376,6 +383,19 @@ func (h *importer) releaseSlot(ctx context.Context, slot string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
 	_ = h.slots.Delete(ctx, slot)
+}
+
+// releaseUnclaimed frees a slot after this attempt failed to claim key
+// with it, unless the claim that won holds that very slot (two attempts
+// at one object version can both find the slot their owner took).
+func (h *importer) releaseUnclaimed(ctx context.Context, key, slot string) {
+	if slot == "" {
+		return
+	}
+	if e, err := h.ledger.Read(ctx, key); err == nil && e.Record.Slot == slot {
+		return
+	}
+	h.releaseSlot(ctx, slot)
 }
 
 // releaseTimeout bounds the release of a slot after the attempt's time.
