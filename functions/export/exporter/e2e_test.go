@@ -40,7 +40,19 @@ type harness struct {
 // (runnertest.ExpireAbandonedClaims).
 func newHarness(t *testing.T, faults imsemu.Faults, clock *imsemu.ManualClock) *harness {
 	t.Helper()
-	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, TimeScale: 1e6, Faults: faults, Seed: 3})
+	cfg := Config{DefaultBucket: "exports", KeyPrefix: "out/", ClaimTTL: 2 * time.Minute, BusyWait: 20 * time.Millisecond,
+		ThrottleWait: 20 * time.Millisecond, Workers: 2, AckWait: 30 * time.Second, MaxFailures: 100}
+	return startHarness(t, imsemu.Config{Faults: faults}, cfg, clock, true)
+}
+
+// startHarness is newHarness with the emulator's and the function's
+// settings given; with clock, the function runs on it, and with
+// expireClaims the clock jumps past the claim TTL whenever an attempt
+// finds an earlier attempt's claim.
+func startHarness(t *testing.T, emuCfg imsemu.Config, cfg Config, clock *imsemu.ManualClock, expireClaims bool) *harness {
+	t.Helper()
+	emuCfg.Credentials, emuCfg.TimeScale, emuCfg.Seed = map[string]imsapi.Secret{"AK": "SK"}, 1e6, 3
+	emu, err := imsemu.New(emuCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +77,6 @@ func newHarness(t *testing.T, faults imsemu.Faults, clock *imsemu.ManualClock) *
 	if err := runner.Ensure(t.Context(), js, runner.DefaultTopology(1)); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{DefaultBucket: "exports", KeyPrefix: "out/", ClaimTTL: 2 * time.Minute, BusyWait: 20 * time.Millisecond,
-		ThrottleWait: 20 * time.Millisecond, Workers: 2, AckWait: 30 * time.Second, MaxFailures: 100}
 	h, rc, err := build(t.Context(), cfg, client, js)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +91,9 @@ func newHarness(t *testing.T, faults imsemu.Faults, clock *imsemu.ManualClock) *
 	rc.Settled = hs.settled.Add
 	if clock != nil {
 		h.now = clock.Now
-		rc.Settled = runnertest.ExpireAbandonedClaims(clock, cfg.ClaimTTL, hs.settled.Add)
+		if expireClaims {
+			rc.Settled = runnertest.ExpireAbandonedClaims(clock, cfg.ClaimTTL, hs.settled.Add)
+		}
 	}
 	runnertest.Start(t, js, rc, h.handle, zerolog.Nop())
 	return hs

@@ -10,11 +10,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
 	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/runner"
-	"github.com/imsflow/imsflow/internal/runner/runnertest"
 	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -167,41 +165,9 @@ func TestTakeoverFindsTheFinishedExport(t *testing.T) {
 // still far above any handler's run.
 func newClockedHarness(t *testing.T, clock *imsemu.ManualClock) *harness {
 	t.Helper()
-	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, TimeScale: 1e6, Clock: clock, Seed: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emu.Close() })
-	emu.AddBucket("exports")
-	hs := &harness{t: t, emu: emu, settled: runnertest.NewSettled(), handoffs: make(chan *nats.Msg, 100), rejected: make(chan *nats.Msg, 100), images: map[string]string{}}
-	hs.images["small"] = emu.AddImage(imsapi.Image{Name: "small", ImageSize: fmt.Sprint(10 * gib)}).ID
-	client, err := emu.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := testenv.StartNATS(t)
-	nc, js := n.Connect(t)
-	hs.js = js
-	if err := runner.Ensure(t.Context(), js, runner.DefaultTopology(1)); err != nil {
-		t.Fatal(err)
-	}
 	cfg := Config{DefaultBucket: "exports", KeyPrefix: "out/", ClaimTTL: 11 * time.Second, BusyWait: 20 * time.Millisecond,
 		ThrottleWait: 20 * time.Millisecond, Workers: 2, AckWait: 10 * time.Second, MaxFailures: 100}
-	h, rc, err := build(t.Context(), cfg, client, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.now = clock.Now
-	hs.h = h
-	for subj, ch := range map[string]chan *nats.Msg{events.SubjectJobSubmitted: hs.handoffs, events.OutSubject(events.KindExport, events.StatusRejected): hs.rejected} {
-		if _, err := nc.ChanSubscribe(subj, ch); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rc.BackoffInitial, rc.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
-	rc.Settled = hs.settled.Add
-	runnertest.Start(t, js, rc, h.handle, zerolog.Nop())
-	return hs
+	return startHarness(t, imsemu.Config{Clock: clock}, cfg, clock, false)
 }
 
 // TestTakeoverWaitsForTheRunningExport: the request's attempt died after
