@@ -63,7 +63,7 @@ type profile struct {
 }
 
 var profiles = map[string]profile{
-	"short":   {Name: "short", Items: 300, Feed: 40 * time.Second, FaultStart: 6 * time.Second, FaultEnd: 36 * time.Second, NATSKills: 1, Drain: 150 * time.Second},
+	"short":   {Name: "short", Items: 300, Feed: 40 * time.Second, FaultStart: 6 * time.Second, FaultEnd: 36 * time.Second, NATSKills: 1, Drain: 4 * time.Minute},
 	"default": {Name: "default", Items: 2000, Feed: 180 * time.Second, FaultStart: 10 * time.Second, FaultEnd: 170 * time.Second, KillEvery: 12 * time.Second, NATSKills: 2, Drain: 6 * time.Minute},
 	"long":    {Name: "long", Items: 10000, Feed: 20 * time.Minute, FaultStart: 15 * time.Second, FaultEnd: 19 * time.Minute, KillEvery: 20 * time.Second, NATSKills: 8, Drain: 15 * time.Minute},
 }
