@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -93,6 +94,39 @@ func Receive[T any](t testing.TB, ch chan *nats.Msg, n int) []T {
 			out = append(out, v)
 		case <-timeout:
 			t.Fatalf("only %d of %d messages in %s", len(out), n, Patience)
+		}
+	}
+	return out
+}
+
+// Stored returns the messages stream holds on subject, oldest first: what
+// a test reads where no consumer takes them (hand-offs with no poller
+// running, events in IMSFLOW_OUT).
+func Stored(t testing.TB, js jetstream.JetStream, stream, subject string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := t.Context()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			continue
+		case err != nil:
+			t.Fatalf("%s message %d: %v", stream, seq, err)
+		}
+		if m.Subject == subject {
+			out = append(out, m)
 		}
 	}
 	return out

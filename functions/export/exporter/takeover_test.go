@@ -2,7 +2,6 @@ package exporter
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -24,35 +23,10 @@ import (
 // exists) or still runs (IMG.0148).
 
 // tkoStoredHandoffs returns the hand-offs stored in IMSFLOW_JOBS (no
-// poller consumes them here), oldest first.
+// poller consumes them here).
 func tkoStoredHandoffs(t *testing.T, js jetstream.JetStream) []*jetstream.RawStreamMsg {
 	t.Helper()
-	ctx := t.Context()
-	s, err := js.Stream(ctx, runner.StreamJobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*jetstream.RawStreamMsg
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			continue
-		case err != nil:
-			t.Fatalf("%s message %d: %v", runner.StreamJobs, seq, err)
-		}
-		if m.Subject == events.SubjectJobSubmitted {
-			out = append(out, m)
-		}
-	}
-	return out
+	return testenv.Stored(t, js, runner.StreamJobs, events.SubjectJobSubmitted)
 }
 
 // tkoAbandon records the claim of an attempt that died an hour before

@@ -67,39 +67,6 @@ func convOnClock(hs *harness, clock *imsemu.ManualClock) {
 	hs.start()
 }
 
-// convStored returns the messages stored on subject in stream, oldest
-// first (the hand-offs in IMSFLOW_JOBS, which no poller consumes here;
-// the events in IMSFLOW_OUT).
-func convStored(t *testing.T, js jetstream.JetStream, stream, subject string) []*jetstream.RawStreamMsg {
-	t.Helper()
-	ctx := t.Context()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*jetstream.RawStreamMsg
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			continue
-		case err != nil:
-			t.Fatalf("%s message %d: %v", stream, seq, err)
-		}
-		if m.Subject == subject {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // convDecode decodes stored messages' JSON bodies.
 func convDecode[T any](t *testing.T, msgs []*jetstream.RawStreamMsg) []T {
 	t.Helper()
@@ -186,7 +153,7 @@ func TestThousandRecordNotification(t *testing.T) {
 	}
 	envelopeSettled(1)
 
-	handoffs := convDecode[events.JobSubmitted](t, convStored(t, hs.js, runner.StreamJobs, events.SubjectJobSubmitted))
+	handoffs := convDecode[events.JobSubmitted](t, testenv.Stored(t, hs.js, runner.StreamJobs, events.SubjectJobSubmitted))
 	handedOff := map[string]int{}
 	for _, h := range handoffs {
 		handedOff[h.Source.Key]++
@@ -222,7 +189,7 @@ func TestThousandRecordNotification(t *testing.T) {
 	if got := len(hs.emu.Submissions()); got != n {
 		t.Errorf("%d IMS submissions after the notification came again, want still %d", got, n)
 	}
-	if got := len(convStored(t, hs.js, runner.StreamJobs, events.SubjectJobSubmitted)); got != n {
+	if got := len(testenv.Stored(t, hs.js, runner.StreamJobs, events.SubjectJobSubmitted)); got != n {
 		t.Errorf("%d hand-offs stored after the notification came again, want still %d", got, n)
 	}
 }
@@ -246,7 +213,7 @@ func TestBacklogRAWWaitsFromFirstSight(t *testing.T) {
 	if n := len(hs.emu.Submissions()); n != 0 {
 		t.Fatalf("%d IMS submissions while the RAW file waits for its bitmap", n)
 	}
-	waiting := convDecode[events.Waiting](t, convStored(t, hs.js, runner.StreamOut, events.OutSubject(events.KindImport, events.StatusWaiting)))
+	waiting := convDecode[events.Waiting](t, testenv.Stored(t, hs.js, runner.StreamOut, events.OutSubject(events.KindImport, events.StatusWaiting)))
 	if len(waiting) != 1 {
 		t.Fatalf("%d waiting events on %s, want 1", len(waiting), events.OutSubject(events.KindImport, events.StatusWaiting))
 	}
@@ -272,7 +239,7 @@ func TestBacklogRAWWaitsFromFirstSight(t *testing.T) {
 	// original RAW notification, still waiting out its delay, can only
 	// repeat the recorded hand-off.
 	hs.settled.Final(t, 2)
-	if rej := convStored(t, hs.js, runner.StreamOut, events.OutSubject(events.KindImport, events.StatusRejected)); len(rej) != 0 {
+	if rej := testenv.Stored(t, hs.js, runner.StreamOut, events.OutSubject(events.KindImport, events.StatusRejected)); len(rej) != 0 {
 		t.Errorf("rejected: %s", rej[0].Data)
 	}
 	convNoDeadLetters(t, hs)
@@ -325,7 +292,7 @@ func TestFutureEventTimeRAWIsNotStuck(t *testing.T) {
 			if n := len(hs.emu.Submissions()); n != 0 {
 				t.Fatalf("%d IMS submissions before the wait ended", n)
 			}
-			waiting := convDecode[events.Waiting](t, convStored(t, hs.js, runner.StreamOut, events.OutSubject(events.KindImport, events.StatusWaiting)))
+			waiting := convDecode[events.Waiting](t, testenv.Stored(t, hs.js, runner.StreamOut, events.OutSubject(events.KindImport, events.StatusWaiting)))
 			if len(waiting) != 1 {
 				t.Fatalf("%d waiting events, want 1", len(waiting))
 			}

@@ -257,19 +257,7 @@ func TestCrashBetweenSubmitAndRecord(t *testing.T) {
 	t.Parallel()
 	hs := newHarness(t, imsemu.Config{}, nil)
 	body := minioEvent("images", "data/d.qcow2", 4*gib, "e-crash", nil)
-	recs, _, err := events.DecodeObjectEvents(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := route(recs[0], hs.h.cfg.route)
-	// The dead attempt: its claim, and the job IMS accepted.
-	stale, _ := json.Marshal(ledger.Record{State: ledger.Claimed, ClaimedAt: time.Now().Add(-time.Hour)})
-	if _, err := hs.h.imports.Create(t.Context(), "v."+p.hash[:tagHashLen], stale); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := hs.h.ims.ImportDataImage(t.Context(), p.data); err != nil {
-		t.Fatal(err)
-	}
+	p := hs.deadAttempt(body)
 	hs.publish(body)
 	if o := hs.settled.Outcomes(t, 1); o[0] != "ack" {
 		t.Errorf("outcome = %v", o)
@@ -475,18 +463,7 @@ func TestTakeoverFindsAFailedEarlierJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := minioEvent("images", "data/d.qcow2", 4*gib, "e-failed", nil)
-	recs, _, err := events.DecodeObjectEvents(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := route(recs[0], hs.h.cfg.route)
-	stale, _ := json.Marshal(ledger.Record{State: ledger.Claimed, ClaimedAt: time.Now().Add(-time.Hour)})
-	if _, err := hs.h.imports.Create(t.Context(), "v."+p.hash[:tagHashLen], stale); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := hs.h.ims.ImportDataImage(t.Context(), p.data); err != nil {
-		t.Fatal(err)
-	}
+	p := hs.deadAttempt(body)
 	testenv.Eventually(t, "the earlier attempt's image killed", func() bool {
 		for _, im := range hs.emu.Images() {
 			if im.Name == p.name && im.Status == imsapi.ImageKilled {
@@ -555,4 +532,24 @@ func TestSlotOfALostAnswerIsReused(t *testing.T) {
 	if n != 2 {
 		t.Errorf("%d slots held, want 2", n)
 	}
+}
+
+// deadAttempt leaves what an attempt that died after IMS accepted its job
+// leaves behind: an expired claim on the object version, and the IMS job.
+// It returns the version's plan.
+func (hs *harness) deadAttempt(body []byte) plan {
+	hs.t.Helper()
+	recs, _, err := events.DecodeObjectEvents(body)
+	if err != nil {
+		hs.t.Fatal(err)
+	}
+	p := route(recs[0], hs.h.cfg.route)
+	stale, _ := json.Marshal(ledger.Record{State: ledger.Claimed, ClaimedAt: time.Now().Add(-time.Hour)})
+	if _, err := hs.h.imports.Create(hs.t.Context(), "v."+p.hash[:tagHashLen], stale); err != nil {
+		hs.t.Fatal(err)
+	}
+	if _, err := hs.h.ims.ImportDataImage(hs.t.Context(), p.data); err != nil {
+		hs.t.Fatal(err)
+	}
+	return p
 }
