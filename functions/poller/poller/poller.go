@@ -459,7 +459,9 @@ func (p *poller) publishFinal(ctx context.Context, key string, st jobState, rev 
 	if err := runner.Publish(ctx, p.js, Function, *st.Final); err != nil {
 		return nil, err
 	}
-	p.releaseSlot(ctx, st.Handoff)
+	if err := p.releaseSlot(ctx, st.Handoff); err != nil {
+		return nil, err
+	}
 	if err := p.batches.Ended(ctx, *st.Final); err != nil {
 		return nil, err
 	}
@@ -474,15 +476,25 @@ func (p *poller) publishFinal(ctx context.Context, key string, st jobState, rev 
 // releaseSlot frees the job's in-flight slot, unless it is no longer the
 // job's: a slot taken after the job's submission (its own expired after
 // IMPORT_SLOT_TTL and another import took it) is left to its holder.
-func (p *poller) releaseSlot(ctx context.Context, h events.JobSubmitted) {
+// A release that fails (NATS in a leader change) is an error: the timer
+// comes back and releases it before the job is marked published.
+func (p *poller) releaseSlot(ctx context.Context, h events.JobSubmitted) error {
 	if h.Slot == "" {
-		return
+		return nil
 	}
 	e, err := p.slots.Get(ctx, h.Slot)
-	if err != nil || e.Created().After(h.SubmittedAt.Add(time.Minute)) {
-		return
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("release slot %s: %w", h.Slot, err)
+	case e.Created().After(h.SubmittedAt.Add(time.Minute)):
+		return nil
 	}
-	_ = p.slots.Delete(ctx, h.Slot, jetstream.LastRevision(e.Revision()))
+	if err := p.slots.Delete(ctx, h.Slot, jetstream.LastRevision(e.Revision())); err != nil && !ledger.Conflict(err) {
+		return fmt.Errorf("release slot %s: %w", h.Slot, err)
+	}
+	return nil
 }
 
 func orNone(s string) string {
