@@ -1,7 +1,8 @@
 // Command imsflow is imsflow's command line: the "ims" commands, a direct
 // line to the IMS API configured from the environment, and "emulator", the
 // local IMS; the pipeline commands (dev, demo, export, bulk, watch, status)
-// join them as they are built.
+// join them as they are built; "run" runs one function as the process (the
+// container image's entry point).
 package main
 
 import (
@@ -11,6 +12,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	// In a container built FROM scratch there are no CA roots and no zone
+	// files: the binary carries both (the roots are used only where the
+	// system has none).
+	_ "golang.org/x/crypto/x509roots/fallback"
+	_ "time/tzdata"
+
+	"github.com/imsflow/imsflow/internal/probe"
 )
 
 func main() {
@@ -39,6 +48,9 @@ Usage:
   imsflow bucket init BUCKET...   create buckets (S3_*) and send MinIO's events to JetStream
   imsflow ims <command> [flags]   call the IMS API directly (see "imsflow ims -h")
   imsflow emulator [flags]        run the local IMS emulator (see "imsflow emulator -h")
+  imsflow run FUNCTION            run one function (import, export, poller, ingest) as this process
+  imsflow version                 the version and commit this binary was built from
+  imsflow healthcheck URL...      exit 0 when every URL answers 2xx (the image's HEALTHCHECK)
   imsflow help [COMMAND]          this text, or a command's (as "imsflow COMMAND -h")
 
 IMS settings come from the environment: IMS_ENDPOINT and either
@@ -70,6 +82,12 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		return runDev(ctx, args[1:], environ, stdout, stderr)
 	case "watch":
 		return runWatch(ctx, args[1:], environ, stdout, stderr)
+	case "run":
+		return runFunction(args[1:], stdout, stderr)
+	case "version":
+		return runVersion(stdout)
+	case "healthcheck":
+		return probe.Main(args[1:], stderr)
 	case "help", "-h", "-help", "--help":
 		if args[0] == "help" && len(args) > 1 {
 			// "imsflow help bulk import" is "imsflow bulk import -h".

@@ -4,20 +4,6 @@
 // Configuration is the environment; see the README.
 package main
 
-import (
-	"context"
+import "github.com/imsflow/imsflow/internal/functions"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
-
-	"github.com/imsflow/imsflow/functions/import/importer"
-	"github.com/imsflow/imsflow/internal/fnmain"
-	"github.com/imsflow/imsflow/internal/runner"
-	"github.com/imsflow/imsflow/pkg/imsapi"
-)
-
-func main() {
-	fnmain.Main(importer.Function, func(ctx context.Context, cfg importer.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
-		return importer.New(ctx, cfg, ims, js, log)
-	})
-}
+func main() { functions.Run("import") }

@@ -5,18 +5,6 @@
 // environment; see the README.
 package main
 
-import (
-	"context"
+import "github.com/imsflow/imsflow/internal/functions"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
-
-	"github.com/imsflow/imsflow/functions/ingest/ingest"
-	"github.com/imsflow/imsflow/internal/fnmain"
-)
-
-func main() {
-	fnmain.MainService(ingest.Function, func(_ context.Context, cfg ingest.Config, js jetstream.JetStream, log zerolog.Logger) (fnmain.Service, error) {
-		return ingest.New(cfg, js, log)
-	})
-}
+func main() { functions.Run("ingest") }

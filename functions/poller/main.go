@@ -5,20 +5,6 @@
 // environment; see the README.
 package main
 
-import (
-	"context"
+import "github.com/imsflow/imsflow/internal/functions"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
-
-	"github.com/imsflow/imsflow/functions/poller/poller"
-	"github.com/imsflow/imsflow/internal/fnmain"
-	"github.com/imsflow/imsflow/internal/runner"
-	"github.com/imsflow/imsflow/pkg/imsapi"
-)
-
-func main() {
-	fnmain.Main(poller.Function, func(ctx context.Context, cfg poller.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
-		return poller.New(ctx, cfg, ims, js, log)
-	})
-}
+func main() { functions.Run("poller") }

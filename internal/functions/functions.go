@@ -1,0 +1,60 @@
+// Package functions names imsflow's functions and runs one of them as the
+// whole process: the small mains under functions/ and "imsflow run" (the
+// container image's one binary) both start a function through Run.
+package functions
+
+import (
+	"context"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/imsflow/imsflow/functions/export/exporter"
+	"github.com/imsflow/imsflow/functions/import/importer"
+	"github.com/imsflow/imsflow/functions/ingest/ingest"
+	"github.com/imsflow/imsflow/functions/poller/poller"
+	"github.com/imsflow/imsflow/internal/fnmain"
+	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/pkg/imsapi"
+)
+
+// Names are the functions Run knows, in the order a deployment lists them.
+var Names = []string{importer.Function, exporter.Function, poller.Function, ingest.Function}
+
+// Known reports whether name is one of Names.
+func Known(name string) bool {
+	for _, n := range Names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Run runs the function called name as the process until SIGTERM or
+// Ctrl-C (fnmain: configuration from the environment; the process exits 2
+// when it is wrong and 1 when the function failed) and returns true after
+// a graceful stop; false, at once, when name is not a function.
+func Run(name string) bool {
+	switch name {
+	case importer.Function:
+		fnmain.Main(name, func(ctx context.Context, cfg importer.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
+			return importer.New(ctx, cfg, ims, js, log)
+		})
+	case exporter.Function:
+		fnmain.Main(name, func(ctx context.Context, cfg exporter.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
+			return exporter.New(ctx, cfg, ims, js, log)
+		})
+	case poller.Function:
+		fnmain.Main(name, func(ctx context.Context, cfg poller.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
+			return poller.New(ctx, cfg, ims, js, log)
+		})
+	case ingest.Function:
+		fnmain.MainService(name, func(_ context.Context, cfg ingest.Config, js jetstream.JetStream, log zerolog.Logger) (fnmain.Service, error) {
+			return ingest.New(cfg, js, log)
+		})
+	default:
+		return false
+	}
+	return true
+}
