@@ -60,7 +60,7 @@ func (c *Client) ListOSVersions(ctx context.Context, tag string) (OSVersions, er
 		q = url.Values{"tag": {tag}}
 	}
 	var out OSVersions
-	if err := c.do(ctx, http.MethodGet, "/v1/cloudimages/os_version", q, nil, &out); err != nil {
+	if err := c.do(ctx, OpOSVersions, http.MethodGet, "/v1/cloudimages/os_version", q, nil, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -107,7 +107,7 @@ func (c *Client) Quota(ctx context.Context) (*Quota, error) {
 	var out struct {
 		Quotas Quota `json:"quotas"`
 	}
-	if err := c.do(ctx, http.MethodGet, "/v1/cloudimages/quota", nil, nil, &out); err != nil {
+	if err := c.do(ctx, OpQuota, http.MethodGet, "/v1/cloudimages/quota", nil, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out.Quotas, nil

@@ -92,6 +92,7 @@ type Client struct {
 	limiter   *rate.Limiter
 	userAgent string
 	now       func() time.Time
+	observe   func(Observation) // nil: none
 }
 
 // Option configures a [Client]. An option that gets a bad value makes [New]
@@ -207,10 +208,11 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 // ProjectID returns the project ID given with [WithProjectID], or "".
 func (c *Client) ProjectID() string { return c.projectID }
 
-// do sends one request: wait for the rate limiter, marshal in, authenticate,
-// send, turn a non-2xx answer into *APIError and decode a 2xx one into out.
-// path is unescaped and must not carry untrusted "/" (callers check IDs).
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+// do sends one request of operation op (an Op constant): wait for the
+// rate limiter, marshal in, authenticate, send, turn a non-2xx answer into
+// *APIError and decode a 2xx one into out, then tell the observer. path is
+// unescaped and must not carry untrusted "/" (callers check IDs).
+func (c *Client) do(ctx context.Context, op, method, path string, query url.Values, in, out any) error {
 	var body []byte
 	if in != nil {
 		var err error
@@ -239,35 +241,57 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if c.projectID != "" {
 		req.Header.Set(HeaderProjectID, c.projectID)
 	}
+	waitStart := time.Now()
 	if err := c.limiter.Wait(ctx); err != nil {
-		return &TransportError{Method: method, Path: path, Err: fmt.Errorf("waiting for the request rate limit: %w", err)}
+		err = &TransportError{Method: method, Path: path, Err: fmt.Errorf("waiting for the request rate limit: %w", err)}
+		c.report(Observation{Operation: op, Wait: time.Since(waitStart), Err: err})
+		return err
 	}
+	o := Observation{Operation: op, Sent: true}
+	o.Wait = time.Since(waitStart)
 	// Sign after waiting, so that the X-Sdk-Date is the time of sending.
 	if err := c.creds.authenticate(req, body, c.now()); err != nil {
 		return fmt.Errorf("imsapi: %s %s: %w", method, path, err)
 	}
+	sent := time.Now()
+	o.StatusCode, o.Err = c.send(req, method, path, out)
+	o.Duration = time.Since(sent)
+	c.report(o)
+	return o.Err
+}
+
+// send sends an authenticated request and reads its answer into out; it
+// returns the answer's status (0: none arrived) and the call's error.
+func (c *Client) send(req *http.Request, method, path string, out any) (int, error) {
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return &TransportError{Method: method, Path: path, Err: unwrapURLError(err), MaybeApplied: !neverSent(err)}
+		return 0, &TransportError{Method: method, Path: path, Err: unwrapURLError(err), MaybeApplied: !neverSent(err)}
 	}
 	defer func() {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		_ = resp.Body.Close()
 	}()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return newAPIError(method, path, resp, c.now())
+		return resp.StatusCode, newAPIError(method, path, resp, c.now())
 	}
 	if out == nil {
-		return nil
+		return resp.StatusCode, nil
 	}
 	dec := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBody))
 	if err := dec.Decode(out); err != nil {
 		if isTransportRead(err) {
-			return &TransportError{Method: method, Path: path, Err: fmt.Errorf("reading response: %w", err), MaybeApplied: true}
+			return resp.StatusCode, &TransportError{Method: method, Path: path, Err: fmt.Errorf("reading response: %w", err), MaybeApplied: true}
 		}
-		return fmt.Errorf("imsapi: %s %s: %w %d response: %w", method, path, errUndecodable, resp.StatusCode, err)
+		return resp.StatusCode, fmt.Errorf("imsapi: %s %s: %w %d response: %w", method, path, errUndecodable, resp.StatusCode, err)
 	}
-	return nil
+	return resp.StatusCode, nil
+}
+
+// report tells the observer, if there is one.
+func (c *Client) report(o Observation) {
+	if c.observe != nil {
+		c.observe(o)
+	}
 }
 
 // errUndecodable marks a 2xx answer whose body could not be decoded.

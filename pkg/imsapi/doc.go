@@ -54,4 +54,11 @@
 // ([WithRateLimit], [WithRateLimiter]; default [DefaultRateLimit] per second),
 // shared by all goroutines using it, so a busy process stays under the
 // configured rate instead of provoking throttling.
+//
+// # Observing
+//
+// [WithObserver] hands every request's [Observation] (operation, status,
+// latency, rate-limiter wait, error) to a function of the caller's:
+// imsflow's metrics come from it, and the package itself imports no
+// metrics library.
 package imsapi

@@ -57,5 +57,5 @@ func (c *Client) ExportImage(ctx context.Context, imageID string, r *ExportReque
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	return c.submit(ctx, "/v1/cloudimages/"+imageID+"/file", r)
+	return c.submit(ctx, OpExport, "/v1/cloudimages/"+imageID+"/file", r)
 }

@@ -161,7 +161,7 @@ func (c *Client) ListImages(ctx context.Context, opts *ListImagesOptions) (*Imag
 		return nil, err
 	}
 	var page ImagePage
-	if err := c.do(ctx, http.MethodGet, "/v2/cloudimages", q, nil, &page); err != nil {
+	if err := c.do(ctx, OpListImages, http.MethodGet, "/v2/cloudimages", q, nil, &page); err != nil {
 		return nil, err
 	}
 	// IMS may cap a page below the limit asked for, so any non-empty page

@@ -193,7 +193,7 @@ func (c *Client) QuickImport(ctx context.Context, r *QuickImportRequest) (*JobRe
 		cp.OSType = OSLinux
 		r = &cp
 	}
-	return c.submit(ctx, "/v2/cloudimages/quickimport/action", r)
+	return c.submit(ctx, OpQuickImport, "/v2/cloudimages/quickimport/action", r)
 }
 
 // ImportDataImage starts the import of a data-disk image from a file
@@ -206,7 +206,7 @@ func (c *Client) ImportDataImage(ctx context.Context, r *DataImageRequest) (*Job
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	return c.submit(ctx, "/v1/cloudimages/dataimages/action", r)
+	return c.submit(ctx, OpDataImageImport, "/v1/cloudimages/dataimages/action", r)
 }
 
 // ImportImage starts the import of a system-disk image from a file
@@ -219,7 +219,7 @@ func (c *Client) ImportImage(ctx context.Context, r *ImageRequest) (*JobRef, err
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	return c.submit(ctx, "/v2/cloudimages/action", r)
+	return c.submit(ctx, OpImageImport, "/v2/cloudimages/action", r)
 }
 
 // ErrNoJobID is returned when IMS accepted a submission but its answer
@@ -227,9 +227,9 @@ func (c *Client) ImportImage(ctx context.Context, r *ImageRequest) (*JobRef, err
 // again.
 var ErrNoJobID = errors.New("imsapi: accepted answer without job_id")
 
-func (c *Client) submit(ctx context.Context, path string, body any) (*JobRef, error) {
+func (c *Client) submit(ctx context.Context, op, path string, body any) (*JobRef, error) {
 	var ref JobRef
-	if err := c.do(ctx, http.MethodPost, path, nil, body, &ref); err != nil {
+	if err := c.do(ctx, op, http.MethodPost, path, nil, body, &ref); err != nil {
 		if errors.Is(err, errUndecodable) {
 			return nil, fmt.Errorf("%w: %w", ErrNoJobID, err)
 		}

@@ -103,7 +103,7 @@ type SubJobResult struct {
 //
 //meta:operation GET /v1/cloudimages/job/{job_id}
 func (c *Client) JobProgress(ctx context.Context, jobID string) (*Job, error) {
-	return c.getJob(ctx, jobID, "/v1/cloudimages/job/"+jobID, false)
+	return c.getJob(ctx, OpJobProgress, jobID, "/v1/cloudimages/job/"+jobID, false)
 }
 
 // Job returns a job's state (ShowJob), the older job API under the project
@@ -114,10 +114,10 @@ func (c *Client) JobProgress(ctx context.Context, jobID string) (*Job, error) {
 //
 //meta:operation GET /v1/{project_id}/jobs/{job_id}
 func (c *Client) Job(ctx context.Context, jobID string) (*Job, error) {
-	return c.getJob(ctx, jobID, fmt.Sprintf("/v1/%s/jobs/%s", c.projectID, jobID), true)
+	return c.getJob(ctx, OpJob, jobID, fmt.Sprintf("/v1/%s/jobs/%s", c.projectID, jobID), true)
 }
 
-func (c *Client) getJob(ctx context.Context, jobID, path string, needsProject bool) (*Job, error) {
+func (c *Client) getJob(ctx context.Context, op, jobID, path string, needsProject bool) (*Job, error) {
 	var v validator
 	v.id("job_id", jobID)
 	if needsProject && c.projectID == "" {
@@ -127,7 +127,7 @@ func (c *Client) getJob(ctx context.Context, jobID, path string, needsProject bo
 		return nil, err
 	}
 	var job Job
-	if err := c.do(ctx, http.MethodGet, path, nil, nil, &job); err != nil {
+	if err := c.do(ctx, op, http.MethodGet, path, nil, nil, &job); err != nil {
 		return nil, err
 	}
 	return &job, nil

@@ -16,16 +16,16 @@ import (
 
 // Operations, as counted in [Stats] and logged in [Submission].
 const (
-	OpQuickImport     = "quick_import"
-	OpDataImageImport = "data_image_import"
-	OpImageImport     = "image_import"
-	OpExport          = "export"
-	OpJobProgress     = "job_progress"
-	OpJob             = "job"
-	OpListImages      = "list_images"
-	OpShowImage       = "show_image"
-	OpOSVersions      = "os_versions"
-	OpQuota           = "quota"
+	OpQuickImport     = imsapi.OpQuickImport
+	OpDataImageImport = imsapi.OpDataImageImport
+	OpImageImport     = imsapi.OpImageImport
+	OpExport          = imsapi.OpExport
+	OpJobProgress     = imsapi.OpJobProgress
+	OpJob             = imsapi.OpJob
+	OpListImages      = imsapi.OpListImages
+	OpShowImage       = "show_image" // not called by imsapi.Client
+	OpOSVersions      = imsapi.OpOSVersions
+	OpQuota           = imsapi.OpQuota
 )
 
 // Object is a bucket object the emulator knows: what an import reads and
