@@ -29,6 +29,12 @@
 // context ends HandleTimeout after the message arrived (less than
 // AckWait), and is not cancelled by shutdown: Run drains, letting the
 // messages in hand finish.
+//
+// An Observer (Config.Observer; internal/telemetry has one) is told what
+// the runner does: whether its consumer is bound, a heartbeat while no
+// message is stuck in a handler, every settled message, and every event
+// JetStream stored as new, whether the runner published it or the handler
+// did with Publish under its context.
 package runner
 
 import (
@@ -38,6 +44,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -127,9 +134,32 @@ type Config struct {
 	// totals); an error redelivers the message.
 	Published func(ctx context.Context, evs []events.Event) error
 	// Settled, when set, is called after each message is settled, from
-	// the worker that handled it: the hook for metrics and for tests that
-	// wait on outcomes. It must not block.
+	// the worker that handled it: the hook for tests that wait on
+	// outcomes. It must not block.
 	Settled func(Settlement)
+	// Observer, when set, is told what the runner does (see Observer):
+	// the hook for metrics and health checks.
+	Observer Observer
+}
+
+// Observer is told what a Runner does, for metrics and health checks. Its
+// methods are called from the runner's goroutines and must return at once.
+type Observer interface {
+	// Consuming reports that the durable consumer is bound and messages
+	// flow (true, once Run consumes), or no longer (false, once Run drains).
+	Consuming(bound bool)
+	// Alive is the runner's heartbeat, every few seconds from the start of
+	// Run to its end, as long as no message has been in a handler for
+	// longer than twice AckWait (a handler that ignores its deadline): the
+	// next comes within next, or the runner is stuck.
+	Alive(next time.Duration)
+	// Settled is told of every settled delivery, after Config.Settled.
+	Settled(Settlement)
+	// Published is told of every event JetStream stored as new (not a
+	// duplicate of one stored within the stream's window): the events the
+	// runner publishes for its handler, and those the handler publishes
+	// itself with Publish under the context it was given.
+	Published(events.Event)
 }
 
 // Outcome is how the runner settled a message.
@@ -200,6 +230,9 @@ type Runner struct {
 	h        Handler
 	log      zerolog.Logger
 	attempts jetstream.KeyValue // failures per message; set by Run
+	// inHand holds, per worker, when it took the message it handles
+	// (unix nanoseconds; 0: idle), for the heartbeat.
+	inHand []atomic.Int64
 }
 
 // New checks cfg and returns a runner; Run starts it.
@@ -207,7 +240,7 @@ func New(js jetstream.JetStream, cfg Config, h Handler, log zerolog.Logger) (*Ru
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	return &Runner{js: js, cfg: cfg, h: h, log: log.With().Str("function", cfg.Function).Logger()}, nil
+	return &Runner{js: js, cfg: cfg, h: h, log: log.With().Str("function", cfg.Function).Logger(), inHand: make([]atomic.Int64, cfg.Workers)}, nil
 }
 
 // ConsumerConfig is the durable consumer the runner creates or updates.
@@ -229,6 +262,10 @@ func (r *Runner) ConsumerConfig() jetstream.ConsumerConfig {
 // Run consumes until ctx ends, then drains: messages already pulled are
 // handled and settled before it returns.
 func (r *Runner) Run(ctx context.Context) error {
+	if o := r.cfg.Observer; o != nil {
+		stop := r.heartbeat(o)
+		defer stop()
+	}
 	attempts, err := r.js.KeyValue(ctx, BucketAttempts)
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", BucketAttempts, err)
@@ -244,10 +281,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	work := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
-	for range r.cfg.Workers {
+	for i := range r.cfg.Workers {
 		wg.Go(func() {
 			for m := range work {
+				r.inHand[i].Store(time.Now().UnixNano())
 				r.handle(m)
+				r.inHand[i].Store(0)
 			}
 		})
 	}
@@ -262,7 +301,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		return fmt.Errorf("consume %s: %w", r.cfg.Function, err)
 	}
 	r.log.Info().Str("stream", r.cfg.Stream).Strs("subjects", r.cfg.Subjects).Int("workers", r.cfg.Workers).Msg("consuming")
+	if o := r.cfg.Observer; o != nil {
+		o.Consuming(true)
+	}
 	<-ctx.Done()
+	if o := r.cfg.Observer; o != nil {
+		o.Consuming(false)
+	}
 	cc.Drain()
 	<-cc.Closed()
 	close(work)
@@ -280,7 +325,7 @@ func (r *Runner) handle(jm jetstream.Msg) {
 		m.Delivery, m.StreamSeq, m.Published = md.NumDelivered, md.Sequence.Stream, md.Timestamp
 	}
 	log := r.log.With().Str("subject", m.Subject).Uint64("stream_seq", m.StreamSeq).Uint64("delivery", m.Delivery).Logger()
-	ctx, cancel := context.WithTimeout(log.WithContext(context.Background()), r.cfg.HandleTimeout)
+	ctx, cancel := context.WithTimeout(withObserver(log.WithContext(context.Background()), r.cfg.Observer), r.cfg.HandleTimeout)
 	defer cancel()
 
 	out, herr := r.call(ctx, m)
@@ -294,9 +339,13 @@ func (r *Runner) handle(jm jetstream.Msg) {
 		ev = log.Warn()
 	}
 	ev.Str("outcome", string(outcome)).Int("events", len(out)).Dur("duration", took).Err(herr).Str("reason", reason).Msg("message")
+	st := Settlement{Subject: m.Subject, StreamSeq: m.StreamSeq, Delivery: m.Delivery, Outcome: outcome,
+		Reason: reason, Err: herr, Events: len(out), Duration: took}
 	if r.cfg.Settled != nil {
-		r.cfg.Settled(Settlement{Subject: m.Subject, StreamSeq: m.StreamSeq, Delivery: m.Delivery, Outcome: outcome,
-			Reason: reason, Err: herr, Events: len(out), Duration: took})
+		r.cfg.Settled(st)
+	}
+	if r.cfg.Observer != nil {
+		r.cfg.Observer.Settled(st)
 	}
 }
 
@@ -455,19 +504,91 @@ func (r *Runner) publish(ctx context.Context, out []events.Event) error {
 // Publish sends every event with its deterministic ID (as Nats-Msg-Id),
 // its CloudEvents headers with ce-source imsflow/<function>, and a
 // confirmed PubAck. Handlers that must know an event is out before they
-// record it (the poller) call it themselves.
+// record it (the poller) call it themselves; under a handler's context,
+// the runner's Observer is told of each event stored as new.
 func Publish(ctx context.Context, js jetstream.JetStream, function string, evs ...events.Event) error {
+	o := observerOf(ctx)
 	for _, e := range evs {
 		data, err := json.Marshal(e)
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", e.Type(), err)
 		}
 		msg := &nats.Msg{Subject: e.Subject(), Data: data, Header: nats.Header(events.CEHeaders(e, function, time.Now()))}
-		if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID())); err != nil {
+		ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID()))
+		if err != nil {
 			return fmt.Errorf("publish %s: %w", e.Subject(), err)
+		}
+		if o != nil && !ack.Duplicate {
+			o.Published(e)
 		}
 	}
 	return nil
+}
+
+// observerKey keys a handler context's Observer.
+type observerKey struct{}
+
+// withObserver returns ctx carrying o (ctx itself when o is nil).
+func withObserver(ctx context.Context, o Observer) context.Context {
+	if o == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, observerKey{}, o)
+}
+
+// observerOf returns the Observer ctx carries, or nil.
+func observerOf(ctx context.Context) Observer {
+	o, _ := ctx.Value(observerKey{}).(Observer)
+	return o
+}
+
+// heartbeat tells o the runner is alive every few seconds, until stop
+// is called, unless a message has been in hand longer than stuckAfter.
+func (r *Runner) heartbeat(o Observer) (stop func()) {
+	every := min(5*time.Second, r.cfg.AckWait/4)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		warned := false
+		for {
+			if held := longestInHand(r.inHand, time.Now()); held <= r.stuckAfter() {
+				o.Alive(3 * every)
+				warned = false
+			} else if !warned {
+				r.log.Error().Dur("held", held).Msg("a message has been in its handler for more than twice the ack wait: the handler ignores its deadline; no heartbeat until it returns")
+				warned = true
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// stuckAfter is how long a message may be in a handler before the runner
+// is taken to be stuck: the handler's context ended long before.
+func (r *Runner) stuckAfter() time.Duration { return 2 * r.cfg.AckWait }
+
+// longestInHand is how long the oldest message in hand has been, of the
+// workers' start times (unix nanoseconds, 0 for an idle worker); 0 when
+// every worker is idle.
+func longestInHand(inHand []atomic.Int64, now time.Time) time.Duration {
+	var longest time.Duration
+	for i := range inHand {
+		if since := inHand[i].Load(); since != 0 {
+			longest = max(longest, now.Sub(time.Unix(0, since)))
+		}
+	}
+	return longest
 }
 
 // deadLetter publishes the message to imsflow.dlq.<function> with the
