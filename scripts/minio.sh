@@ -41,8 +41,7 @@ for _ in $(seq 1 100); do
 done
 
 export S3_ENDPOINT=$MINIO_ADDR S3_SECURE=false S3_ACCESS_KEY=$MINIO_ROOT_USER S3_SECRET_KEY=$MINIO_ROOT_PASSWORD
-bin/imsflow bucket init "${buckets[@]}"
-bin/imsflow bucket init -minio-target "" "$EXPORT_BUCKET"
+bin/imsflow bucket init -quiet "$EXPORT_BUCKET" "${buckets[@]}"
 cat <<MSG
 MinIO is serving on http://$MINIO_ADDR (user $MINIO_ROOT_USER, password $MINIO_ROOT_PASSWORD, data in $MINIO_DATA).
 Its object-created events go to JetStream at $NATS_ADDR on imsflow.in.objects.minio.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/minio/minio-go/v7"
 
@@ -11,11 +12,13 @@ import (
 	"github.com/imsflow/imsflow/internal/objstore"
 )
 
-const bucketUsage = `usage: imsflow bucket init [-minio-target PRIMARY] BUCKET...
+const bucketUsage = `usage: imsflow bucket init [-minio-target PRIMARY] [-quiet EXPORTS,...] BUCKET...
 
 Creates the buckets, if missing, on the S3 endpoint of S3_ENDPOINT
 (S3_ACCESS_KEY, S3_SECRET_KEY, S3_SECURE, S3_REGION), and on MinIO sends
-their object-created events to its NATS target.
+their object-created events to its NATS target. The -quiet buckets are
+created without events: export destinations, whose files must not come
+back as uploads.
 `
 
 // runBucket is "imsflow bucket init BUCKET...": create the buckets if
@@ -35,10 +38,11 @@ func runBucket(ctx context.Context, args []string, environ map[string]string, st
 	}
 	fs := newFlags("imsflow bucket init", bucketUsage)
 	target := fs.String("minio-target", "PRIMARY", "ID of MinIO's NATS notification target; empty for none (OBS)")
+	quiet := fs.String("quiet", "", "comma-separated buckets to create without events (export destinations)")
 	if code, ok := fs.parse(args[1:], stdout, stderr); !ok {
 		return code
 	}
-	if fs.NArg() == 0 {
+	if fs.NArg() == 0 && *quiet == "" {
 		return fs.fail(stderr, "name the buckets")
 	}
 	var cfg objstore.Config
@@ -56,7 +60,18 @@ func runBucket(ctx context.Context, args []string, environ map[string]string, st
 		return exitUsage
 	}
 	mc := store.Client()
+	type bucket struct{ name, target string }
+	var buckets []bucket
 	for _, b := range fs.Args() {
+		buckets = append(buckets, bucket{b, *target})
+	}
+	for _, b := range strings.Split(*quiet, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			buckets = append(buckets, bucket{b, ""})
+		}
+	}
+	for _, bk := range buckets {
+		b, target := bk.name, &bk.target
 		exists, err := mc.BucketExists(ctx, b)
 		if err != nil {
 			fmt.Fprintf(stderr, "imsflow bucket init: %s: %v\n", b, err)
