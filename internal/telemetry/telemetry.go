@@ -47,6 +47,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Telemetry is one process's registry and checks. Its methods are safe
@@ -263,4 +264,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, serr)
 	}
 	return err
+}
+
+// Value is the sum of the samples of metric name whose labels include
+// every given name-value pair: a counter's or gauge's value, or a
+// histogram's number of observations. For tests and tools; 0 when there
+// is no such sample.
+func (t *Telemetry) Value(name string, labels ...string) float64 {
+	mfs, err := t.reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == labels[i] && l.GetValue() == labels[i+1] }) {
+					continue metric
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return sum
 }

@@ -135,6 +135,12 @@ func TestEvents(t *testing.T) {
 			t.Errorf("%s = %g, want %g", c.name, c.got, c.want)
 		}
 	}
+	if got := tel.Value("imsflow_completions_total", "kind", "export"); got != 3 {
+		t.Errorf("Value(completions of exports) = %g, want 3", got)
+	}
+	if got := tel.Value("imsflow_job_status_queries", "kind", "export"); got != 3 {
+		t.Errorf("Value(status queries histogram) = %g observations, want 3", got)
+	}
 	queries := histogram(t, tel, "imsflow_job_status_queries")
 	if queries.count != 3 || queries.sum != 46 {
 		t.Errorf("status queries: %d jobs, %g queries; want 3, 46", queries.count, queries.sum)

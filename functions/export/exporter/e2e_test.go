@@ -14,6 +14,7 @@ import (
 
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/runner/runnertest"
+	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -29,6 +30,7 @@ type harness struct {
 	rejected chan *nats.Msg
 	images   map[string]string // name -> ID
 	h        *handler
+	tel      *telemetry.Telemetry // the function's metrics
 }
 
 // newHarness runs the export function, as New builds it, on an embedded
@@ -67,7 +69,8 @@ func startHarness(t *testing.T, emuCfg imsemu.Config, cfg Config, clock *imsemu.
 	} {
 		hs.images[name] = emu.AddImage(im).ID
 	}
-	client, err := emu.Client()
+	hs.tel = telemetry.New()
+	client, err := emu.Client(imsapi.WithObserver(hs.tel.IMS))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +80,7 @@ func startHarness(t *testing.T, emuCfg imsemu.Config, cfg Config, clock *imsemu.
 	if err := runner.Ensure(t.Context(), js, runner.DefaultTopology(1)); err != nil {
 		t.Fatal(err)
 	}
-	h, rc, err := build(t.Context(), cfg, client, js)
+	h, rc, err := build(telemetry.NewContext(t.Context(), hs.tel), cfg, client, js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +156,23 @@ func TestExportEndToEnd(t *testing.T) {
 	for _, s := range subs {
 		if s.ImageID == hs.images["big"] && strings.Contains(string(s.Body), "file_format") {
 			t.Errorf("the quick export sent a file_format: %s", s.Body)
+		}
+	}
+	// The metrics say the same.
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"imsflow_submissions_total", []string{"kind", "export", "method", "normal"}, 1},
+		{"imsflow_submissions_total", []string{"kind", "export", "method", "quick"}, 1},
+		{"imsflow_rejections_total", []string{"kind", "export"}, 5},
+		{"imsflow_rejections_total", []string{"reason", events.ReasonNotPrivate}, 1},
+		{"imsflow_ims_requests_total", []string{"operation", imsapi.OpExport}, 2},
+		{"imsflow_messages_total", []string{"function", "export", "outcome", "term"}, 5},
+	} {
+		if got := hs.tel.Value(c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %g, want %g", c.name, c.labels, got, c.want)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/imsflow/imsflow/internal/batches"
 	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
@@ -49,7 +50,8 @@ type IMS interface {
 }
 
 // New returns the export function's runner on js. The topology
-// (runner.Ensure) must exist.
+// (runner.Ensure) must exist. The process's telemetry, if ctx carries one
+// (telemetry.NewContext), observes the runner.
 func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
 	h, rc, err := build(ctx, cfg, ims, js)
 	if err != nil {
@@ -83,6 +85,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*h
 		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectExportRequests},
 		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers,
 		Published: func(ctx context.Context, evs []events.Event) error { return counter.Ended(ctx, evs...) },
+		Observer:  telemetry.FromContext(ctx).Runner(Function),
 	}, nil
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/runner/runnertest"
+	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -58,6 +59,7 @@ type harness struct {
 	settled  *runnertest.Settled
 	handoffs chan *nats.Msg
 	rejected chan *nats.Msg
+	tel      *telemetry.Telemetry // the function's metrics
 	stop     func()
 }
 
@@ -93,7 +95,8 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harne
 	for i := range 30 {
 		emu.PutObject(imsemu.Object{Bucket: "images", Key: fmt.Sprintf("bulk/d%02d.qcow2", i), Size: gib})
 	}
-	client, err := emu.Client()
+	tel := telemetry.New()
+	client, err := emu.Client(imsapi.WithObserver(tel.IMS))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,11 +118,11 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harne
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	h, rc, err := build(ctx, cfg, client, js)
+	h, rc, err := build(telemetry.NewContext(ctx, tel), cfg, client, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &harness{t: t, emu: emu, js: js, nc: nc, h: h, rc: rc, settled: runnertest.NewSettled(),
+	hs := &harness{t: t, emu: emu, js: js, nc: nc, h: h, rc: rc, settled: runnertest.NewSettled(), tel: tel,
 		handoffs: make(chan *nats.Msg, 1000), rejected: make(chan *nats.Msg, 1000)}
 	hs.rc.BackoffInitial, hs.rc.BackoffMax = 10*time.Millisecond, 100*time.Millisecond
 	hs.rc.Settled = hs.settled.Add

@@ -16,6 +16,7 @@ import (
 	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/pkg/events"
 )
 
@@ -71,7 +72,9 @@ func (c Config) check() error {
 }
 
 // New returns the import function's runner on js, calling ims. The
-// topology (runner.Ensure) must exist.
+// topology (runner.Ensure) must exist. The process's telemetry, if ctx
+// carries one (telemetry.NewContext), observes the runner and reports the
+// in-flight slots.
 func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
 	h, rc, err := build(ctx, cfg, ims, js)
 	if err != nil {
@@ -117,9 +120,31 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*i
 	if err != nil {
 		return nil, runner.Config{}, err
 	}
+	tel := telemetry.FromContext(ctx)
+	if err := tel.Slots(cfg.MaxInFlight, countKeys(slots)); err != nil {
+		return nil, runner.Config{}, err
+	}
 	return h, runner.Config{
 		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectObjects},
 		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers,
 		Published: func(ctx context.Context, evs []events.Event) error { return counter.Ended(ctx, evs...) },
+		Observer:  tel.Runner(Function),
 	}, nil
+}
+
+// countKeys counts the keys of kv (the in-flight slots: at most
+// IMS_MAX_INFLIGHT of them, so a cheap count at scrape time).
+func countKeys(kv jetstream.KeyValue) func(context.Context) (int, error) {
+	return func(ctx context.Context) (int, error) {
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			return 0, err
+		}
+		defer func() { _ = keys.Stop() }()
+		n := 0
+		for range keys.Keys() {
+			n++
+		}
+		return n, ctx.Err()
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/runner/runnertest"
+	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -31,6 +32,7 @@ type harness struct {
 	out     chan *nats.Msg
 	settled *runnertest.Settled
 	stop    func()
+	tel     *telemetry.Telemetry // the poller's metrics
 }
 
 // newHarness runs the poller, as New builds it, on an embedded NATS
@@ -60,7 +62,8 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harne
 	if err := emu.AddFailureRule(imsemu.FailureRule{KeyPattern: "broken*", ErrorCode: "IMG.0057", FailReason: "the image file is damaged", AtPercent: 0.4}); err != nil {
 		t.Fatal(err)
 	}
-	client, err := emu.Client()
+	tel := telemetry.New()
+	client, err := emu.Client(imsapi.WithObserver(tel.IMS))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +77,11 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harne
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	p, rc, err := build(t.Context(), cfg, client, js)
+	p, rc, err := build(telemetry.NewContext(t.Context(), tel), cfg, client, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &harness{t: t, emu: emu, client: client, js: js, p: p, rc: rc, out: make(chan *nats.Msg, 1000), settled: runnertest.NewSettled()}
+	hs := &harness{t: t, emu: emu, client: client, js: js, p: p, rc: rc, out: make(chan *nats.Msg, 1000), settled: runnertest.NewSettled(), tel: tel}
 	hs.rc.BackoffInitial, hs.rc.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
 	hs.rc.Settled = hs.settled.Add
 	if _, err := nc.ChanSubscribe("imsflow.out.>", hs.out); err != nil {

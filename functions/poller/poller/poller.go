@@ -25,6 +25,7 @@ import (
 	"github.com/imsflow/imsflow/internal/batches"
 	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
@@ -105,10 +106,14 @@ type poller struct {
 	slots   jetstream.KeyValue
 	imports jetstream.KeyValue
 	batches *batches.Counter
+	tel     *telemetry.Telemetry // nil: none
 	now     func() time.Time
 }
 
-// New returns the poller's runner. The topology (runner.Ensure) must exist.
+// New returns the poller's runner. The topology (runner.Ensure) must
+// exist. The process's telemetry, if ctx carries one
+// (telemetry.NewContext), observes the runner and the sweep's count of
+// the jobs in flight.
 func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
 	p, rc, err := build(ctx, cfg, ims, js)
 	if err != nil {
@@ -130,6 +135,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*p
 	return p, runner.Config{
 		Function: Function, Stream: runner.StreamJobs, Subjects: []string{events.SubjectJobSubmitted, subjectPollPrefix + ">", subjectSweep},
 		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers,
+		Observer: p.tel.Runner(Function),
 	}, nil
 }
 
@@ -156,7 +162,8 @@ func newPoller(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream)
 	if err := armSweep(ctx, js, cfg.Sweep); err != nil {
 		return nil, err
 	}
-	return &poller{cfg: cfg, pol: cfg.policy(), ims: ims, js: js, jobs: jobs, slots: slots, imports: imports, batches: counter, now: time.Now}, nil
+	return &poller{cfg: cfg, pol: cfg.policy(), ims: ims, js: js, jobs: jobs, slots: slots, imports: imports, batches: counter,
+		tel: telemetry.FromContext(ctx), now: time.Now}, nil
 }
 
 // codeNoSuchAPI is the gateway's answer for a path it does not serve.

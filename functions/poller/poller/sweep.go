@@ -13,6 +13,7 @@ import (
 
 	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/pkg/events"
 )
 
 // The sweep is the poller's reconciler. A repeating JetStream schedule
@@ -43,9 +44,11 @@ const sweepGrace = time.Minute
 // window, so that publishing it again is not dropped as a duplicate.
 const handoffLost = 11 * time.Minute
 
-// sweepReport counts what one sweep did.
+// sweepReport counts what one sweep did, and the jobs it found tracked
+// and not yet ended, by kind.
 type sweepReport struct {
 	Jobs, Rearmed, Expired, Slots, Freed, Handoffs int
+	InFlight                                       map[events.Kind]int
 }
 
 // armSweep makes sure the repeating schedule exists with the configured
@@ -70,8 +73,12 @@ func armSweep(ctx context.Context, js jetstream.JetStream, every time.Duration) 
 
 // sweep runs one pass over the jobs and the slots.
 func (p *poller) sweep(ctx context.Context) error {
-	var r sweepReport
-	err := errors.Join(p.sweepJobs(ctx, &r), p.sweepSlots(ctx, &r))
+	r := sweepReport{InFlight: map[events.Kind]int{}}
+	jerr := p.sweepJobs(ctx, &r)
+	if jerr == nil { // a sweep cut short would count too few
+		p.tel.JobsInFlight(r.InFlight, p.now())
+	}
+	err := errors.Join(jerr, p.sweepSlots(ctx, &r))
 	ev := zerolog.Ctx(ctx).Info()
 	if r.Rearmed+r.Freed+r.Handoffs == 0 {
 		ev = zerolog.Ctx(ctx).Debug()
@@ -110,6 +117,9 @@ func (p *poller) sweepJobs(ctx context.Context, r *sweepReport) error {
 		var st jobState
 		if err := json.Unmarshal(e.Value(), &st); err != nil {
 			return nil // not ours to repair; poll reports it
+		}
+		if !st.Published {
+			r.InFlight[st.Handoff.Kind]++
 		}
 		switch {
 		case st.Published:

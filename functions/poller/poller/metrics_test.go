@@ -1,0 +1,66 @@
+package poller
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/imsflow/imsflow/internal/testenv"
+	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
+)
+
+// TestMetrics: jobs through the poller move its metrics as they ended:
+// completions by status, each job's status queries and detection delay
+// observed once, and the sweep's count of the jobs still in flight.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, nil)
+	long := hs.importJob("huge.qcow2", "") // 100 GiB: runs for minutes
+	for i := range 2 {
+		hs.importJob(fmt.Sprintf("d%d.qcow2", i), "")
+	}
+	hs.importJob("broken.qcow2", "")
+	hs.finished(3)
+
+	tel := hs.tel
+	// The counts follow each completion's publication, which a subscriber
+	// may see first.
+	testenv.Eventually(t, "three completions counted", func() bool {
+		return tel.Value("imsflow_completions_total", "kind", "import") == 3
+	})
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"imsflow_completions_total", []string{"kind", "import", "status", "succeeded"}, 2},
+		{"imsflow_completions_total", []string{"kind", "import", "status", "failed"}, 1},
+		{"imsflow_job_status_queries", []string{"kind", "import"}, 3},          // observations: one per job
+		{"imsflow_job_detection_delay_seconds", []string{"kind", "import"}, 3}, // the emulator gives end times
+		{"imsflow_job_duration_seconds", []string{"kind", "import"}, 3},
+		{"imsflow_dead_letters_total", []string{"function", "poller"}, 0},
+	} {
+		if got := tel.Value(c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %g, want %g", c.name, c.labels, got, c.want)
+		}
+	}
+	if got := tel.Value("imsflow_ims_requests_total", "operation", "job_progress", "code", "200"); got < 3 {
+		t.Errorf("%g job progress queries counted, want at least one per job", got)
+	}
+	if got := tel.Value("imsflow_messages_total", "function", "poller", "outcome", "ack"); got < 4 {
+		t.Errorf("%g messages acknowledged, want at least the 4 hand-offs", got)
+	}
+
+	testenv.Eventually(t, "the long job tracked", func() bool {
+		_, err := hs.p.jobs.Get(t.Context(), "j."+long.JobID)
+		return err == nil
+	})
+	if err := hs.p.sweep(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := tel.Value("imsflow_jobs_in_flight", "kind", "import"); got != 1 {
+		t.Errorf("jobs in flight after the sweep = %g, want 1 (the long one)", got)
+	}
+	if got := tel.Value("imsflow_poller_last_sweep_timestamp_seconds"); got <= 0 {
+		t.Errorf("last sweep at %g", got)
+	}
+}
