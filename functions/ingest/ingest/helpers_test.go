@@ -201,6 +201,12 @@ type fixture struct {
 	logs   syncBuffer
 }
 
+// metric is the value of one of the server's counters, summed over the
+// samples with the given labels.
+func (f *fixture) metric(name string, labels ...string) int64 {
+	return int64(f.srv.Telemetry().Value(name, labels...))
+}
+
 // syncBuffer is a bytes.Buffer safe for concurrent writes.
 type syncBuffer struct {
 	mu sync.Mutex

@@ -51,7 +51,7 @@ func TestSMNNotification(t *testing.T) {
 	if n := f.smn.certFetches.Load(); n != 1 {
 		t.Errorf("the signing certificate was fetched %d times, want once (cached)", n)
 	}
-	if n := f.srv.metrics.get("imsflow_ingest_smn_replays_total"); n != 2 {
+	if n := f.metric("imsflow_ingest_smn_replays_total"); n != 2 {
 		t.Errorf("replays counted %d, want 2", n)
 	}
 }
@@ -121,7 +121,7 @@ func TestSMNRefused(t *testing.T) {
 			t.Errorf("%s: %d %s; want %d and an error", tc.name, a.code, a.raw, tc.code)
 		}
 		if tc.reason != "" {
-			if n := f.srv.metrics.get("imsflow_ingest_refused_total", "endpoint", "smn", "reason", tc.reason); n == 0 {
+			if n := f.metric("imsflow_ingest_refused_total", "endpoint", "smn", "reason", tc.reason); n == 0 {
 				t.Errorf("%s: not counted as refused for %q", tc.name, tc.reason)
 			}
 		}
@@ -142,7 +142,7 @@ func TestSMNRefused(t *testing.T) {
 	for _, want := range []string{
 		`imsflow_ingest_refused_total{endpoint="smn",reason="signature"} 4`,
 		`imsflow_ingest_refused_total{endpoint="smn",reason="unsigned"} 1`,
-		fmt.Sprintf(`imsflow_ingest_requests_total{endpoint="smn",code="403"} %d`, forbidden),
+		fmt.Sprintf(`imsflow_ingest_requests_total{code="403",endpoint="smn"} %d`, forbidden),
 		"# TYPE imsflow_ingest_refused_total counter",
 	} {
 		if !strings.Contains(m, want) {
@@ -299,7 +299,7 @@ func TestSMNSubscription(t *testing.T) {
 		t.Errorf("%d confirmations, want 1", n)
 	}
 	a = f.post("/smn", smnHeaders(smnUnsubscribe), f.smnBody(smnUnsubscribe, "unsubscribed", "rsa-sha256", nil, nil))
-	if a.code != 200 || f.srv.metrics.get("imsflow_ingest_smn_unsubscriptions_total") != 1 {
+	if a.code != 200 || f.metric("imsflow_ingest_smn_unsubscriptions_total") != 1 {
 		t.Errorf("unsubscribe confirmation: %d %s; want 200 and counted", a.code, a.raw)
 	}
 	if n := len(f.stored()); n != 0 {
@@ -408,7 +408,7 @@ func TestEventGrid(t *testing.T) {
 		{"wrong header token", map[string]string{"X-Imsflow-Token": "nope"}, 403, "bad_token"},
 	} {
 		a := f.post("/eventgrid", tc.header, []byte(event("9", "z.vhd", "9")))
-		if a.code != tc.code || f.srv.metrics.get("imsflow_ingest_refused_total", "endpoint", "eventgrid", "reason", tc.reason) == 0 {
+		if a.code != tc.code || f.metric("imsflow_ingest_refused_total", "endpoint", "eventgrid", "reason", tc.reason) == 0 {
 			t.Errorf("%s: %d %s; want %d counted as %s", tc.name, a.code, a.raw, tc.code, tc.reason)
 		}
 		if tc.code == 401 && a.header.Get("WWW-Authenticate") == "" {

@@ -12,7 +12,11 @@
 //	POST /eventgrid   EventGrid CloudEvents: structured, batched (a JSON array) or binary
 //	GET  /healthz     liveness: the process serves
 //	GET  /readyz      readiness: NATS is connected and the input stream is there
-//	GET  /metrics     counters in the Prometheus text format
+//	GET  /metrics     the metrics in the Prometheus text format
+//
+// The last three are the server's telemetry (internal/telemetry): its
+// own, or the process's once Instrument is called, so that a process has
+// one registry and one set of checks, served alike on ADMIN_ADDR.
 package ingest
 
 import (
@@ -27,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +40,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/pkg/events"
 )
 
@@ -55,6 +61,7 @@ type Server struct {
 	certs   *certCache
 	tokens  []string
 	metrics *metrics
+	tel     atomic.Pointer[telemetry.Telemetry] // serves /healthz, /readyz, /metrics
 	mux     *http.ServeMux
 	// inflight holds a token per request being handled.
 	inflight chan struct{}
@@ -108,11 +115,37 @@ func New(cfg Config, js jetstream.JetStream, log zerolog.Logger, opts ...Option)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST /smn", s.endpoint("smn", nil, s.smn))
 	s.mux.HandleFunc("POST /eventgrid", s.endpoint("eventgrid", s.authenticEG, s.eventGrid))
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.HandleFunc("GET /metrics", s.metrics.serve)
+	own := telemetry.New()
+	if err := s.instrument(own); err != nil {
+		return nil, err
+	}
+	own.Ready("nats", telemetry.NATSConnected(js.Conn()))
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		s.mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) { s.tel.Load().ServeHTTP(w, r) })
+	}
 	return s, nil
 }
+
+// Instrument makes t, the process's telemetry, the server's: its counters
+// join t's registry, its readiness check (the input stream) joins t's
+// checks, and its /healthz, /readyz and /metrics answer t's, so that one
+// process has one registry and one set of checks. The process adds its
+// own NATS check to t. fnmain and "imsflow dev" call it before Serve; it
+// is safe while serving.
+func (s *Server) Instrument(t *telemetry.Telemetry) error { return s.instrument(t) }
+
+func (s *Server) instrument(t *telemetry.Telemetry) error {
+	if err := t.Register(s.metrics.collectors()...); err != nil {
+		return err
+	}
+	t.Ready("stream "+runner.StreamIn, s.streamReady)
+	s.tel.Store(t)
+	return nil
+}
+
+// Telemetry returns the server's telemetry: its own, or the one given to
+// Instrument.
+func (s *Server) Telemetry() *telemetry.Telemetry { return s.tel.Load() }
 
 // Handler returns the function's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.mux }
@@ -229,9 +262,9 @@ func unavailable(format string, args ...any) reply {
 func (s *Server) endpoint(name string, pre func(*http.Request) (reply, bool), h func(r *http.Request, body []byte) reply) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		rep := s.handle(w, r, pre, h)
-		s.metrics.add("imsflow_ingest_requests_total", "endpoint", name, "code", strconv.Itoa(rep.code))
+		s.metrics.requests.WithLabelValues(name, strconv.Itoa(rep.code)).Inc()
 		if rep.refused != "" {
-			s.metrics.add("imsflow_ingest_refused_total", "endpoint", name, "reason", rep.refused)
+			s.metrics.refused.WithLabelValues(name, rep.refused).Inc()
 		}
 		ev := s.log.Debug()
 		switch {
@@ -342,7 +375,7 @@ type pending struct {
 // 200 only once JetStream has acknowledged them all, else 503, for the
 // sender to retry the whole delivery (what was stored is then a duplicate).
 func (s *Server) publishAll(ctx context.Context, via string, recs []events.ObjectRecord, undecodable [][]byte, res result) reply {
-	s.metrics.addN("imsflow_ingest_records_total", res.Skipped, "result", "skipped")
+	s.metrics.records.WithLabelValues("skipped").Add(float64(res.Skipped))
 	var out []pending
 	for i := range recs {
 		out = append(out, pending{s.message(via, recs[i].Body, recordID(recs[i])), &recs[i]})
@@ -378,7 +411,7 @@ func (s *Server) publishAll(ctx context.Context, via string, recs []events.Objec
 		}
 	}
 	if err != nil {
-		s.metrics.add("imsflow_ingest_publish_errors_total")
+		s.metrics.publishErrors.Inc()
 		r := unavailable("publishing to JetStream: %v; retry", err)
 		r.body.Published, r.body.Duplicates = res.Published, res.Duplicates
 		return r
@@ -407,26 +440,19 @@ func (s *Server) count(via string, p pending, duplicate bool, res *result) {
 	default:
 		res.Published++
 	}
-	s.metrics.add("imsflow_ingest_records_total", "result", result)
+	s.metrics.records.WithLabelValues(result).Inc()
 	if r := p.rec; r != nil {
 		s.log.Debug().Str("via", via).Str("bucket", r.Bucket).Str("key", r.Key).Str("version", r.VersionID).
 			Str("etag", r.ETag).Bool("duplicate", duplicate).Msg("record stored")
 	}
 }
 
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
-	if err := s.ready(); err != nil {
-		writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
-		return
-	}
-	writeText(w, http.StatusOK, "ready\n")
-}
-
-// ready reports whether a record would be stored now: NATS connected and
-// the input stream there (looked up at most every two seconds).
-func (s *Server) ready() error {
+// streamReady is the readiness check of the input stream: there, looked
+// up at most every two seconds, and not while NATS is not connected
+// (the NATS check says so).
+func (s *Server) streamReady() error {
 	if st := s.js.Conn().Status(); st != nats.CONNECTED {
-		return fmt.Errorf("NATS is %s", st)
+		return errors.New("not looked up while NATS is not connected")
 	}
 	s.readyMu.Lock()
 	defer s.readyMu.Unlock()
@@ -436,15 +462,6 @@ func (s *Server) ready() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := s.js.Stream(ctx, runner.StreamIn)
-	if err != nil {
-		err = fmt.Errorf("stream %s: %w", runner.StreamIn, err)
-	}
 	s.readyAt, s.readyErr = time.Now(), err
 	return err
-}
-
-func writeText(w http.ResponseWriter, code int, text string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(code)
-	_, _ = w.Write([]byte(text))
 }

@@ -375,7 +375,7 @@ func (s *Server) smn(r *http.Request, body []byte) reply {
 	}
 	seen := m.TopicURN + "\x00" + m.MessageID
 	if m.MessageID != "" && s.seen.has(seen) {
-		s.metrics.add("imsflow_ingest_smn_replays_total")
+		s.metrics.smnReplays.Inc()
 		return reply{code: http.StatusOK, body: result{Replayed: true}}
 	}
 	if !s.limiter.Allow() {
@@ -395,7 +395,7 @@ func (s *Server) smnAuthentic(ctx context.Context, m *smnMessage) reply {
 	case smnSubscription:
 		return s.confirm(ctx, m, log)
 	case smnUnsubscribe:
-		s.metrics.add("imsflow_ingest_smn_unsubscriptions_total")
+		s.metrics.smnUnsubscriptions.Inc()
 		log.Warn().Msg("SMN ended this endpoint's subscription to the topic: no more uploads will arrive from it until it is subscribed again")
 		return reply{code: http.StatusOK}
 	}
@@ -458,18 +458,18 @@ func (s *Server) confirm(ctx context.Context, m *smnMessage, log zerolog.Logger)
 	region, _ := topicRegion(m.TopicURN)
 	u, err := allowedURL(s.cfg.SMNConfirmHosts, region, m.SubscribeURL)
 	if err != nil {
-		s.metrics.add("imsflow_ingest_smn_confirmations_total", "result", "refused")
+		s.metrics.smnConfirmations.WithLabelValues("refused").Inc()
 		return refuse(http.StatusForbidden, "subscribe_url", "subscribe_url: %v (INGEST_SMN_CONFIRM_HOSTS)", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, smnFetchDeadline)
 	defer cancel()
 	if _, err := fetch(ctx, s.client, u.String(), 64<<10); err != nil {
-		s.metrics.add("imsflow_ingest_smn_confirmations_total", "result", "failed")
+		s.metrics.smnConfirmations.WithLabelValues("failed").Inc()
 		r := failure(http.StatusBadGateway, "confirming the subscription: %v", err)
 		r.retryAfter = 5 * time.Second
 		return r
 	}
-	s.metrics.add("imsflow_ingest_smn_confirmations_total", "result", "confirmed")
+	s.metrics.smnConfirmations.WithLabelValues("confirmed").Inc()
 	log.Info().Msg("subscription to the topic confirmed")
 	return reply{code: http.StatusOK, body: result{Confirmed: true}}
 }
