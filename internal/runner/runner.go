@@ -153,7 +153,7 @@ type Observer interface {
 	// longer than twice AckWait (a handler that ignores its deadline): the
 	// next comes within next, or the runner is stuck.
 	Alive(next time.Duration)
-	// Settled is told of every settled delivery, after Config.Settled.
+	// Settled is told of every settled delivery, before Config.Settled.
 	Settled(Settlement)
 	// Published is told of every event JetStream stored as new (not a
 	// duplicate of one stored within the stream's window): the events the
@@ -341,11 +341,11 @@ func (r *Runner) handle(jm jetstream.Msg) {
 	ev.Str("outcome", string(outcome)).Int("events", len(out)).Dur("duration", took).Err(herr).Str("reason", reason).Msg("message")
 	st := Settlement{Subject: m.Subject, StreamSeq: m.StreamSeq, Delivery: m.Delivery, Outcome: outcome,
 		Reason: reason, Err: herr, Events: len(out), Duration: took}
+	if r.cfg.Observer != nil {
+		r.cfg.Observer.Settled(st) // first: a test waiting on Settled finds it counted
+	}
 	if r.cfg.Settled != nil {
 		r.cfg.Settled(st)
-	}
-	if r.cfg.Observer != nil {
-		r.cfg.Observer.Settled(st)
 	}
 }
 
