@@ -119,6 +119,7 @@ func FromContext(ctx context.Context) *Telemetry {
 
 // Ready adds the readiness check name, or replaces the check of that
 // name: f returns nil when ready, else what is missing ("not connected").
+// A nil f removes the check (a placeholder another check takes over).
 func (t *Telemetry) Ready(name string, f func() error) {
 	if t == nil {
 		return
@@ -127,11 +128,17 @@ func (t *Telemetry) Ready(name string, f func() error) {
 	defer t.mu.Unlock()
 	for i := range t.ready {
 		if t.ready[i].name == name {
-			t.ready[i].f = f
+			if f == nil {
+				t.ready = append(t.ready[:i], t.ready[i+1:]...)
+			} else {
+				t.ready[i].f = f
+			}
 			return
 		}
 	}
-	t.ready = append(t.ready, check{name, f})
+	if f != nil {
+		t.ready = append(t.ready, check{name, f})
+	}
 }
 
 // NotYet is a readiness check that fails with reason, for what a process
