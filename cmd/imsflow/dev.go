@@ -24,6 +24,7 @@ import (
 	"github.com/imsflow/imsflow/internal/imsconfig"
 	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
 )
@@ -51,6 +52,9 @@ type stack struct {
 	js      jetstream.JetStream
 	runners []*runner.Runner
 	ingest  *ingest.Server
+	// tel is the whole pipeline's telemetry, served on the ingest's
+	// listener (/healthz, /readyz, /metrics).
+	tel *telemetry.Telemetry
 	// ingestLn is the ingest's listener, ingestURL its URL.
 	ingestLn  net.Listener
 	ingestURL string
@@ -87,7 +91,8 @@ func startStack(ctx context.Context, cfg devConfig, environ map[string]string, l
 	if ecfg.DefaultBucket == "" {
 		ecfg.DefaultBucket = cfg.ExportBucket
 	}
-	st := &stack{}
+	st := &stack{tel: telemetry.New()}
+	st.tel.Ready("nats", telemetry.NotYet("not connected"))
 	var err error
 	if st.nats, err = embedded.Start(filepath.Join(cfg.DataDir, "nats"), cfg.NATSPort); err != nil {
 		return nil, err
@@ -117,7 +122,7 @@ func startStack(ctx context.Context, cfg devConfig, environ map[string]string, l
 		return nil, err
 	}
 	st.emu.AddBucket(ecfg.DefaultBucket)
-	client, err := st.emu.Client(imsapi.WithRateLimit(50, 50))
+	client, err := st.emu.Client(imsapi.WithRateLimit(50, 50), imsapi.WithObserver(st.tel.IMS))
 	if err != nil {
 		st.close()
 		return nil, err
@@ -130,6 +135,9 @@ func startStack(ctx context.Context, cfg devConfig, environ map[string]string, l
 		st.close()
 		return nil, err
 	}
+	st.tel.Ready("nats", telemetry.NATSConnected(st.nc))
+	// The functions find the one telemetry in the context they are built with.
+	ctx = telemetry.NewContext(ctx, st.tel)
 	if err := runner.Ensure(ctx, st.js, runner.DefaultTopology(1)); err != nil {
 		st.close()
 		return nil, err
@@ -152,6 +160,10 @@ func startStack(ctx context.Context, cfg devConfig, environ map[string]string, l
 	}
 	gcfg.Addr = cfg.IngestAddr
 	if st.ingest, err = ingest.New(gcfg, st.js, log); err != nil {
+		st.close()
+		return nil, err
+	}
+	if err := st.ingest.Instrument(st.tel); err != nil {
 		st.close()
 		return nil, err
 	}
@@ -274,7 +286,7 @@ func runDev(ctx context.Context, args []string, environ map[string]string, stdou
   NATS with JetStream  %s   (data in %s)
   IMS emulator         %s   (jobs run %gx faster than IMS; any object named is taken to exist)
   functions            import, export, poller, ingest
-  HTTP ingest          %s   (POST /eventgrid, /smn; GET /readyz, /metrics)
+  HTTP ingest          %s   (POST /eventgrid, /smn; GET /healthz, /readyz, /metrics of the whole pipeline)
 
 Send an upload notification (nats CLI: go install github.com/nats-io/natscli/nats@latest):
   nats -s %s pub imsflow.in.objects.demo '{"Records":[{"eventVersion":"2.0","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"images"},"object":{"key":"web-01.zvhd2","size":5368709120,"eTag":"e1"}}}]}'

@@ -12,8 +12,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/imsflow/imsflow/internal/testenv"
 )
 
 // TestDevAndWatch runs "imsflow dev" on free ports, sends an upload
@@ -88,6 +90,7 @@ func TestDevAndWatch(t *testing.T) {
 	if strings.Count(lines2, "import succeeded") != 2 {
 		t.Errorf("watch printed %q; want two imports succeeded", lines2)
 	}
+	checkDevTelemetry(t, ingestURL)
 	cancel()
 	if code := testenv.Await(t, done, "imsflow dev to stop"); code != exitOK {
 		t.Errorf("dev exited %d", code)
@@ -187,5 +190,53 @@ func TestDevNamesABadSetting(t *testing.T) {
 		`INGEST_RATE_BURST: "many" is not a whole number` + "\n"
 	if code != exitUsage || out != "" || errOut != want {
 		t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", code, out, errOut, exitUsage, want)
+	}
+}
+
+// checkDevTelemetry: the HTTP ingest of "imsflow dev" answers /healthz,
+// /readyz and /metrics for the whole pipeline, with one registry whose
+// names all follow Prometheus's conventions, and counts what the pipeline
+// did: two imports through the import function and the poller, one of
+// them through the ingest.
+func checkDevTelemetry(t *testing.T, ingestURL string) {
+	t.Helper()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(ingestURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, body := get(path); code != http.StatusOK {
+			t.Errorf("GET %s = %d %q", path, code, body)
+		}
+	}
+	// The poller counts a completion once it is published, which watch
+	// may print first.
+	var metrics string
+	testenv.Eventually(t, "two completions counted", func() bool {
+		_, metrics = get("/metrics")
+		return strings.Contains(metrics, `imsflow_completions_total{kind="import",status="succeeded"} 2`)
+	})
+	for _, want := range []string{
+		`imsflow_submissions_total{kind="import",method="quick"} 2`,
+		`imsflow_ingest_records_total{result="published"} 1`,
+		`imsflow_messages_total{function="poller",outcome="ack"}`,
+		`imsflow_ims_requests_total{code="200",operation="quick_import"} 2`,
+		"go_goroutines ",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	problems, err := promlint.New(strings.NewReader(metrics)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 }
