@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -334,5 +337,182 @@ func TestSlotOwners(t *testing.T) {
 		if i, ok := x.bySlot[v]; !ok || i != 0 {
 			t.Errorf("slot value %q: not found", v)
 		}
+	}
+}
+
+func TestComposeFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-compose", "deploy/compose", "-started", "1700000000"}, &strings.Builder{})
+	if err != nil || o.prof.Name != "cluster" || !reflect.DeepEqual(o.scenarios, scenarioNames) || o.started.Unix() != 1700000000 {
+		t.Fatalf("%+v %v %v", o.prof, o.scenarios, err)
+	}
+	o, err = parseFlags([]string{"-compose", "d", "-short", "-scenarios", "partition, nats-kill"}, &strings.Builder{})
+	if err != nil || o.prof.Name != "short" || !reflect.DeepEqual(o.scenarios, []string{"partition", "nats-kill"}) {
+		t.Fatalf("%+v %v %v", o.prof, o.scenarios, err)
+	}
+	for _, bad := range [][]string{
+		{"-compose", "d", "-scenarios", "nats-kill,meteor"},
+		{"-compose", "d", "-rev", "HEAD"},
+		{"-compose", "d", "-bin", "bin"},
+		{"-preflight"},
+		{"-scenarios", "nats-kill"},
+	} {
+		if _, err := parseFlags(bad, &strings.Builder{}); err == nil {
+			t.Errorf("%q was taken", bad)
+		}
+	}
+}
+
+func TestScenarios(t *testing.T) {
+	a, err := newScenarios(scenarioNames, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := newScenarios(scenarioNames, 5)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatal("the same seed gave two plans")
+	}
+	for _, s := range a {
+		if s.describe() == s.Name {
+			t.Errorf("%s has no description", s.Name)
+		}
+		if s.Name != "fn-kill" {
+			continue
+		}
+		if len(s.Victims) != len(functions) {
+			t.Fatalf("fn-kill victims %v: want one replica of each function", s.Victims)
+		}
+		for i, v := range s.Victims {
+			if !slices.Contains(functionServices, v) || !strings.HasPrefix(v, functions[i]+"-") {
+				t.Errorf("fn-kill victim %q is not a replica of %s", v, functions[i])
+			}
+		}
+	}
+	if p := profiles["cluster"]; p.Drain <= 0 || p.FaultEnd > p.Feed || p.FaultStart >= p.FaultEnd {
+		t.Errorf("cluster profile %+v", p)
+	}
+}
+
+// Canaries are inputs like the others (indexed, in the emulator's
+// catalogue, their images seeded) that the feed does not send.
+func TestCanaries(t *testing.T) {
+	w := newWorkload(100, time.Minute, 4)
+	pubs := len(w.Pubs)
+	idx := w.addCanaries(4)
+	if len(idx) != 4 || len(w.Items) != 104 || len(w.Pubs) != pubs {
+		t.Fatalf("canaries %v, items %d, publications %d (were %d)", idx, len(w.Items), len(w.Pubs), pubs)
+	}
+	x := newItemIndex(w.Items)
+	cat, imgs := map[string]bool{}, map[string]bool{}
+	for _, o := range w.catalogue() {
+		cat[o.Key] = true
+	}
+	for _, im := range w.images() {
+		imgs[im.ID] = true
+	}
+	for n, i := range idx {
+		it := w.Items[i]
+		if !it.Canary || it.Expect[0] != "succeeded" || x.byIdentity[it.identity()] != i {
+			t.Errorf("canary %d: %+v", n, it)
+		}
+		if want := n%2 == 1; it.isExport() != want {
+			t.Errorf("canary %d: export %v, want %v", n, it.isExport(), want)
+		}
+		if it.isExport() && !imgs[it.ImageID] || !it.isExport() && !cat[it.Key] {
+			t.Errorf("canary %s is not seeded in the emulator", it.ID)
+		}
+	}
+}
+
+func composeHarness(t *testing.T) *harness {
+	t.Helper()
+	o, err := parseFlags([]string{"-compose", "deploy/compose", "-env", "IMPORT_ACK_WAIT=20s"}, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{o: o, cr: &composeRun{project: "imsflow-ct-1", monPorts: []int{18222, 18223, 18224}}}
+}
+
+// The functions' env file points at the emulator in the project, with its
+// keys, and has no S3_*: the import function takes sizes from the
+// notifications, as in the process backend.
+func TestComposeEnvFile(t *testing.T) {
+	env := composeHarness(t).composeEnvFile()
+	for _, want := range []string{"\nIMS_ENDPOINT=http://emulator:8089\n", "\nHUAWEICLOUD_SDK_AK=IMSFLOWLOCALAK\n",
+		"\nHUAWEICLOUD_SDK_SK=imsflow-local-secret-key\n", "\nHUAWEICLOUD_SDK_PROJECT_ID=0000000000000000000000000000f10c\n",
+		"\nIMPORT_CLAIM_TTL=15s\n", "\nPOLL_MAX=5s\n"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("env file lacks %q:\n%s", strings.TrimSpace(want), env)
+		}
+	}
+	if strings.Contains(env, "S3_") || strings.Contains(env, "NATS_URL") {
+		t.Errorf("env file sets S3_* or NATS_URL:\n%s", env)
+	}
+	if i, j := strings.Index(env, "IMPORT_ACK_WAIT=10s"), strings.Index(env, "IMPORT_ACK_WAIT=20s"); i < 0 || j < i {
+		t.Errorf("-env does not come after the harness's setting:\n%s", env)
+	}
+}
+
+func TestComposeOverride(t *testing.T) {
+	ov := composeHarness(t).composeOverride()
+	for _, want := range []string{"  emulator:\n    environment:\n", `IMSEMU_S3_ENDPOINT: ""`, `IMSEMU_ERROR_RATE: "0.2"`,
+		`IMSEMU_DROP_RATE: "0.05"`, `IMSEMU_ACCEPT_BEFORE_DROP: "true"`, `IMSEMU_RATE_LIMIT: "30"`, `IMSEMU_MAX_JOBS: "40"`,
+		`IMSEMU_QUOTA: "-1"`, `IMSEMU_TIME_SCALE: "30"`, `IMSEMU_SEED: "1"`,
+		"  nats-1:\n    ports: [\"127.0.0.1:18222:8222\"]\n", "  nats-3:\n    ports: [\"127.0.0.1:18224:8222\"]\n"} {
+		if !strings.Contains(ov, want) {
+			t.Errorf("override lacks %q:\n%s", want, ov)
+		}
+	}
+}
+
+// The harness leans on compose.yaml: its services, the variables it sets,
+// and NATS server names equal to the service names (a stream's leader
+// names the container to kill).
+func TestComposeFileHasWhatTheHarnessUses(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/compose/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := string(b)
+	for _, s := range append(append(append([]string(nil), natsServices...), functionServices...), emulatorService) {
+		if !strings.Contains(y, "\n  "+s+":") {
+			t.Errorf("compose.yaml has no service %s", s)
+		}
+	}
+	for i, s := range natsServices {
+		for _, want := range []string{`"--name", "` + s + `"`, fmt.Sprintf("${IMSFLOW_NATS_PORT_%d", i+1)} {
+			if !strings.Contains(y, want) {
+				t.Errorf("compose.yaml: %s lacks %s", s, want)
+			}
+		}
+	}
+	for _, want := range []string{"${IMSFLOW_ENV_FILE", "${IMSFLOW_EMULATOR_PORT:-8089}:8089", `IMSEMU_ADDR: ":8089"`} {
+		if !strings.Contains(y, want) {
+			t.Errorf("compose.yaml lacks %s", want)
+		}
+	}
+}
+
+func TestSkipMessage(t *testing.T) {
+	skip, fail := skipMessage("the docker command is not installed", false), skipMessage("the docker command is not installed", true)
+	for _, m := range []string{skip, fail} {
+		if !strings.Contains(m, "Missing: the docker command is not installed.") || strings.Count(m, "\n") < 6 {
+			t.Errorf("banner:\n%s", m)
+		}
+	}
+	if !strings.Contains(skip, "SKIPPED") || !strings.Contains(fail, "FAILED") {
+		t.Errorf("banners:\n%s\n%s", skip, fail)
+	}
+}
+
+func TestClusterSummary(t *testing.T) {
+	sc := []*scenario{{Name: "nats-kill", Ran: true}, {Name: "partition", Ran: true}}
+	r := &report{name: "test-cluster", inputs: 248, drained: true, drain: 39 * time.Second, bound: 150 * time.Second, scenarios: sc,
+		elapsed: 216 * time.Second, dupJobs: map[int][]submission{}, dupDone: map[int]*itemOutcomes{}}
+	if got, want := r.summary(), "test-cluster: PASS inputs=248 lost=0 dup_jobs=0 dup_completions=0 dlq=0 slots=0 drain=39s scenarios=2/2 elapsed=3m36s"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+	sc[1].Err = "canaries had no final outcome"
+	if got := r.summary(); !strings.HasPrefix(got, "test-cluster: FAIL ") || !strings.HasSuffix(got, "scenarios=1/2 elapsed=3m36s missed=scenarios") {
+		t.Errorf("%q", got)
 	}
 }

@@ -66,6 +66,11 @@ var profiles = map[string]profile{
 	"short":   {Name: "short", Items: 300, Feed: 40 * time.Second, FaultStart: 6 * time.Second, FaultEnd: 36 * time.Second, NATSKills: 1, Drain: 4 * time.Minute},
 	"default": {Name: "default", Items: 2000, Feed: 180 * time.Second, FaultStart: 10 * time.Second, FaultEnd: 170 * time.Second, KillEvery: 12 * time.Second, NATSKills: 2, Drain: 6 * time.Minute},
 	"long":    {Name: "long", Items: 10000, Feed: 20 * time.Minute, FaultStart: 15 * time.Second, FaultEnd: 19 * time.Minute, KillEvery: 20 * time.Second, NATSKills: 8, Drain: 15 * time.Minute},
+	// cluster is -compose's (make test-cluster): the scenarios start
+	// spread over FaultStart-FaultEnd, one after the other; the load stays
+	// under what the emulator clears, so that a canary's time is the
+	// pipeline's recovery, not a backlog.
+	"cluster": {Name: "cluster", Items: 240, Feed: 120 * time.Second, FaultStart: 6 * time.Second, FaultEnd: 100 * time.Second, Drain: 150 * time.Second},
 }
 
 // options are the command line.
@@ -88,6 +93,12 @@ type options struct {
 	imsRate             float64
 	imsBurst            int
 	env                 []string
+	// The compose backend: the compose directory ("" runs processes),
+	// -preflight, the scenarios, and when make test-cluster began.
+	compose   string
+	preflight bool
+	scenarios []string
+	started   time.Time
 }
 
 type envFlag []string
@@ -112,7 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	var o options
 	short := fs.Bool("short", false, "the short profile (a few hundred inputs, one kill of each kind; for CI)")
-	name := fs.String("profile", "default", "short, default or long")
+	name := fs.String("profile", "default", "short, default, long, or cluster (the default with -compose)")
 	items := fs.Int("items", 0, "inputs (0: the profile's)")
 	feed := fs.Duration("feed", 0, "how long inputs are published (0: the profile's)")
 	drain := fs.Duration("drain", 0, "bound of the wait for every outcome after the last fault and input (0: the profile's)")
@@ -137,8 +148,35 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.imsRate, "ims-rate", 60, "IMS_RATE_LIMIT of the functions (shared by all six)")
 	fs.IntVar(&o.imsBurst, "ims-burst", 20, "IMS_RATE_BURST of the functions")
 	fs.Var((*envFlag)(&o.env), "env", "KEY=VALUE for every function process (repeatable; overrides the harness's settings)")
+	fs.StringVar(&o.compose, "compose", "", "run the compose deployment in this directory (deploy/compose) in Docker instead of processes, under the -scenarios (make test-cluster)")
+	fs.BoolVar(&o.preflight, "preflight", false, "with -compose: only check that Docker and Compose answer (exit 0; 3 with a banner when they do not and CI=true IMSFLOW_REQUIRE_DOCKER=1 is not set; else 1)")
+	scen := fs.String("scenarios", strings.Join(scenarioNames, ","), "with -compose: the faults, in order")
+	started := fs.Int64("started", 0, "with -compose: when make test-cluster began (Unix seconds), to count the image build in the duration")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if o.compose != "" {
+		if o.rev != "" || o.bin != "" {
+			return o, errors.New("-rev and -bin build processes; -compose runs the images (go run ./scripts/image)")
+		}
+		if !explicit["profile"] && !*short {
+			*name = "cluster"
+		}
+		for _, n := range strings.Split(*scen, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				o.scenarios = append(o.scenarios, n)
+			}
+		}
+		if _, err := newScenarios(o.scenarios, o.seed); err != nil {
+			return o, err
+		}
+		if *started > 0 {
+			o.started = time.Unix(*started, 0)
+		}
+	} else if o.preflight || explicit["scenarios"] || explicit["started"] {
+		return o, errors.New("-preflight, -scenarios and -started go with -compose")
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -148,7 +186,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	p, ok := profiles[*name]
 	if !ok {
-		return o, fmt.Errorf("-profile %q: want short, default or long", *name)
+		return o, fmt.Errorf("-profile %q: want short, default, long or cluster", *name)
 	}
 	if *items > 0 {
 		p.Items = *items
@@ -185,9 +223,29 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The signals stay caught until the harness has cleaned up: a second
+	// Ctrl-C does not cut a teardown short.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	if o.preflight {
+		return preflight(ctx, os.Stdout, os.Stderr)
+	}
 	h := &harness{o: o, out: os.Stdout, errw: os.Stderr}
+	if o.compose != "" {
+		if _, _, problem := composeTool(ctx); problem != "" {
+			if code := preflight(ctx, os.Stdout, os.Stderr); code != exitSkipped {
+				return code
+			}
+			return 0
+		}
+		dir, err := filepath.Abs(o.compose)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chaos:", err)
+			return 2
+		}
+		h.cr = &composeRun{dir: dir, project: fmt.Sprintf("imsflow-ct-%d", os.Getpid())}
+		h.scen, _ = newScenarios(o.scenarios, o.seed)
+	}
 	return h.run(ctx)
 }
 
@@ -209,8 +267,11 @@ type harness struct {
 	js        jetstream.JetStream
 	w         *workload
 	faults    []fault
-	index     *itemIndex
-	live      *tally
+	// The compose backend (nil: processes) and its scenarios.
+	cr    *composeRun
+	scen  []*scenario
+	index *itemIndex
+	live  *tally
 
 	mu          sync.Mutex
 	feedStart   time.Time
@@ -248,15 +309,21 @@ func (h *harness) run(ctx context.Context) (code int) {
 		notes = io.MultiWriter(timeline, h.errw)
 	}
 	h.sup = &supervisor{t0: h.start, notes: notes}
+	if h.cr != nil {
+		h.cr.runDir, h.cr.notes = h.dir, h.sup.note
+	}
 	defer func() {
 		h.sup.stopAll()
 		if h.nc != nil {
 			h.nc.Close()
 		}
+		if h.cr != nil {
+			code = h.composeDown(code)
+		}
 		h.finish(code)
 	}()
 	p := h.o.prof
-	h.say("chaos: profile %s, %d inputs over %s, seed %d; run directory %s", p.Name, p.Items, p.Feed, h.o.seed, h.dir)
+	h.say("%s: profile %s, %d inputs over %s, seed %d; run directory %s", h.name(), p.Name, p.Items, p.Feed, h.o.seed, h.dir)
 
 	step := time.Now()
 	if err := h.build(ctx); err != nil {
@@ -266,7 +333,13 @@ func (h *harness) run(ctx context.Context) (code int) {
 	h.phase["build"] = time.Since(step)
 
 	h.w = newWorkload(p.Items, p.Feed, h.o.seed)
-	h.faults = schedule(p, h.o.seed)
+	if h.cr != nil {
+		for _, s := range h.scen {
+			s.canaries = h.w.addCanaries(canariesPerScenario)
+		}
+	} else {
+		h.faults = schedule(p, h.o.seed)
+	}
 	h.index = newItemIndex(h.w.Items)
 	h.live = newTally(h.index)
 	if err := h.writePlan(); err != nil {
@@ -275,7 +348,12 @@ func (h *harness) run(ctx context.Context) (code int) {
 	}
 
 	step = time.Now()
-	if err := h.startAll(ctx); err != nil {
+	if h.cr != nil {
+		err = h.startCompose(ctx)
+	} else {
+		err = h.startAll(ctx)
+	}
+	if err != nil {
 		fmt.Fprintln(h.errw, "chaos:", err)
 		return exitFor(ctx, 2)
 	}
@@ -284,7 +362,7 @@ func (h *harness) run(ctx context.Context) (code int) {
 		// failure to start against this cluster, not the harness's.
 		fmt.Fprintln(h.errw, "chaos:", err)
 		h.printCrashes(h.errw)
-		fmt.Fprintf(h.out, "chaos: FAIL startup: %v (logs in %s)\n", err, h.logDir)
+		fmt.Fprintf(h.out, "%s: FAIL startup: %v (logs in %s)\n", h.name(), err, h.logDir)
 		return exitFor(ctx, 1)
 	}
 	h.phase["start"] = time.Since(step)
@@ -299,10 +377,14 @@ func (h *harness) run(ctx context.Context) (code int) {
 	h.mu.Lock()
 	h.feedStart = time.Now()
 	h.mu.Unlock()
-	h.say("feeding %d messages (%d inputs) for %s; %d faults scheduled", len(h.w.Pubs), len(h.w.Items), p.Feed, len(h.faults))
+	h.say("feeding %d messages (%d inputs) for %s; %d faults planned", len(h.w.Pubs), len(h.w.Items), p.Feed, h.planned())
 	var wg sync.WaitGroup
 	wg.Go(func() { h.feed(ctx) })
-	wg.Go(func() { h.runFaults(ctx) })
+	if h.cr != nil {
+		wg.Go(func() { h.runScenarios(ctx) })
+	} else {
+		wg.Go(func() { h.runFaults(ctx) })
+	}
 	progressDone := make(chan struct{})
 	go h.progress(ctx, progressDone)
 	wg.Wait()
@@ -333,11 +415,17 @@ func (h *harness) run(ctx context.Context) (code int) {
 		return 130
 	}
 	h.phase["drain-wait"] = time.Since(drainStart)
+	h.phase["after-feed"] = time.Since(h.feedStart) - h.phase["feed"]
 	h.say("settling for %s, then counting", h.o.settle)
 	select {
 	case <-ctx.Done():
 		return 130
 	case <-time.After(h.o.settle):
+	}
+	if h.cr != nil {
+		// The containers' output, for the report's log summaries and the
+		// evidence, while they are still there.
+		h.cr.saveLogs(ctx, h.logDir)
 	}
 	rep, err := h.account(ctx, drainStart, want)
 	if err != nil {
@@ -350,6 +438,60 @@ func (h *harness) run(ctx context.Context) (code int) {
 		return 0
 	}
 	return 1
+}
+
+// name is the harness's name in its output.
+func (h *harness) name() string {
+	if h.cr != nil {
+		return "test-cluster"
+	}
+	return "chaos"
+}
+
+// planned is the number of faults to carry out.
+func (h *harness) planned() int {
+	if h.cr != nil {
+		return len(h.scen)
+	}
+	return len(h.faults)
+}
+
+// composeDown saves the containers' logs (when the run got that far and
+// they are not saved yet) and removes the project, unless -keep; a
+// project it cannot remove turns a pass into exit 2.
+func (h *harness) composeDown(code int) int {
+	c := h.cr
+	if !c.upCalled() {
+		_ = c.teardown() // stops docker events, if it runs
+		return code
+	}
+	c.saveLogs(context.Background(), h.logDir)
+	if h.o.keep {
+		fmt.Fprintf(h.errw, "test-cluster: -keep: the compose project %s is still up; %s ps | logs SERVICE | down -v --remove-orphans\n",
+			c.project, filepath.Join(h.dir, "compose.sh"))
+		return code
+	}
+	began := time.Now()
+	if err := c.teardown(); err != nil {
+		fmt.Fprintf(h.errw, "test-cluster: TEARDOWN INCOMPLETE: %v\n  remove it with: %s down -v --remove-orphans\n", err, filepath.Join(h.dir, "compose.sh"))
+		if code == 0 {
+			code = 2
+		}
+		h.o.keep = true // keep compose.sh
+		return code
+	}
+	fmt.Fprintf(h.errw, "test-cluster: compose project %s removed (containers, network, volumes) in %s; %s since make test-cluster began\n",
+		c.project, time.Since(began).Round(100*time.Millisecond), time.Since(h.began()).Round(time.Second))
+	return code
+}
+
+// began is when the run began: make test-cluster's start (-started,
+// before the image build) or the harness's.
+func (h *harness) began() time.Time {
+	if !h.o.started.IsZero() && h.o.started.Before(h.start) {
+		return h.o.started
+	}
+	return h.start
 }
 
 func exitFor(ctx context.Context, code int) int {
@@ -408,6 +550,13 @@ func (h *harness) build(ctx context.Context) error {
 		return err
 	}
 	h.source = describeSource(src)
+	if h.cr != nil {
+		if err := h.cr.prepare(ctx); err != nil {
+			return err
+		}
+		h.source = "images " + strings.Join(h.cr.images, ", ") + "; working tree " + h.source
+		return nil
+	}
 	if h.o.bin != "" {
 		h.binDir, err = filepath.Abs(h.o.bin)
 		if err != nil {
@@ -505,6 +654,9 @@ func (h *harness) writePlan() error {
 	for _, f := range h.faults {
 		lines = append(lines, f.String())
 	}
+	for i, s := range h.scen {
+		lines = append(lines, fmt.Sprintf("%d. %s: %s", i+1, s.Name, s.describe()))
+	}
 	return os.WriteFile(filepath.Join(h.dir, "faults-planned.txt"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
@@ -529,9 +681,17 @@ func (h *harness) functionEnv() []string {
 	for _, n := range h.nodes {
 		urls = append(urls, n.url())
 	}
-	env := append(baseEnv(),
-		"NATS_URL="+strings.Join(urls, ","), "NATS_REPLICAS=3", "LOG_LEVEL=info",
-		"IMS_ENDPOINT="+h.emuURL, "HUAWEICLOUD_SDK_AK=IMSFLOWLOCALAK", "HUAWEICLOUD_SDK_SK=imsflow-local-secret-key",
+	env := append(baseEnv(), "NATS_URL="+strings.Join(urls, ","), "NATS_REPLICAS=3", "LOG_LEVEL=info", "IMS_ENDPOINT="+h.emuURL)
+	return append(env, h.functionSettings()...)
+}
+
+// functionSettings is the part of the functions' configuration that both
+// backends share: the emulator's keys, IMS pacing and the short waits,
+// then -env (later entries win: os/exec and env files keep the last of
+// duplicates).
+func (h *harness) functionSettings() []string {
+	env := []string{
+		"HUAWEICLOUD_SDK_AK=IMSFLOWLOCALAK", "HUAWEICLOUD_SDK_SK=imsflow-local-secret-key",
 		"HUAWEICLOUD_SDK_PROJECT_ID=0000000000000000000000000000f10c",
 		fmt.Sprintf("IMS_RATE_LIMIT=%g", h.o.imsRate), fmt.Sprintf("IMS_RATE_BURST=%d", h.o.imsBurst), "IMS_THROTTLE_WAIT=2s",
 		// import
@@ -541,8 +701,8 @@ func (h *harness) functionEnv() []string {
 		"EXPORT_ACK_WAIT=10s", "EXPORT_CLAIM_TTL=15s", "EXPORT_BUSY_WAIT=5s",
 		// poller
 		"POLL_FIRST=1s", "POLL_MIN=1s", "POLL_MAX=5s", "POLL_MAX_AIMED=15s", "POLLER_ACK_WAIT=10s",
-	)
-	return append(env, h.o.env...) // later entries win (os/exec keeps the last of duplicates)
+	}
+	return append(env, h.o.env...)
 }
 
 // startAll starts the three NATS nodes, the emulator (seeded) and the six
@@ -590,12 +750,20 @@ func (h *harness) startAll(ctx context.Context) error {
 			}
 		}
 	}
+	return h.connect()
+}
+
+// connect is the harness's own connection, to every node: it fails over
+// when one goes. Pings every second find a node cut off the network (no
+// reset comes from it) within seconds.
+func (h *harness) connect() error {
 	var urls []string
 	for _, n := range h.nodes {
 		urls = append(urls, n.url())
 	}
+	var err error
 	h.nc, err = nats.Connect(strings.Join(urls, ","), nats.Name("imsflow-chaos"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
+		nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true), nats.PingInterval(time.Second), nats.MaxPingsOutstanding(3))
 	if err != nil {
 		return fmt.Errorf("connect to the cluster: %w", err)
 	}
@@ -603,15 +771,22 @@ func (h *harness) startAll(ctx context.Context) error {
 	return err
 }
 
-func (h *harness) startEmulator(ctx context.Context, port int) error {
+// emulatorFiles writes the emulator's catalogue (every object the
+// notifications name) and its failure rule into the run directory.
+func (h *harness) emulatorFiles() (objFile, failFile string, err error) {
 	objects, _ := json.Marshal(h.w.catalogue())
-	objFile := filepath.Join(h.dir, "objects.json")
-	failFile := filepath.Join(h.dir, "failures.json")
+	objFile = filepath.Join(h.dir, "objects.json")
+	failFile = filepath.Join(h.dir, "failures.json")
 	failures := fmt.Sprintf(`[{"key_pattern":%q,"error_code":"IMG.1075","fail_reason":"registering the image file failed (scripted by chaos)","at_percent":0.5}]`, failPrefix+"*")
 	if err := os.WriteFile(objFile, objects, 0o644); err != nil {
-		return err
+		return "", "", err
 	}
-	if err := os.WriteFile(failFile, []byte(failures), 0o644); err != nil {
+	return objFile, failFile, os.WriteFile(failFile, []byte(failures), 0o644)
+}
+
+func (h *harness) startEmulator(ctx context.Context, port int) error {
+	objFile, failFile, err := h.emulatorFiles()
+	if err != nil {
 		return err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -633,6 +808,42 @@ func (h *harness) startEmulator(ctx context.Context, port int) error {
 	}
 	if err := waitTCP(ctx, addr, 30*time.Second); err != nil {
 		return fmt.Errorf("emulator: %w (see %s)", err, h.emuProc.logPath)
+	}
+	return h.seedEmulator(ctx, false)
+}
+
+// seedEmulator gives the emulator the export bucket and the images the
+// exports name and, with catalogue (an emulator started without -objects
+// and -failures: the compose backend's), the objects the notifications
+// name and the failure rule, through its admin API.
+func (h *harness) seedEmulator(ctx context.Context, catalogue bool) error {
+	if catalogue {
+		objFile, failFile, err := h.emulatorFiles()
+		if err != nil {
+			return err
+		}
+		var objects json.RawMessage
+		var rules []json.RawMessage
+		for _, f := range []struct {
+			path string
+			into any
+		}{{objFile, &objects}, {failFile, &rules}} {
+			b, err := os.ReadFile(f.path)
+			if err == nil {
+				err = json.Unmarshal(b, f.into)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := postJSON(ctx, h.emuURL+"/_emulator/objects", objects); err != nil {
+			return fmt.Errorf("emulator: seed the objects: %w", err)
+		}
+		for _, r := range rules {
+			if err := postJSON(ctx, h.emuURL+"/_emulator/failures", r); err != nil {
+				return fmt.Errorf("emulator: add the failure rule: %w", err)
+			}
+		}
 	}
 	if err := postJSON(ctx, h.emuURL+"/_emulator/buckets", map[string]string{"name": bucketExports}); err != nil {
 		return fmt.Errorf("emulator: %w", err)
@@ -667,6 +878,12 @@ func (h *harness) waitReady(ctx context.Context) error {
 	for _, n := range h.nodes {
 		if err := n.waitHealthy(ctx, time.Until(deadline)+10*time.Second); err != nil {
 			return err
+		}
+	}
+	if h.cr != nil {
+		h.say("%s", h.cr.probeAdmin(ctx))
+		if err := h.cr.waitUp(ctx, time.Until(deadline)+10*time.Second, functionServices...); err != nil {
+			return fmt.Errorf("function containers: %w", err)
 		}
 	}
 	h.say("cluster and functions ready; %s", leaders(ctx, h.js))
@@ -723,25 +940,31 @@ func (h *harness) feed(ctx context.Context) {
 			case <-time.After(d):
 			}
 		}
-		msg := nats.NewMsg(p.Subject)
-		msg.Data = h.w.body(p, time.Now())
-		msg.Header.Set(jetstream.MsgIDHeader, p.MsgID)
-		ack, err := publishRetry(ctx, h.js, msg, 2*time.Minute)
-		h.mu.Lock()
-		h.lastPublish = time.Now()
-		switch {
-		case err != nil:
-			h.pubFailed = append(h.pubFailed, fmt.Sprintf("%s (%s of %s): %v", p.MsgID, p.Role, h.w.Items[p.Item].ID, err))
-		case p.Role != "bitmap":
-			h.published[p.Item] = true
-			fallthrough
-		default:
-			h.seqs[p.Item] = append(h.seqs[p.Item], ack.Sequence)
-		}
-		h.mu.Unlock()
+		h.publish(ctx, p)
 		if ctx.Err() != nil {
 			return
 		}
+	}
+}
+
+// publish sends one publication and records it: stored (with its
+// IMSFLOW_IN sequence) or refused.
+func (h *harness) publish(ctx context.Context, p publication) {
+	msg := nats.NewMsg(p.Subject)
+	msg.Data = h.w.body(p, time.Now())
+	msg.Header.Set(jetstream.MsgIDHeader, p.MsgID)
+	ack, err := publishRetry(ctx, h.js, msg, 2*time.Minute)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastPublish = time.Now()
+	switch {
+	case err != nil:
+		h.pubFailed = append(h.pubFailed, fmt.Sprintf("%s (%s of %s): %v", p.MsgID, p.Role, h.w.Items[p.Item].ID, err))
+	case p.Role != "bitmap":
+		h.published[p.Item] = true
+		fallthrough
+	default:
+		h.seqs[p.Item] = append(h.seqs[p.Item], ack.Sequence)
 	}
 }
 
@@ -933,7 +1156,7 @@ func (h *harness) progress(ctx context.Context, done chan struct{}) {
 			ds = strings.Join(down, ",")
 		}
 		h.say("inputs published %d/%d · with an outcome %d/%d · faults %d/%d · down: %s",
-			pub, len(h.w.Items), h.live.finals(), want, fd, len(h.faults), ds)
+			pub, len(h.w.Items), h.live.finals(), want, fd, h.planned(), ds)
 	}
 }
 
@@ -957,7 +1180,7 @@ func (h *harness) printCrashes(w io.Writer) {
 		first, last time.Time
 	}
 	groups := map[string]*group{}
-	for name, cs := range h.sup.crashes() {
+	for name, cs := range h.crashes() {
 		for _, c := range cs {
 			k := c.status + " after: " + normalize(crashLine(c.tail))
 			g := groups[k]
@@ -988,4 +1211,16 @@ func (h *harness) printCrashes(w io.Writer) {
 		fmt.Fprintf(w, "  %4d × %s\n         (%s; +%.0fs to +%.0fs of the run)\n", g.count, k, strings.Join(g.procs, " "),
 			g.first.Sub(h.start).Seconds(), g.last.Sub(h.start).Seconds())
 	}
+}
+
+// crashes are the exits the harness did not cause, by process or
+// service.
+func (h *harness) crashes() map[string][]crash {
+	out := h.sup.crashes()
+	if h.cr != nil {
+		for k, v := range h.cr.crashes() {
+			out[k] = append(out[k], v...)
+		}
+	}
+	return out
 }

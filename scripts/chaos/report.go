@@ -55,11 +55,28 @@ type report struct {
 	faultLog   []string
 	logs       logSummary
 	emuCrashed bool
+	// name prefixes the last line: chaos, or test-cluster (-compose),
+	// whose runs also have scenarios and the time since make
+	// test-cluster began.
+	name      string
+	scenarios []*scenario
+	elapsed   time.Duration
 }
 
 func (r *report) pass() bool {
 	return len(r.lost) == 0 && len(r.dupJobs) == 0 && len(r.dupDone) == 0 && r.dlqMsgs == 0 && len(r.slots) == 0 &&
-		r.drained && len(r.pubFailed) == 0 && !r.emuCrashed
+		r.drained && len(r.pubFailed) == 0 && !r.emuCrashed && r.recovered() == len(r.scenarios)
+}
+
+// recovered is the number of scenarios whose checks passed.
+func (r *report) recovered() int {
+	n := 0
+	for _, s := range r.scenarios {
+		if s.ok() {
+			n++
+		}
+	}
+	return n
 }
 
 // account counts everything from its source: IMSFLOW_OUT read again from
@@ -67,7 +84,7 @@ func (r *report) pass() bool {
 // and jobs buckets, the processes' exits and logs.
 func (h *harness) account(ctx context.Context, drainStart time.Time, want []int) (*report, error) {
 	r := &report{items: h.w.Items, byStatus: map[string]int{}, dupJobs: map[int][]submission{}, dupDone: map[int]*itemOutcomes{},
-		bound: h.o.prof.Drain}
+		bound: h.o.prof.Drain, name: h.name(), scenarios: h.scen}
 	h.mu.Lock()
 	for i := range h.w.Items {
 		if h.published[i] {
@@ -163,7 +180,7 @@ func (h *harness) account(ctx context.Context, drainStart time.Time, want []int)
 	if err := getJSON(ctx, h.emuURL+"/_emulator/stats", &r.stats); err != nil {
 		return nil, fmt.Errorf("emulator stats: %w", err)
 	}
-	r.emuCrashed = len(h.sup.crashes()["emulator"]) > 0
+	r.emuCrashed = len(h.crashes()["emulator"]) > 0
 
 	// Dead letters.
 	_, err = readStream(ctx, h.js, streamDLQ, func(m jetstream.Msg) {
@@ -214,7 +231,7 @@ func (h *harness) account(ctx context.Context, drainStart time.Time, want []int)
 		}
 		r.lostWhy[i] = lostState(byItem[i], state, unpublished)
 	}
-	r.crashes = h.sup.crashes()
+	r.crashes = h.crashes()
 	r.logs = summarizeLogs(h.logDir)
 	if err := r.writeArtifacts(h, subs, byItem); err != nil {
 		fmt.Fprintln(h.errw, "chaos: writing the run's records:", err)
@@ -323,7 +340,13 @@ func verdict(ok bool) string {
 
 func (r *report) print(h *harness, out io.Writer) {
 	p := h.o.prof
-	fmt.Fprintf(out, "\nimsflow chaos · profile %s · seed %d · %s\n", p.Name, h.o.seed, h.source)
+	if h.cr != nil {
+		r.elapsed = time.Since(h.began())
+	}
+	fmt.Fprintf(out, "\nimsflow %s · profile %s · seed %d · %s\n", r.name, p.Name, h.o.seed, h.source)
+	if h.cr != nil {
+		fmt.Fprintf(out, "%s as compose project %s (%s), in containers: ", filepath.Join(filepath.Base(filepath.Dir(h.cr.dir)), filepath.Base(h.cr.dir)), h.cr.project, h.cr.version)
+	}
 	fmt.Fprintf(out, "3 NATS nodes (R3), 2× import, export and poller; IMS emulator: %.0f%% 5xx, %.0f%% dropped connections%s, %g req/s (burst %d), %d running imports, time ×%g\n\n",
 		h.o.errorRate*100, h.o.dropRate*100, map[bool]string{true: " (submissions take effect first)"}[h.o.acceptBeforeDrop],
 		h.o.rateLimit, h.o.rateBurst, h.o.maxJobs, h.o.timeScale)
@@ -347,7 +370,12 @@ func (r *report) print(h *harness, out io.Writer) {
 	if r.emuCrashed {
 		fmt.Fprintf(tw, "emulator crashed (IMS record incomplete)\t1\t0\t%s\t\n", verdict(false))
 	}
+	if len(r.scenarios) > 0 {
+		n := len(r.scenarios)
+		fmt.Fprintf(tw, "fault scenarios not recovered\t%d\t0\t%s\t\n", n-r.recovered(), verdict(r.recovered() == n))
+	}
 	tw.Flush()
+	r.printScenarios(out)
 
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -385,8 +413,18 @@ func (r *report) print(h *harness, out io.Writer) {
 			}
 		}
 	}
-	fmt.Fprintf(tw, "faults\t%d\tkill -9 of replicas: import %d, export %d, poller %d; of the %s leader: %d\t\n",
-		fns["import"]+fns["export"]+fns["poller"]+nats, fns["import"], fns["export"], fns["poller"], streamJobs, nats)
+	if h.cr != nil {
+		var names []string
+		for _, s := range r.scenarios {
+			if s.Ran {
+				names = append(names, s.Name)
+			}
+		}
+		fmt.Fprintf(tw, "faults\t%d\tscenarios %s (above)\t\n", len(names), strings.Join(names, ", "))
+	} else {
+		fmt.Fprintf(tw, "faults\t%d\tkill -9 of replicas: import %d, export %d, poller %d; of the %s leader: %d\t\n",
+			fns["import"]+fns["export"]+fns["poller"]+nats, fns["import"], fns["export"], fns["poller"], streamJobs, nats)
+	}
 	ncrash := 0
 	var names []string
 	for name, cs := range r.crashes {
@@ -394,19 +432,34 @@ func (r *report) print(h *harness, out io.Writer) {
 		names = append(names, fmt.Sprintf("%s %d", name, len(cs)))
 	}
 	sort.Strings(names)
-	fmt.Fprintf(tw, "unexpected process exits\t%d\t%s\t\n", ncrash, strings.Join(names, ", "))
+	what := "process"
+	if h.cr != nil {
+		what = "container"
+	}
+	fmt.Fprintf(tw, "unexpected %s exits\t%d\t%s\t\n", what, ncrash, strings.Join(names, ", "))
 	fmt.Fprintf(tw, "IMS requests\t%d\t%d 5xx injected, %d connections dropped, %d throttled (429), %d capped (IMG.0194)\t\n",
 		r.stats.total(), r.stats.Injected, r.stats.Dropped, r.stats.Throttled, r.stats.Capped)
 	fmt.Fprintf(tw, "IMS jobs\t%d\t%d succeeded, %d failed, at most %d imports running; %d for no input of the run\t\n",
 		r.stats.JobsSubmitted, r.stats.JobsSucceeded, r.stats.JobsFailed, r.stats.MaxRunning, len(r.stray))
 	fmt.Fprintf(tw, "jobs still tracked by the poller\t%d\t(not a goal)\t\n", len(r.tracked))
 	fmt.Fprintf(tw, "warnings in the functions' logs\t%d\t%d of them from injected IMS faults; the others below\t\n", r.logs.total, r.logs.injected)
-	fmt.Fprintf(tw, "duration\t%s\tbuild %s, start %s, feed %s, drain counted from %s\t\n", h.phase["total"].Round(time.Second),
-		h.phase["build"].Round(time.Second), h.phase["start"].Round(time.Second), h.phase["feed"].Round(time.Second), r.drainFrom)
+	if h.cr != nil {
+		settle := h.phase["total"] - h.phase["build"] - h.phase["start"] - h.phase["feed"] - h.phase["after-feed"]
+		fmt.Fprintf(tw, "duration\t%s\tsince make test-cluster began: image and harness builds %s, compose up and ready %s, feed and faults %s, the last outcomes %s later (drain counted from %s), settling and counting %s\t\n",
+			r.elapsed.Round(time.Second), (h.start.Sub(h.began()) + h.phase["build"]).Round(time.Second), h.phase["start"].Round(time.Second),
+			h.phase["feed"].Round(time.Second), h.phase["after-feed"].Round(time.Second), r.drainFrom, settle.Round(time.Second))
+	} else {
+		fmt.Fprintf(tw, "duration\t%s\tbuild %s, start %s, feed %s, drain counted from %s\t\n", h.phase["total"].Round(time.Second),
+			h.phase["build"].Round(time.Second), h.phase["start"].Round(time.Second), h.phase["feed"].Round(time.Second), r.drainFrom)
+	}
 	tw.Flush()
 
 	r.evidence(h, out)
-	fmt.Fprintf(out, "\nrun directory: %s (logs/: one file per process; timeline.log; faults-planned.txt; inputs.json)\n", h.dir)
+	if h.cr != nil {
+		fmt.Fprintf(out, "\nrun directory: %s (logs/: one file per service; timeline.log: every docker command; override.yaml, functions.env, compose.sh; faults-planned.txt; inputs.json)\n", h.dir)
+	} else {
+		fmt.Fprintf(out, "\nrun directory: %s (logs/: one file per process; timeline.log; faults-planned.txt; inputs.json)\n", h.dir)
+	}
 	fmt.Fprintln(out, r.summary())
 }
 
@@ -420,14 +473,21 @@ func (r *report) summary() string {
 	if !r.drained {
 		drain = fmt.Sprintf(">%ds", int(r.bound.Seconds()))
 	}
-	s := fmt.Sprintf("chaos: %s inputs=%d lost=%d dup_jobs=%d dup_completions=%d dlq=%d slots=%d drain=%s",
-		res, r.inputs, len(r.lost), len(r.dupJobs), len(r.dupDone), r.dlqMsgs, len(r.slots), drain)
+	s := fmt.Sprintf("%s: %s inputs=%d lost=%d dup_jobs=%d dup_completions=%d dlq=%d slots=%d drain=%s",
+		cmp.Or(r.name, "chaos"), res, r.inputs, len(r.lost), len(r.dupJobs), len(r.dupDone), r.dlqMsgs, len(r.slots), drain)
+	if len(r.scenarios) > 0 {
+		s += fmt.Sprintf(" scenarios=%d/%d", r.recovered(), len(r.scenarios))
+	}
+	if r.elapsed > 0 {
+		s += " elapsed=" + r.elapsed.Round(time.Second).String()
+	}
 	var missed []string
 	for _, g := range []struct {
 		name string
 		bad  bool
 	}{{"lost", len(r.lost) > 0}, {"dup_jobs", len(r.dupJobs) > 0}, {"dup_completions", len(r.dupDone) > 0}, {"dlq", r.dlqMsgs > 0},
-		{"slots", len(r.slots) > 0}, {"drain", !r.drained}, {"unpublished", len(r.pubFailed) > 0}, {"emulator", r.emuCrashed}} {
+		{"slots", len(r.slots) > 0}, {"drain", !r.drained}, {"unpublished", len(r.pubFailed) > 0}, {"emulator", r.emuCrashed},
+		{"scenarios", r.recovered() < len(r.scenarios)}} {
 		if g.bad {
 			missed = append(missed, g.name)
 		}
@@ -700,4 +760,35 @@ func sortedKeysByValue(m map[string]int) []string {
 		return out[i] < out[j]
 	})
 	return out
+}
+
+// printScenarios is the compose backend's table: each fault, when it
+// came, how long its victims took to be back, how long new work took to
+// end after it, and what the checks found.
+func (r *report) printScenarios(out io.Writer) {
+	if len(r.scenarios) == 0 {
+		return
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tfault\tat\tIMS jobs running\tvictims back in\tcanaries ended in\tresult\t")
+	for i, s := range r.scenarios {
+		res := "recovered"
+		if !s.Ran {
+			res = "NOT RUN"
+		} else if s.Err != "" {
+			res = "NOT RECOVERED"
+		}
+		what := cmp.Or(s.What, s.describe())
+		fmt.Fprintf(tw, "%d %s\t%s\t+%.0fs\t%d\t%.1fs\t%.1fs\t%s\t\n", i+1, s.Name, what, s.At.Seconds(), s.InFlight, s.Back.Seconds(), s.Canary.Seconds(), res)
+	}
+	tw.Flush()
+	for i, s := range r.scenarios {
+		if s.Err != "" {
+			fmt.Fprintf(out, "  %d %s: %s\n", i+1, s.Name, s.Err)
+		}
+		for _, n := range s.Notes {
+			fmt.Fprintf(out, "  %d %s: %s\n", i+1, s.Name, n)
+		}
+	}
 }

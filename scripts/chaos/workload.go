@@ -64,6 +64,9 @@ type item struct {
 	// "rejected:empty_file", ...); none for an input skipped by design.
 	Expect []string
 	Dup    bool // published twice
+	// Canary: not in the feed; published after a fault of make
+	// test-cluster (compose.go), to see the pipeline end new work again.
+	Canary bool `json:",omitempty"`
 }
 
 func (it *item) isExport() bool { return it.Kind == kindExport || it.Kind == kindExportNF }
@@ -228,6 +231,32 @@ func newWorkload(n int, feed time.Duration, seed uint64) *workload {
 		return 0
 	})
 	return w
+}
+
+// addCanaries appends n inputs that the feed does not send, alternately a
+// 2 GB QCOW2 import and an export of a 2 GB image, and returns their
+// indexes. They are the same for every seed: small and quick, so that the
+// time to their outcomes is the pipeline's time to take new work after a
+// fault, not IMS's.
+func (w *workload) addCanaries(n int) []int {
+	var out []int
+	for range n {
+		i := len(w.Items)
+		it := &item{Kind: kindNormal, Canary: true, Expect: []string{"succeeded"}, ETag: fmt.Sprintf("ca4a%028x", i)}
+		if len(out)%2 == 0 {
+			it.ID = fmt.Sprintf("n%05d", i)
+			it.Key, it.Size = "chaos/"+it.ID+".qcow2", 2*gib
+		} else {
+			it.Kind, it.ID = kindExport, fmt.Sprintf("x%05d", i)
+			it.RequestID = "chaos-" + it.ID
+			it.ImageID = fmt.Sprintf("ca4a0000-0000-4000-8000-%012x", i)
+			it.ImageSize = 2 * gib
+			it.BucketURL = bucketExports + ":out/" + it.ID + ".qcow2"
+		}
+		w.Items = append(w.Items, it)
+		out = append(out, i)
+	}
+	return out
 }
 
 // imageSize draws a file size: mostly small, some medium, a few large
