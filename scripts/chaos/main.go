@@ -710,7 +710,9 @@ func (h *harness) functionSettings() []string {
 // connections, while the cluster may still be electing, as after a
 // deployment.
 func (h *harness) startAll(ctx context.Context) error {
-	ports, err := freePorts(10)
+	// 3 nodes × client, route, monitoring; the emulator; each function
+	// process's ADMIN_ADDR (by default all would take :8081).
+	ports, err := freePorts(10 + len(functions)*replicas)
 	if err != nil {
 		return err
 	}
@@ -739,10 +741,14 @@ func (h *harness) startAll(ctx context.Context) error {
 	}
 	h.fns = map[string]*proc{}
 	env := h.functionEnv()
+	admin := ports[10:]
 	for _, fn := range functions {
 		for r := 1; r <= replicas; r++ {
 			name := fmt.Sprintf("%s-%d", fn, r)
-			p := h.sup.add(&proc{name: name, bin: filepath.Join(h.binDir, fn), env: env,
+			// Before -env's entries, which come last in env and win.
+			penv := slices.Insert(slices.Clone(env), len(env)-len(h.o.env), fmt.Sprintf("ADMIN_ADDR=127.0.0.1:%d", admin[0]))
+			admin = admin[1:]
+			p := h.sup.add(&proc{name: name, bin: filepath.Join(h.binDir, fn), env: penv,
 				logPath: filepath.Join(h.logDir, name+".log"), restartOnCrash: true})
 			h.fns[name] = p
 			if err := h.sup.start(p); err != nil {
