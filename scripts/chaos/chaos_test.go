@@ -516,3 +516,22 @@ func TestClusterSummary(t *testing.T) {
 		t.Errorf("%q", got)
 	}
 }
+
+func TestLongestSilence(t *testing.T) {
+	path := t.TempDir() + "/f.log"
+	t0 := time.Date(2026, 12, 1, 10, 21, 0, 0, time.UTC)
+	var lines []string
+	for _, sec := range []int{-5, 1, 2, 16, 17, 30} {
+		lines = append(lines, fmt.Sprintf(`{"level":"info","time":%q,"message":"message"}`, t0.Add(time.Duration(sec)*time.Second).Format(time.RFC3339)))
+	}
+	lines = append(lines, "--- not json ---")
+	if err := writeLines(path, lines); err != nil {
+		t.Fatal(err)
+	}
+	if got := longestSilence(path, t0, t0.Add(20*time.Second)); got != 14*time.Second {
+		t.Errorf("silence %s, want 14s", got)
+	}
+	if got := longestSilence(path, t0.Add(17*time.Second), t0.Add(29*time.Second)); got != 12*time.Second {
+		t.Errorf("silence to the window's end %s, want 12s", got)
+	}
+}

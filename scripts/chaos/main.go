@@ -426,6 +426,7 @@ func (h *harness) run(ctx context.Context) (code int) {
 		// The containers' output, for the report's log summaries and the
 		// evidence, while they are still there.
 		h.cr.saveLogs(ctx, h.logDir)
+		h.noteSilences()
 	}
 	rep, err := h.account(ctx, drainStart, want)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -39,7 +40,15 @@ type scenario struct {
 	Err      string // the first check that failed; "" when it recovered
 	Ran      bool
 	canaries []int
+	// The fault's wall-clock span (from the fault to the restore), to
+	// read the functions' logs by.
+	began, restored time.Time
 }
+
+// canaryBound bounds the wait for a scenario's canaries: an injected
+// 5xx on a canary's submission holds it for a claim TTL (15 s), and two
+// in a row are not rare.
+const canaryBound = 2 * time.Minute
 
 func (s *scenario) ok() bool { return s.Ran && s.Err == "" }
 
@@ -153,6 +162,7 @@ func (h *harness) runScenario(ctx context.Context, s *scenario) {
 	h.mu.Unlock()
 	s.InFlight = h.imsRunning(ctx)
 	var restored time.Time
+	s.began = time.Now()
 	switch s.Name {
 	case "nats-kill":
 		node := h.jobsLeader(ctx)
@@ -265,7 +275,7 @@ func (h *harness) runScenario(ctx context.Context, s *scenario) {
 			fail("functions not back: %v", err)
 		}
 	}
-	s.Back = time.Since(restored)
+	s.Back, s.restored = time.Since(restored), restored
 	for _, v := range s.Victims {
 		h.setDown(v, false)
 	}
@@ -290,7 +300,7 @@ func (h *harness) runScenario(ctx context.Context, s *scenario) {
 	for _, i := range s.canaries {
 		h.publish(ctx, h.canaryPub(i))
 	}
-	deadline := began.Add(90 * time.Second)
+	deadline := began.Add(canaryBound)
 	for len(h.live.pending(s.canaries)) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
@@ -449,4 +459,42 @@ func (c *composeRun) clientsOf(ctx context.Context, n *natsNode) ([]string, erro
 	}
 	slices.Sort(names)
 	return names, nil
+}
+
+// noteSilences adds to each partition the longest time each function
+// replica logged nothing (no delivery settled) from the cut to 20 s after
+// the reconnection, from the saved logs (whose times are to the second).
+// A replica connected to the node that was cut off waits on it.
+func (h *harness) noteSilences() {
+	for _, s := range h.scen {
+		if s.Name != "partition" || s.began.IsZero() || s.restored.IsZero() {
+			continue
+		}
+		var parts []string
+		for _, f := range functionServices {
+			gap := longestSilence(filepath.Join(h.logDir, f+".log"), s.began, s.restored.Add(20*time.Second))
+			parts = append(parts, fmt.Sprintf("%s %ds", f, int(gap.Seconds())))
+		}
+		s.Notes = append(s.Notes, fmt.Sprintf("longest silence of each function's log from the cut (%ds) to 20 s after the reconnection: %s",
+			int(s.restored.Sub(s.began).Seconds()), strings.Join(parts, ", ")))
+	}
+}
+
+// longestSilence is the longest span between from and to without a line
+// of a JSON log (by its "time").
+func longestSilence(path string, from, to time.Time) time.Duration {
+	last, gap := from, time.Duration(0)
+	scanLines(path, func(line string) {
+		var l struct {
+			Time time.Time `json:"time"`
+		}
+		if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &l) != nil || l.Time.Before(from) || l.Time.After(to) {
+			return
+		}
+		gap = max(gap, l.Time.Sub(last))
+		if l.Time.After(last) {
+			last = l.Time
+		}
+	})
+	return max(gap, to.Sub(last))
 }
