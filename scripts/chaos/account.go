@@ -528,6 +528,10 @@ func normalize(s string) string {
 	return reSpace.ReplaceAllString(s, " ")
 }
 
+// sweptSlot is the poller's log message for a slot its sweep frees
+// (functions/poller/poller/sweep.go).
+const sweptSlot = "freed an in-flight slot that no claim or job holds"
+
 // warnCount is one kind of log line of the functions, counted.
 type warnCount struct {
 	text  string
@@ -543,11 +547,15 @@ type logSummary struct {
 	waits    []warnCount
 	total    int // warn and error lines
 	injected int // of which caused by an injected fault
+	// swept is the in-flight slots the poller's sweep freed: held by no
+	// claim or job a minute after they were taken, so leaked by a release
+	// that did not happen, by poller.
+	swept map[string]int
 }
 
 func summarizeLogs(logDir string) logSummary {
 	warns, waits := map[string]int{}, map[string]int{}
-	var sum logSummary
+	sum := logSummary{swept: map[string]int{}}
 	files, _ := filepath.Glob(filepath.Join(logDir, "*.log"))
 	for _, f := range files {
 		base := filepath.Base(f)
@@ -564,6 +572,9 @@ func summarizeLogs(logDir string) logSummary {
 			}
 			if json.Unmarshal([]byte(line), &l) != nil {
 				return
+			}
+			if l.Message == sweptSlot {
+				sum.swept[strings.TrimSuffix(base, ".log")]++
 			}
 			what := l.Reason
 			if what == "" {

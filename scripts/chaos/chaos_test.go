@@ -535,3 +535,17 @@ func TestLongestSilence(t *testing.T) {
 		t.Errorf("silence to the window's end %s, want 12s", got)
 	}
 }
+
+func TestSummarizeLogsCountsSweptSlots(t *testing.T) {
+	dir := t.TempDir()
+	line := fmt.Sprintf(`{"level":"info","function":"poller","slot":"slot.0010","owner":"v.f6","message":%q}`, sweptSlot)
+	if err := writeLines(dir+"/poller-2.log", []string{line, line, `{"level":"info","message":"sweep"}`}); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeLines(dir+"/nats-1.log", []string{line}); err != nil {
+		t.Fatal(err)
+	}
+	if got := summarizeLogs(dir).swept; !reflect.DeepEqual(got, map[string]int{"poller-2": 2}) {
+		t.Errorf("swept %v, want poller-2: 2", got)
+	}
+}

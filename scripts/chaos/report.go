@@ -442,6 +442,14 @@ func (r *report) print(h *harness, out io.Writer) {
 	fmt.Fprintf(tw, "IMS jobs\t%d\t%d succeeded, %d failed, at most %d imports running; %d for no input of the run\t\n",
 		r.stats.JobsSubmitted, r.stats.JobsSucceeded, r.stats.JobsFailed, r.stats.MaxRunning, len(r.stray))
 	fmt.Fprintf(tw, "jobs still tracked by the poller\t%d\t(not a goal)\t\n", len(r.tracked))
+	swept, by := 0, []string{}
+	for _, k := range sortedKeysByValue(r.logs.swept) {
+		swept += r.logs.swept[k]
+		by = append(by, fmt.Sprintf("%s %d", k, r.logs.swept[k]))
+	}
+	if swept > 0 {
+		fmt.Fprintf(tw, "slots the poller's sweep freed\t%d\tleaked (held by no claim or job a minute on) and freed by the sweep: %s (not a goal; a slot still held at the end is)\t\n", swept, strings.Join(by, ", "))
+	}
 	fmt.Fprintf(tw, "warnings in the functions' logs\t%d\t%d of them from injected IMS faults; the others below\t\n", r.logs.total, r.logs.injected)
 	if h.cr != nil {
 		settle := h.phase["total"] - h.phase["build"] - h.phase["start"] - h.phase["feed"] - h.phase["after-feed"]
