@@ -355,6 +355,8 @@ func TestComposeFlags(t *testing.T) {
 		{"-compose", "d", "-bin", "bin"},
 		{"-preflight"},
 		{"-scenarios", "nats-kill"},
+		{"-cut", "30s"},
+		{"-compose", "d", "-cut", "10ms"},
 	} {
 		if _, err := parseFlags(bad, &strings.Builder{}); err == nil {
 			t.Errorf("%q was taken", bad)
@@ -363,17 +365,20 @@ func TestComposeFlags(t *testing.T) {
 }
 
 func TestScenarios(t *testing.T) {
-	a, err := newScenarios(scenarioNames, 5)
+	a, err := newScenarios(scenarioNames, 5, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := newScenarios(scenarioNames, 5)
+	b, _ := newScenarios(scenarioNames, 5, 20*time.Second)
 	if !reflect.DeepEqual(a, b) {
 		t.Fatal("the same seed gave two plans")
 	}
 	for _, s := range a {
 		if s.describe() == s.Name {
 			t.Errorf("%s has no description", s.Name)
+		}
+		if s.Name == "partition" && s.Down != 20*time.Second {
+			t.Errorf("partition of %s, want -cut's 20s", s.Down)
 		}
 		if s.Name != "fn-kill" {
 			continue
@@ -522,9 +527,10 @@ func TestLongestSilence(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 10, 21, 0, 0, time.UTC)
 	var lines []string
 	for _, sec := range []int{-5, 1, 2, 16, 17, 30} {
-		lines = append(lines, fmt.Sprintf(`{"level":"info","time":%q,"message":"message"}`, t0.Add(time.Duration(sec)*time.Second).Format(time.RFC3339)))
+		lines = append(lines, fmt.Sprintf(`{"level":"info","outcome":"ack","time":%q,"message":"message"}`, t0.Add(time.Duration(sec)*time.Second).Format(time.RFC3339)))
 	}
-	lines = append(lines, "--- not json ---")
+	// Not a settlement: the consumer's own warning.
+	lines = append(lines, "--- not json ---", fmt.Sprintf(`{"level":"warn","error":"nats: no heartbeat received","time":%q,"message":"consume"}`, t0.Add(9*time.Second).Format(time.RFC3339)))
 	if err := writeLines(path, lines); err != nil {
 		t.Fatal(err)
 	}

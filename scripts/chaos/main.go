@@ -98,6 +98,7 @@ type options struct {
 	compose   string
 	preflight bool
 	scenarios []string
+	cut       time.Duration
 	started   time.Time
 }
 
@@ -151,6 +152,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.compose, "compose", "", "run the compose deployment in this directory (deploy/compose) in Docker instead of processes, under the -scenarios (make test-cluster)")
 	fs.BoolVar(&o.preflight, "preflight", false, "with -compose: only check that Docker and Compose answer (exit 0; 3 with a banner when they do not and CI=true IMSFLOW_REQUIRE_DOCKER=1 is not set; else 1)")
 	scen := fs.String("scenarios", strings.Join(scenarioNames, ","), "with -compose: the faults, in order")
+	fs.DurationVar(&o.cut, "cut", 14*time.Second, "with -compose: how long the partition keeps its node off the network")
 	started := fs.Int64("started", 0, "with -compose: when make test-cluster began (Unix seconds), to count the image build in the duration")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -169,14 +171,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 				o.scenarios = append(o.scenarios, n)
 			}
 		}
-		if _, err := newScenarios(o.scenarios, o.seed); err != nil {
+		if o.cut < time.Second {
+			return o, errors.New("-cut: at least 1s")
+		}
+		if _, err := newScenarios(o.scenarios, o.seed, o.cut); err != nil {
 			return o, err
 		}
 		if *started > 0 {
 			o.started = time.Unix(*started, 0)
 		}
-	} else if o.preflight || explicit["scenarios"] || explicit["started"] {
-		return o, errors.New("-preflight, -scenarios and -started go with -compose")
+	} else if o.preflight || explicit["scenarios"] || explicit["started"] || explicit["cut"] {
+		return o, errors.New("-preflight, -scenarios, -cut and -started go with -compose")
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -244,7 +249,7 @@ func run(args []string) int {
 			return 2
 		}
 		h.cr = &composeRun{dir: dir, project: fmt.Sprintf("imsflow-ct-%d", os.Getpid())}
-		h.scen, _ = newScenarios(o.scenarios, o.seed)
+		h.scen, _ = newScenarios(o.scenarios, o.seed, o.cut)
 	}
 	return h.run(ctx)
 }

@@ -68,8 +68,9 @@ func (s *scenario) describe() string {
 }
 
 // newScenarios makes the named scenarios; the function replicas that
-// fn-kill kills (one of each function) come from seed.
-func newScenarios(names []string, seed uint64) ([]*scenario, error) {
+// fn-kill kills (one of each function) come from seed; the partition
+// lasts cut.
+func newScenarios(names []string, seed uint64, cut time.Duration) ([]*scenario, error) {
 	r := rand.New(rand.NewPCG(seed^0xc1a5, seed+3))
 	var out []*scenario
 	for _, n := range names {
@@ -83,9 +84,10 @@ func newScenarios(names []string, seed uint64) ([]*scenario, error) {
 				s.Victims = append(s.Victims, fmt.Sprintf("%s-%d", fn, 1+r.IntN(replicas)))
 			}
 		case "partition":
-			// Above a JetStream election timeout (4-9 s) with room: the
-			// rest of the cluster elects new leaders while it is away.
-			s.Down = 14 * time.Second
+			// Above a JetStream election timeout (4-9 s) with room (the
+			// default, 14 s): the rest of the cluster elects new leaders
+			// while it is away.
+			s.Down = cut
 		case "restart-all":
 		default:
 			return nil, fmt.Errorf("-scenarios: unknown scenario %q (want some of %s)", n, strings.Join(scenarioNames, ","))
@@ -462,9 +464,9 @@ func (c *composeRun) clientsOf(ctx context.Context, n *natsNode) ([]string, erro
 }
 
 // noteSilences adds to each partition the longest time each function
-// replica logged nothing (no delivery settled) from the cut to 20 s after
-// the reconnection, from the saved logs (whose times are to the second).
-// A replica connected to the node that was cut off waits on it.
+// replica settled no delivery from the cut to 20 s after the
+// reconnection, from the saved logs (whose times are to the second). A
+// replica connected to the node that was cut off waits on it.
 func (h *harness) noteSilences() {
 	for _, s := range h.scen {
 		if s.Name != "partition" || s.began.IsZero() || s.restored.IsZero() {
@@ -475,20 +477,22 @@ func (h *harness) noteSilences() {
 			gap := longestSilence(filepath.Join(h.logDir, f+".log"), s.began, s.restored.Add(20*time.Second))
 			parts = append(parts, fmt.Sprintf("%s %ds", f, int(gap.Seconds())))
 		}
-		s.Notes = append(s.Notes, fmt.Sprintf("longest silence of each function's log from the cut (%ds) to 20 s after the reconnection: %s",
+		s.Notes = append(s.Notes, fmt.Sprintf("longest time each function settled no message, from the cut (%ds) to 20 s after the reconnection: %s",
 			int(s.restored.Sub(s.began).Seconds()), strings.Join(parts, ", ")))
 	}
 }
 
-// longestSilence is the longest span between from and to without a line
-// of a JSON log (by its "time").
+// longestSilence is the longest span between from and to without a
+// settled delivery in a function's JSON log: a line with an "outcome" (the
+// runner's), by its "time".
 func longestSilence(path string, from, to time.Time) time.Duration {
 	last, gap := from, time.Duration(0)
 	scanLines(path, func(line string) {
 		var l struct {
-			Time time.Time `json:"time"`
+			Time    time.Time `json:"time"`
+			Outcome string    `json:"outcome"`
 		}
-		if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &l) != nil || l.Time.Before(from) || l.Time.After(to) {
+		if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &l) != nil || l.Outcome == "" || l.Time.Before(from) || l.Time.After(to) {
 			return
 		}
 		gap = max(gap, l.Time.Sub(last))
