@@ -45,10 +45,12 @@ type scenario struct {
 	began, restored time.Time
 }
 
-// canaryBound bounds the wait for a scenario's canaries: an injected
-// 5xx on a canary's submission holds it for a claim TTL (15 s), and two
-// in a row are not rare.
-const canaryBound = 2 * time.Minute
+// canaryBound bounds the wait for a scenario's canaries: the profile's
+// drain bound. They usually end within seconds, but an injected 5xx on a
+// canary's submission holds it for a claim TTL (15 s), two in a row are
+// not rare, and on a loaded machine 75 s was seen; a pipeline that does
+// not recover never ends them at all.
+func (h *harness) canaryBound() time.Duration { return h.o.prof.Drain }
 
 func (s *scenario) ok() bool { return s.Ran && s.Err == "" }
 
@@ -302,7 +304,7 @@ func (h *harness) runScenario(ctx context.Context, s *scenario) {
 	for _, i := range s.canaries {
 		h.publish(ctx, h.canaryPub(i))
 	}
-	deadline := began.Add(canaryBound)
+	deadline := began.Add(h.canaryBound())
 	for len(h.live.pending(s.canaries)) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
