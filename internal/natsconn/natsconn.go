@@ -64,9 +64,14 @@ func (c Config) Validate() error {
 
 // Options returns the nats.go options of c for a client called name:
 // reconnect forever, so a restarted server or a lost cluster node does not
-// end the process.
+// end the process; and ping every PingInterval, so that a connection to a
+// node cut off the network (which sends no reset) is given up within
+// PingInterval × (MaxPingsOutstanding+1) for another node, not after
+// nats.go's default of 2 minutes × 2 (make test-cluster's partition: a
+// replica on the cut-off node settled nothing for the whole cut).
 func (c Config) Options(name string) []nats.Option {
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.RetryOnFailedConnect(true)}
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.RetryOnFailedConnect(true),
+		nats.PingInterval(PingInterval), nats.MaxPingsOutstanding(MaxPingsOutstanding)}
 	if c.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(c.CredsFile))
 	}
@@ -84,6 +89,13 @@ func (c Config) Options(name string) []nats.Option {
 	}
 	return opts
 }
+
+// How often a client pings its server, and how many pings may go
+// unanswered before it takes the connection for dead and reconnects.
+const (
+	PingInterval        = 10 * time.Second
+	MaxPingsOutstanding = 2
+)
 
 // ConnectWait is how long Connect tries to reach NATS before it gives up.
 const ConnectWait = 5 * time.Second

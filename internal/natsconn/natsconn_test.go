@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // unusedAddr returns a loopback address nobody listens on: a port just
@@ -85,5 +87,20 @@ func TestBadURLIsScrubbed(t *testing.T) {
 	_, _, err := c.Connect("test")
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("Connect = %v", err)
+	}
+}
+
+// TestOptionsPing: a connection to a node that vanished without a reset
+// (a network partition) is given up within half a minute, not nats.go's
+// default four.
+func TestOptionsPing(t *testing.T) {
+	o := nats.GetDefaultOptions()
+	for _, opt := range (Config{}).Options("t") {
+		if err := opt(&o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if bound := o.PingInterval * time.Duration(o.MaxPingsOut+1); bound > 30*time.Second {
+		t.Errorf("ping every %s, %d unanswered: a dead connection is noticed after up to %s, want at most 30s", o.PingInterval, o.MaxPingsOut, bound)
 	}
 }
