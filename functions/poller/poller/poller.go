@@ -484,21 +484,24 @@ func (p *poller) publishFinal(ctx context.Context, key string, st jobState, rev 
 // job's: a slot taken after the job's submission (its own expired after
 // IMPORT_SLOT_TTL and another import took it) is left to its holder.
 // A release that fails (NATS in a leader change) is an error: the timer
-// comes back and releases it before the job is marked published.
+// comes back and releases it before the job is marked published. The
+// slot is read from the bucket's leader: a replica back from a partition
+// answers a direct get with "not found" for a slot it has not caught up
+// on, and the slot would stay held until the sweep.
 func (p *poller) releaseSlot(ctx context.Context, h events.JobSubmitted) error {
 	if h.Slot == "" {
 		return nil
 	}
-	e, err := p.slots.Get(ctx, h.Slot)
+	e, err := ledger.LeaderGet(ctx, p.js, runner.BucketSlots, h.Slot)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return nil
 	case err != nil:
 		return fmt.Errorf("release slot %s: %w", h.Slot, err)
-	case e.Created().After(h.SubmittedAt.Add(time.Minute)):
+	case e.Created.After(h.SubmittedAt.Add(time.Minute)):
 		return nil
 	}
-	if err := p.slots.Delete(ctx, h.Slot, jetstream.LastRevision(e.Revision())); err != nil && !ledger.Conflict(err) {
+	if err := p.slots.Delete(ctx, h.Slot, jetstream.LastRevision(e.Revision)); err != nil && !ledger.Conflict(err) {
 		return fmt.Errorf("release slot %s: %w", h.Slot, err)
 	}
 	return nil
