@@ -297,10 +297,15 @@ func getJSON(ctx context.Context, url string, v any) error {
 }
 
 func postJSON(ctx context.Context, url string, v any) error {
+	return sendJSON(ctx, http.MethodPost, url, v)
+}
+
+// sendJSON sends v as JSON with method and wants 200 OK.
+func sendJSON(ctx context.Context, method, url string, v any) error {
 	b, _ := json.Marshal(v)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(b)))
+	req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(string(b)))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -309,7 +314,7 @@ func postJSON(ctx context.Context, url string, v any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("POST %s: %s: %s", url, resp.Status, body)
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, body)
 	}
 	return nil
 }

@@ -87,6 +87,7 @@ type options struct {
 	// The emulator's faults and pace.
 	errorRate, dropRate float64
 	acceptBeforeDrop    bool
+	imsFaultsInDrain    bool
 	rateLimit           float64
 	rateBurst, maxJobs  int
 	timeScale           float64
@@ -142,6 +143,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.errorRate, "error-rate", 0.2, "emulator: fraction of IMS requests answered 500/503")
 	fs.Float64Var(&o.dropRate, "drop-rate", 0.05, "emulator: fraction of connections dropped unanswered")
 	fs.BoolVar(&o.acceptBeforeDrop, "accept-before-drop", true, "emulator: a dropped submission takes effect first")
+	fs.BoolVar(&o.imsFaultsInDrain, "ims-faults-in-drain", false, "emulator: keep the 5xx and dropped connections on after the fault window (the drain bound then holds only with luck: a message's backoff grows with its failures)")
 	fs.Float64Var(&o.rateLimit, "rate-limit", 30, "emulator: IMS requests per second before 429 (below what the pipeline asks for at its peaks)")
 	fs.IntVar(&o.rateBurst, "rate-burst", 10, "emulator: burst of that limit")
 	fs.IntVar(&o.maxJobs, "max-jobs", 40, "emulator: running import jobs before IMG.0194")
@@ -398,6 +400,12 @@ func (h *harness) run(ctx context.Context) (code int) {
 		return 130
 	}
 	h.phase["feed"] = time.Since(h.feedStart)
+	if !h.o.imsFaultsInDrain {
+		if err := h.calmIMS(ctx); err != nil {
+			fmt.Fprintln(h.errw, "chaos:", err)
+			return exitFor(ctx, 2)
+		}
+	}
 
 	// The drain: every input published has its final outcome, or the bound.
 	h.mu.Lock()
@@ -1031,6 +1039,20 @@ func (h *harness) logFault(format string, args ...any) {
 	h.mu.Unlock()
 	h.sup.note("FAULT %s", msg)
 	h.say("%s", msg)
+}
+
+// calmIMS ends the emulator's injected faults (5xx and dropped
+// connections; its rate limit and job cap stay, being IMS's own rules)
+// with the other faults, so that the drain measures recovery from them.
+// Left on, they bound the drain only with luck: an item meeting ten
+// faults in a row waits minutes in its backoff (1.5x per failure).
+func (h *harness) calmIMS(ctx context.Context) error {
+	if err := sendJSON(ctx, "PUT", h.emuURL+"/_emulator/faults", map[string]any{}); err != nil {
+		return fmt.Errorf("turning the emulator's faults off: %w", err)
+	}
+	h.logFault("IMS faults off (5xx, dropped connections)")
+	h.faultEnded()
+	return nil
 }
 
 func (h *harness) faultEnded() {
