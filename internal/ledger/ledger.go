@@ -39,10 +39,30 @@ type Record struct {
 	State     string    `json:"state"`
 	ClaimedAt time.Time `json:"claimed_at"`
 	// Slot is the in-flight slot the claim holds (imports only), so that a
-	// takeover keeps it and a sweep can tell a held slot from a leaked one.
+	// takeover keeps it and a sweep can tell a held slot from a leaked one;
+	// SlotRev is the revision that created it, which tells this holding of
+	// the slot from a later one under the same name (0 in records written
+	// before it was kept: then the name alone tells).
 	Slot     string               `json:"slot,omitempty"`
+	SlotRev  uint64               `json:"slot_rev,omitempty"`
 	Handoff  *events.JobSubmitted `json:"handoff,omitempty"`
 	Rejected *events.Rejected     `json:"rejected,omitempty"`
+}
+
+// Slot is one holding of an in-flight slot: its key in the slots bucket
+// and the revision that created it. The zero Slot is none.
+type Slot struct {
+	Name string
+	Rev  uint64
+}
+
+// HeldSlot is the slot the record holds.
+func (r Record) HeldSlot() Slot { return Slot{Name: r.Slot, Rev: r.SlotRev} }
+
+// Holds reports whether the record holds s: the same name and, where both
+// revisions are known, the same revision.
+func (r Record) Holds(s Slot) bool {
+	return s.Name != "" && r.Slot == s.Name && (r.SlotRev == 0 || s.Rev == 0 || r.SlotRev == s.Rev)
 }
 
 // Final reports whether the work is done (submitted or rejected).
@@ -131,11 +151,11 @@ func (l *Ledger) Read(ctx context.Context, key string) (Entry, error) {
 	return e, nil
 }
 
-// Claim makes the entry this attempt's, holding slot: it creates the
-// record of a fresh entry or takes over an expired claim. Losing the race
-// to another attempt is a short runner.Delay.
-func (l *Ledger) Claim(ctx context.Context, e *Entry, slot string) error {
-	rec := Record{State: Claimed, ClaimedAt: l.Now(), Slot: slot}
+// Claim makes the entry this attempt's, holding slot (the zero Slot for
+// none): it creates the record of a fresh entry or takes over an expired
+// claim. Losing the race to another attempt is a short runner.Delay.
+func (l *Ledger) Claim(ctx context.Context, e *Entry, slot Slot) error {
+	rec := Record{State: Claimed, ClaimedAt: l.Now(), Slot: slot.Name, SlotRev: slot.Rev}
 	b, _ := json.Marshal(rec)
 	var rev uint64
 	var err error
@@ -158,7 +178,7 @@ func (l *Ledger) Claim(ctx context.Context, e *Entry, slot string) error {
 // Refresh renews a claim the attempt keeps while it waits (an earlier
 // attempt's export still running).
 func (l *Ledger) Refresh(ctx context.Context, e *Entry) error {
-	return l.Claim(ctx, e, e.Record.Slot)
+	return l.Claim(ctx, e, e.Record.HeldSlot())
 }
 
 // Settle records the outcome and returns the event it stands for. If it

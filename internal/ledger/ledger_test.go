@@ -36,7 +36,7 @@ func TestLifecycle(t *testing.T) {
 	if err != nil || e.Rev != 0 || e.Takeover() {
 		t.Fatalf("fresh entry = %+v, %v", e, err)
 	}
-	if err := l.Claim(ctx, &e, "slot.0001"); err != nil || e.Rev == 0 || e.Record.Slot != "slot.0001" {
+	if err := l.Claim(ctx, &e, Slot{Name: "slot.0001", Rev: 7}); err != nil || e.Rev == 0 || e.Record.HeldSlot() != (Slot{Name: "slot.0001", Rev: 7}) {
 		t.Fatalf("claim = %+v, %v", e, err)
 	}
 	// A duplicate while the claim is live waits, without a failure.
@@ -45,7 +45,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	// Two attempts that both read the fresh entry: one claim wins.
 	stale := Entry{Key: "v.a"}
-	if err := l.Claim(ctx, &stale, ""); !isDelay(err) {
+	if err := l.Claim(ctx, &stale, Slot{}); !isDelay(err) {
 		t.Errorf("a second create of the claim = %v, want a delay", err)
 	}
 	// After the TTL the claim is taken over, keeping what it held.
@@ -54,7 +54,7 @@ func TestLifecycle(t *testing.T) {
 	if err != nil || !e2.Takeover() || e2.Record.Slot != "slot.0001" {
 		t.Fatalf("expired claim = %+v, %v", e2, err)
 	}
-	if err := l.Claim(ctx, &e2, e2.Record.Slot); err != nil {
+	if err := l.Claim(ctx, &e2, e2.Record.HeldSlot()); err != nil {
 		t.Fatal(err)
 	}
 	// The first attempt, come back late, cannot settle over the takeover.
@@ -78,7 +78,7 @@ func TestDrop(t *testing.T) {
 	l, _ := newLedger(t)
 	ctx := t.Context()
 	e := Entry{Key: "r.x"}
-	if err := l.Claim(ctx, &e, ""); err != nil {
+	if err := l.Claim(ctx, &e, Slot{}); err != nil {
 		t.Fatal(err)
 	}
 	old := e
@@ -102,7 +102,7 @@ func TestAbandon(t *testing.T) {
 	l, now := newLedger(t)
 	ctx := t.Context()
 	fresh := Entry{Key: "r.fresh"}
-	if err := l.Claim(ctx, &fresh, ""); err != nil {
+	if err := l.Claim(ctx, &fresh, Slot{}); err != nil {
 		t.Fatal(err)
 	}
 	l.Abandon(ctx, fresh)
@@ -111,7 +111,7 @@ func TestAbandon(t *testing.T) {
 	}
 
 	first := Entry{Key: "r.maybe"}
-	if err := l.Claim(ctx, &first, ""); err != nil {
+	if err := l.Claim(ctx, &first, Slot{}); err != nil {
 		t.Fatal(err)
 	}
 	*now = now.Add(2 * time.Minute) // the first attempt's answer was lost; it expires
@@ -119,7 +119,7 @@ func TestAbandon(t *testing.T) {
 	if err != nil || !e.Takeover() {
 		t.Fatalf("open = %+v, %v", e, err)
 	}
-	if err := l.Claim(ctx, &e, ""); err != nil || !e.Inherited {
+	if err := l.Claim(ctx, &e, Slot{}); err != nil || !e.Inherited {
 		t.Fatalf("takeover claim = %+v, %v", e, err)
 	}
 	l.Abandon(ctx, e) // this attempt was refused (throttled): it did nothing

@@ -180,8 +180,11 @@ type JobSubmitted struct {
 	FileFormat string `json:"file_format,omitempty"`
 	Quick      bool   `json:"quick,omitempty"`
 	RequestID  string `json:"request_id,omitempty"`
-	// Slot is the in-flight slot the job holds, released when it ends.
-	Slot string `json:"slot,omitempty"`
+	// Slot is the in-flight slot the job holds, released when it ends;
+	// SlotRev is the revision that took it, so that the release frees
+	// this holding and never a later one under the same name.
+	Slot    string `json:"slot,omitempty"`
+	SlotRev uint64 `json:"slot_rev,omitempty"`
 }
 
 // JobFinished is a completed, failed or timed-out job (subjects

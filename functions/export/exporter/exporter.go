@@ -138,7 +138,7 @@ func (h *handler) handle(ctx context.Context, m runner.Msg) ([]events.Event, err
 		return h.reject(ctx, e, req, "validate", rej.code, rej.reason, "")
 	}
 	takeover := e.Takeover()
-	if err := h.ledger.Claim(ctx, &e, ""); err != nil {
+	if err := h.ledger.Claim(ctx, &e, ledger.Slot{}); err != nil {
 		return nil, err
 	}
 	ref, err := h.ims.ExportImage(ctx, im.ID, &imsapi.ExportRequest{BucketURL: p.bucketURL, FileFormat: p.format, IsQuickExport: p.quick})

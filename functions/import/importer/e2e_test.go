@@ -494,14 +494,78 @@ func TestSlotReleasedAfterTheAttemptsTime(t *testing.T) {
 	t.Parallel()
 	hs := newHarness(t, imsemu.Config{}, func(c *Config) { c.MaxInFlight = 4 })
 	slot, err := hs.h.acquireSlot(t.Context(), "v.owner")
-	if err != nil || slot == "" {
-		t.Fatalf("acquireSlot = %q, %v", slot, err)
+	if err != nil || slot.Name == "" || slot.Rev == 0 {
+		t.Fatalf("acquireSlot = %+v, %v", slot, err)
 	}
 	ended, cancel := context.WithCancel(t.Context())
 	cancel()
 	hs.h.releaseSlot(ended, slot)
-	if _, err := hs.h.slots.Get(t.Context(), slot); !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Errorf("slot %s after its release with an ended context: %v, want gone", slot, err)
+	if _, err := hs.h.slots.Get(t.Context(), slot.Name); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("slot %s after its release with an ended context: %v, want gone", slot.Name, err)
+	}
+}
+
+// TestSlotRetakenUnderItsNameIsReleased: an attempt read the object
+// version as fresh, and before it claimed, another attempt claimed and
+// submitted with slot S, its job ended and S was freed; this attempt then
+// took S again (the owner's hash picks the same first slot) and lost the
+// claim. The winner's record names S, but not this holding of it: the
+// loser frees its own, and would free nothing of a later holder's.
+func TestSlotRetakenUnderItsNameIsReleased(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, func(c *Config) { c.MaxInFlight = 4 })
+	ctx := t.Context()
+	const owner = "v.retaken"
+	won, err := hs.h.acquireSlot(ctx, owner)
+	if err != nil || won.Name == "" {
+		t.Fatalf("acquireSlot = %+v, %v", won, err)
+	}
+	winner := ledger.Entry{Key: owner}
+	if err := hs.h.ledger.Claim(ctx, &winner, won); err != nil {
+		t.Fatal(err)
+	}
+	hs.h.releaseSlot(ctx, won) // the winner's job ended
+	again, err := hs.h.acquireSlot(ctx, owner)
+	if err != nil || again.Name != won.Name || again.Rev == won.Rev {
+		t.Fatalf("acquireSlot after the release = %+v, %v; want %s under a new revision", again, err, won.Name)
+	}
+	loser := ledger.Entry{Key: owner} // it read the version as fresh
+	if err := hs.h.ledger.Claim(ctx, &loser, again); err == nil {
+		t.Fatal("a second claim of a fresh entry succeeded")
+	}
+	hs.h.releaseUnclaimed(ctx, owner, again)
+	if e, err := hs.h.slots.Get(ctx, again.Name); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("slot %s after the losing attempt: %v (revision %d), want freed", again.Name, err, e.Revision())
+	}
+
+	// The winner adopting the loser's own holding (its Create's answer
+	// lost) keeps it: the same name and revision.
+	const owner2 = "v.adopted"
+	s, err := hs.h.acquireSlot(ctx, owner2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adopted, err := hs.h.acquireSlot(ctx, owner2)
+	if err != nil || adopted != s {
+		t.Fatalf("second acquireSlot = %+v, %v; want %+v", adopted, err, s)
+	}
+	w2 := ledger.Entry{Key: owner2}
+	if err := hs.h.ledger.Claim(ctx, &w2, adopted); err != nil {
+		t.Fatal(err)
+	}
+	hs.h.releaseUnclaimed(ctx, owner2, s)
+	if _, err := hs.h.slots.Get(ctx, s.Name); err != nil {
+		t.Errorf("slot %s held by the winning claim: %v, want kept", s.Name, err)
+	}
+
+	// A release by an old revision leaves a later holding alone.
+	later, err := hs.h.acquireSlot(ctx, owner)
+	if err != nil || later.Name != won.Name {
+		t.Fatalf("acquireSlot = %+v, %v; want %s", later, err, won.Name)
+	}
+	hs.h.releaseSlot(ctx, won)
+	if _, err := hs.h.slots.Get(ctx, later.Name); err != nil {
+		t.Errorf("slot %s after a stale release: %v, want kept", later.Name, err)
 	}
 }
 
@@ -513,16 +577,16 @@ func TestSlotOfALostAnswerIsReused(t *testing.T) {
 	hs := newHarness(t, imsemu.Config{}, func(c *Config) { c.MaxInFlight = 8 })
 	ctx := t.Context()
 	first, err := hs.h.acquireSlot(ctx, "v.lost")
-	if err != nil || first == "" {
-		t.Fatalf("acquireSlot = %q, %v", first, err)
+	if err != nil || first.Name == "" {
+		t.Fatalf("acquireSlot = %+v, %v", first, err)
 	}
 	again, err := hs.h.acquireSlot(ctx, "v.lost")
 	if err != nil || again != first {
-		t.Errorf("second acquireSlot for the same owner = %q, %v; want its own %q", again, err, first)
+		t.Errorf("second acquireSlot for the same owner = %+v, %v; want its own %+v", again, err, first)
 	}
 	other, err := hs.h.acquireSlot(ctx, "v.other")
-	if err != nil || other == "" || other == first {
-		t.Errorf("another owner got %q, %v", other, err)
+	if err != nil || other.Name == "" || other.Name == first.Name {
+		t.Errorf("another owner got %+v, %v", other, err)
 	}
 	lister, err := hs.h.slots.ListKeys(ctx)
 	if err != nil {

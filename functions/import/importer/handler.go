@@ -206,8 +206,8 @@ func (h *importer) takeover(ctx context.Context, p plan, e ledger.Entry, batch s
 		return h.submitClaimed(ctx, p, e, batch)
 	}
 	zerolog.Ctx(ctx).Info().Str("image_id", im.ID).Msg("found the import of an earlier attempt")
-	ho := h.handoff(p, "", im.ID, batch, e.Record.Slot)
-	return h.ledger.Settle(ctx, e, ledger.Record{State: ledger.Submitted, ClaimedAt: h.now(), Slot: ho.Slot, Handoff: &ho})
+	ho := h.handoff(p, "", im.ID, batch, e.Record.HeldSlot())
+	return h.ledger.Settle(ctx, e, ledger.Record{State: ledger.Submitted, ClaimedAt: h.now(), Slot: ho.Slot, SlotRev: ho.SlotRev, Handoff: &ho})
 }
 
 // submit takes an in-flight slot, claims the object version holding it,
@@ -217,7 +217,7 @@ func (h *importer) submit(ctx context.Context, p plan, e ledger.Entry, batch str
 	if err != nil {
 		return nil, err
 	}
-	if slot == "" && h.cfg.MaxInFlight > 0 {
+	if slot.Name == "" && h.cfg.MaxInFlight > 0 {
 		return nil, runner.Delay(h.cfg.SlotWait, fmt.Sprintf("%d IMS image-creation jobs in flight", h.cfg.MaxInFlight))
 	}
 	if err := h.ledger.Claim(ctx, &e, slot); err != nil {
@@ -229,7 +229,7 @@ func (h *importer) submit(ctx context.Context, p plan, e ledger.Entry, batch str
 
 // submitClaimed submits the import under a claim that holds its slot.
 func (h *importer) submitClaimed(ctx context.Context, p plan, e ledger.Entry, batch string) ([]events.Event, error) {
-	slot := e.Record.Slot
+	slot := e.Record.HeldSlot()
 	var ref *imsapi.JobRef
 	var err error
 	switch {
@@ -243,7 +243,7 @@ func (h *importer) submitClaimed(ctx context.Context, p plan, e ledger.Entry, ba
 	switch {
 	case err == nil:
 		ho := h.handoff(p, ref.JobID, "", batch, slot)
-		return h.ledger.Settle(ctx, e, ledger.Record{State: ledger.Submitted, ClaimedAt: h.now(), Slot: slot, Handoff: &ho})
+		return h.ledger.Settle(ctx, e, ledger.Record{State: ledger.Submitted, ClaimedAt: h.now(), Slot: slot.Name, SlotRev: slot.Rev, Handoff: &ho})
 	case imsapi.MaybeApplied(err):
 		// IMS may have started the job: keep the claim and the slot; after
 		// the claim's TTL the next attempt looks the image up first.
@@ -292,7 +292,7 @@ func (h *importer) lookup(ctx context.Context, p plan) (*imsapi.Image, error) {
 	return ended, nil
 }
 
-func (h *importer) handoff(p plan, jobID, imageID, batch, slot string) events.JobSubmitted {
+func (h *importer) handoff(p plan, jobID, imageID, batch string, slot ledger.Slot) events.JobSubmitted {
 	src := p.source
 	jobType := imsapi.JobTypeImportDataImage
 	if p.imageType == events.ImageSystem {
@@ -300,7 +300,7 @@ func (h *importer) handoff(p plan, jobID, imageID, batch, slot string) events.Jo
 	}
 	return events.JobSubmitted{
 		JobID: jobID, JobType: jobType, Kind: events.KindImport, Method: p.method, ImageID: imageID, ImageName: p.name,
-		SubmittedAt: h.now().UTC(), BatchID: batch, ImageType: p.imageType, Source: &src, Slot: slot,
+		SubmittedAt: h.now().UTC(), BatchID: batch, ImageType: p.imageType, Source: &src, Slot: slot.Name, SlotRev: slot.Rev,
 	}
 }
 
@@ -313,42 +313,42 @@ func (h *importer) rejected(p plan, stage, code, reason, imsCode, batch string) 
 // ---- in-flight slots ----------------------------------------------------
 
 // acquireSlot takes one of MaxInFlight slots for owner, the key of the
-// object version's record ("" when all are taken, or when there is no
+// object version's record (none when all are taken, or when there is no
 // cap). Each slot is a key created only if absent, so two replicas never
 // hold the same one. The poller deletes it when the job ends; its sweep
 // frees a slot whose owner does not hold it (a replica died between taking
 // it and claiming), and SlotTTL is the last resort.
-func (h *importer) acquireSlot(ctx context.Context, owner string) (string, error) {
+func (h *importer) acquireSlot(ctx context.Context, owner string) (ledger.Slot, error) {
 	n := h.cfg.MaxInFlight
 	if n <= 0 {
-		return "", nil
+		return ledger.Slot{}, nil
 	}
 	now := h.now()
 	if now.UnixNano() < h.fullUntil.Load() {
-		return "", nil
+		return ledger.Slot{}, nil
 	}
 	first, _ := strconv.ParseUint(events.Hash(owner, 8), 16, 32)
 	start := int(first % uint64(n)) // spread imports over the slots
 	for i := range n {
 		name := fmt.Sprintf("slot.%04d", (start+i)%n)
-		_, err := h.slots.Create(ctx, name, []byte(owner), jetstream.KeyTTL(h.cfg.SlotTTL))
+		rev, err := h.slots.Create(ctx, name, []byte(owner), jetstream.KeyTTL(h.cfg.SlotTTL))
 		switch {
 		case err == nil:
-			return name, nil
+			return ledger.Slot{Name: name, Rev: rev}, nil
 		case ledger.Conflict(err):
 			// Taken; perhaps by this very object version, in an attempt
 			// whose Create took effect but whose answer was lost (a leader
 			// election): then it is this attempt's to use.
 			if e, gerr := h.slots.Get(ctx, name); gerr == nil && string(e.Value()) == owner {
-				return name, nil
+				return ledger.Slot{Name: name, Rev: e.Revision()}, nil
 			}
 			continue
 		default:
-			return "", fmt.Errorf("take an in-flight slot: %w", err)
+			return ledger.Slot{}, fmt.Errorf("take an in-flight slot: %w", err)
 		}
 	}
 	h.fullUntil.Store(now.Add(fullRecheck).UnixNano())
-	return "", nil
+	return ledger.Slot{}, nil
 }
 
 // fullRecheck is how long a process trusts that every slot is taken.
@@ -356,43 +356,50 @@ const fullRecheck = time.Second
 
 // keepSlot is the slot a takeover holds: the expired claim's own, if it
 // still has it, else a new one. With none free the takeover waits.
-func (h *importer) keepSlot(ctx context.Context, e ledger.Entry) (string, error) {
+func (h *importer) keepSlot(ctx context.Context, e ledger.Entry) (ledger.Slot, error) {
 	if name := e.Record.Slot; name != "" {
 		s, err := h.slots.Get(ctx, name)
 		if err == nil && string(s.Value()) == e.Key {
-			return name, nil
+			return ledger.Slot{Name: name, Rev: s.Revision()}, nil
 		}
 		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return "", fmt.Errorf("read in-flight slot %s: %w", name, err)
+			return ledger.Slot{}, fmt.Errorf("read in-flight slot %s: %w", name, err)
 		}
 	}
 	slot, err := h.acquireSlot(ctx, e.Key)
-	if err == nil && slot == "" && h.cfg.MaxInFlight > 0 {
+	if err == nil && slot.Name == "" && h.cfg.MaxInFlight > 0 {
 		err = runner.Delay(h.cfg.SlotWait, fmt.Sprintf("%d IMS image-creation jobs in flight", h.cfg.MaxInFlight))
 	}
 	return slot, err
 }
 
-// releaseSlot frees a slot this attempt took. It does so even when the
-// attempt's own time is up (a claim that timed out in a leader election):
-// a slot left behind would wait for the sweep.
-func (h *importer) releaseSlot(ctx context.Context, slot string) {
-	if slot == "" {
+// releaseSlot frees a slot this attempt took, that holding of it and no
+// later one. It does so even when the attempt's own time is up (a claim
+// that timed out in a leader election): a slot left behind would wait for
+// the sweep.
+func (h *importer) releaseSlot(ctx context.Context, slot ledger.Slot) {
+	if slot.Name == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	_ = h.slots.Delete(ctx, slot)
+	var opts []jetstream.KVDeleteOpt
+	if slot.Rev != 0 {
+		opts = append(opts, jetstream.LastRevision(slot.Rev))
+	}
+	_ = h.slots.Delete(ctx, slot.Name, opts...)
 }
 
 // releaseUnclaimed frees a slot after this attempt failed to claim key
-// with it, unless the claim that won holds that very slot (two attempts
-// at one object version can both find the slot their owner took).
-func (h *importer) releaseUnclaimed(ctx context.Context, key, slot string) {
-	if slot == "" {
+// with it, unless the claim that won holds that very holding of it (two
+// attempts at one object version can both find the slot their owner
+// took). The revision matters: the winner's job may have ended and freed
+// the slot, and this attempt taken it again under the same name.
+func (h *importer) releaseUnclaimed(ctx context.Context, key string, slot ledger.Slot) {
+	if slot.Name == "" {
 		return
 	}
-	if e, err := h.ledger.Read(ctx, key); err == nil && e.Record.Slot == slot {
+	if e, err := h.ledger.Read(ctx, key); err == nil && e.Record.Holds(slot) {
 		return
 	}
 	h.releaseSlot(ctx, slot)

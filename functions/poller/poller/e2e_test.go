@@ -99,12 +99,18 @@ func (hs *harness) start() {
 // importJob submits a data-image import to the emulator and hands it off.
 func (hs *harness) importJob(key string, slot string) events.JobSubmitted {
 	hs.t.Helper()
+	return hs.importJobHolding(key, slot, 0)
+}
+
+// importJobHolding is importJob holding revision rev of the slot.
+func (hs *harness) importJobHolding(key string, slot string, rev uint64) events.JobSubmitted {
+	hs.t.Helper()
 	ref, err := hs.client.ImportDataImage(hs.t.Context(), &imsapi.DataImageRequest{Name: "img-" + key[:len(key)-6], ImageURL: "images:" + key, MinDisk: 200})
 	if err != nil {
 		hs.t.Fatal(err)
 	}
 	h := events.JobSubmitted{JobID: ref.JobID, JobType: imsapi.JobTypeImportDataImage, Kind: events.KindImport, Method: events.MethodNormal,
-		ImageName: "img", SubmittedAt: time.Now().UTC(), ImageType: events.ImageData, Source: &events.Source{Bucket: "images", Key: key}, Slot: slot, BatchID: "b1"}
+		ImageName: "img", SubmittedAt: time.Now().UTC(), ImageType: events.ImageData, Source: &events.Source{Bucket: "images", Key: key}, Slot: slot, SlotRev: rev, BatchID: "b1"}
 	hs.handoff(h)
 	return h
 }
@@ -223,6 +229,49 @@ func TestJobsEndWithOneEventEach(t *testing.T) {
 	})
 	if n := hs.stored(8); n != 8 {
 		t.Errorf("%d completion events stored, want 8", n)
+	}
+}
+
+// TestSlotReleasedByItsRevision: a job frees the holding of the slot it
+// took; a slot freed meanwhile and taken again by another import under the
+// same name is left to its new holder.
+func TestSlotReleasedByItsRevision(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, nil)
+	ctx := t.Context()
+	slots, _ := hs.js.KeyValue(ctx, runner.BucketSlots)
+	jobs, _ := hs.js.KeyValue(ctx, runner.BucketJobs)
+	own, err := slots.Create(ctx, "slot.0002", []byte("v.own"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := slots.Create(ctx, "slot.0003", []byte("v.gone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := slots.Delete(ctx, "slot.0003"); err != nil {
+		t.Fatal(err)
+	}
+	later, err := slots.Create(ctx, "slot.0003", []byte("v.later"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := hs.importJobHolding("d8.qcow2", "slot.0002", own)
+	b := hs.importJobHolding("d9.qcow2", "slot.0003", old)
+	hs.finished(2)
+	published := func(h events.JobSubmitted) func() bool {
+		return func() bool {
+			e, err := jobs.Get(ctx, stateKey(h))
+			var st jobState
+			return err == nil && json.Unmarshal(e.Value(), &st) == nil && st.Published
+		}
+	}
+	testenv.Eventually(t, "both jobs marked published (their slots released first)", func() bool { return published(a)() && published(b)() })
+	if _, err := slots.Get(ctx, "slot.0002"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("the job's own slot after it ended: %v, want released", err)
+	}
+	if e, err := slots.Get(ctx, "slot.0003"); err != nil || e.Revision() != later {
+		t.Errorf("a slot taken again after the job's holding was freed: %v, want kept at revision %d", err, later)
 	}
 }
 

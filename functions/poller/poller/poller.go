@@ -492,6 +492,17 @@ func (p *poller) releaseSlot(ctx context.Context, h events.JobSubmitted) error {
 	if h.Slot == "" {
 		return nil
 	}
+	if h.SlotRev != 0 {
+		// The holding is known: delete it if it is still the slot's last
+		// revision; anything else (gone, or taken again) is not the job's.
+		err := p.slots.Delete(ctx, h.Slot, jetstream.LastRevision(h.SlotRev))
+		if err != nil && !ledger.Conflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("release slot %s: %w", h.Slot, err)
+		}
+		return nil
+	}
+	// A hand-off from before the revision was kept: judge by the time the
+	// slot was taken.
 	e, err := ledger.LeaderGet(ctx, p.js, runner.BucketSlots, h.Slot)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):

@@ -146,7 +146,7 @@ func (p *poller) sweepSlots(ctx context.Context, r *sweepReport) error {
 		if !strings.HasPrefix(owner, "v.") || now.Sub(e.Created()) < sweepGrace {
 			return nil // an older kind of slot (its TTL frees it), or one being claimed
 		}
-		held, err := p.slotHeld(ctx, imports, e.Key(), owner, r)
+		held, err := p.slotHeld(ctx, imports, ledger.Slot{Name: e.Key(), Rev: e.Revision()}, owner, r)
 		if err != nil || held {
 			return err
 		}
@@ -163,9 +163,9 @@ func (p *poller) sweepSlots(ctx context.Context, r *sweepReport) error {
 // or a submitted import whose job is still tracked. A submitted import
 // with no tracked job long after its submission lost its hand-off: it is
 // published again.
-func (p *poller) slotHeld(ctx context.Context, imports ledger.Ledger, slot, owner string, r *sweepReport) (bool, error) {
+func (p *poller) slotHeld(ctx context.Context, imports ledger.Ledger, slot ledger.Slot, owner string, r *sweepReport) (bool, error) {
 	e, err := imports.Read(ctx, owner)
-	if err != nil || e.Rev == 0 || e.Record.Slot != slot {
+	if err != nil || e.Rev == 0 || !e.Record.Holds(slot) {
 		return false, err
 	}
 	switch e.Record.State {

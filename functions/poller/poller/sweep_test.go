@@ -176,20 +176,30 @@ func TestSweepFreesLeakedSlots(t *testing.T) {
 	b.put(t, stateKey(tracked), jobState{Handoff: tracked, NextPoll: b.now.Add(time.Minute), Deadline: b.now.Add(time.Hour)})
 	slot("slot.0005", "v.other") // its claim moved on to another slot
 	record("v.other", ledger.Record{State: ledger.Claimed, ClaimedAt: b.now, Slot: "slot.0009"})
+	// A claim naming the slot by an earlier holding: this one is leaked;
+	// one naming the very holding keeps it.
+	slot("slot.0006", "v.retaken")
+	record("v.retaken", ledger.Record{State: ledger.Claimed, ClaimedAt: b.now, Slot: "slot.0006", SlotRev: 1})
+	rev7, err := b.p.slots.Put(ctx, "slot.0007", []byte("v.exact"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	record("v.exact", ledger.Record{State: ledger.Claimed, ClaimedAt: b.now, Slot: "slot.0007", SlotRev: rev7})
 	_ = imports
 
 	// Within the grace, nothing is freed: the owner may be claiming.
 	if err := b.p.sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := countKeys(t, b.p.slots); n != 5 {
-		t.Fatalf("%d slots after a sweep within the grace, want all 5", n)
+	if n := countKeys(t, b.p.slots); n != 7 {
+		t.Fatalf("%d slots after a sweep within the grace, want all 7", n)
 	}
 	b.now = b.now.Add(2 * sweepGrace)
 	if err := b.p.sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for name, held := range map[string]bool{"slot.0001": false, "slot.0002": true, "slot.0003": false, "slot.0004": true, "slot.0005": false} {
+	for name, held := range map[string]bool{"slot.0001": false, "slot.0002": true, "slot.0003": false, "slot.0004": true, "slot.0005": false,
+		"slot.0006": false, "slot.0007": true} {
 		_, err := b.p.slots.Get(ctx, name)
 		if got := err == nil; got != held {
 			t.Errorf("%s held = %v after the sweep, want %v (%v)", name, got, held, err)
