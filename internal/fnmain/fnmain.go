@@ -185,6 +185,33 @@ func parse[C any](function string) (config[C], zerolog.Logger) {
 	return cfg, log
 }
 
+// ReadEnv reads a function's configuration from environ as Main and
+// MainService do at start: NATS, ADMIN_ADDR, LOG_LEVEL, the function's own
+// variables and, with ims, IMS's. It makes no connection and leaves the
+// function's own combination checks to the caller. For checking a
+// deployment's settings offline (manifests/).
+func ReadEnv[C any](environ map[string]string, ims bool) (C, error) {
+	if environ == nil {
+		environ = map[string]string{}
+	}
+	cfg, err := readConfig[C](environ)
+	if err != nil {
+		return cfg.Function, err
+	}
+	if _, err := adminAddr(environ); err != nil {
+		return cfg.Function, err
+	}
+	if _, err := zerolog.ParseLevel(cfg.LogLevel); err != nil {
+		return cfg.Function, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	if ims {
+		if _, err := imsconfig.Parse(environ); err != nil {
+			return cfg.Function, err
+		}
+	}
+	return cfg.Function, nil
+}
+
 // readConfig reads a function's configuration from environ (nil: the
 // process environment); its error names every variable that is wrong.
 func readConfig[C any](environ map[string]string) (config[C], error) {

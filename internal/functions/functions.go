@@ -5,6 +5,8 @@ package functions
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -15,6 +17,7 @@ import (
 	"github.com/imsflow/imsflow/functions/poller/poller"
 	"github.com/imsflow/imsflow/internal/fnmain"
 	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
 
@@ -58,3 +61,47 @@ func Run(name string) bool {
 	}
 	return true
 }
+
+// AdminShutdown bounds the stop of a function's ADMIN_ADDR listener,
+// which comes after its drain.
+const AdminShutdown = 5 * time.Second
+
+// CheckEnv checks the configuration in environ of the function called
+// name as its process reads and checks it at start, without connecting to
+// anything, and returns how long its graceful stop on SIGTERM can take:
+// the drain of the messages in hand (or of the ingest's requests), then
+// the admin listener's shutdown. A deployment gives it at least that
+// (terminationGracePeriodSeconds, stop_grace_period).
+func CheckEnv(name string, environ map[string]string) (stop time.Duration, err error) {
+	switch name {
+	case importer.Function:
+		cfg, err := fnmain.ReadEnv[importer.Config](environ, true)
+		if err == nil {
+			err = cfg.Check()
+		}
+		return runner.DefaultHandleTimeout(cfg.AckWait) + AdminShutdown, err
+	case exporter.Function:
+		cfg, err := fnmain.ReadEnv[exporter.Config](environ, true)
+		if err == nil {
+			err = cfg.Check()
+		}
+		return runner.DefaultHandleTimeout(cfg.AckWait) + AdminShutdown, err
+	case poller.Function:
+		cfg, err := fnmain.ReadEnv[poller.Config](environ, true)
+		if err == nil {
+			err = cfg.Check()
+		}
+		return runner.DefaultHandleTimeout(cfg.AckWait) + AdminShutdown, err
+	case ingest.Function:
+		cfg, err := fnmain.ReadEnv[ingest.Config](environ, false)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		return cfg.DrainBound() + AdminShutdown, err
+	}
+	return 0, fmt.Errorf("%q is not a function (want one of %v)", name, Names)
+}
+
+// MetricNames is the name of every metric a function's process can export
+// (telemetry.MetricNames with the ingest's).
+func MetricNames() []string { return telemetry.MetricNames(ingest.Collectors()...) }

@@ -200,7 +200,7 @@ func (c *Config) setDefaults() error {
 		c.AckWait = 60 * time.Second
 	}
 	if c.HandleTimeout == 0 {
-		c.HandleTimeout = c.AckWait * 3 / 4
+		c.HandleTimeout = DefaultHandleTimeout(c.AckWait)
 	}
 	if c.HandleTimeout >= c.AckWait {
 		return fmt.Errorf("runner: HandleTimeout %s must be less than AckWait %s", c.HandleTimeout, c.AckWait)
@@ -222,6 +222,11 @@ func (c *Config) setDefaults() error {
 	}
 	return nil
 }
+
+// DefaultHandleTimeout is the bound of one handler call under ackWait
+// when Config.HandleTimeout is not set: three quarters of it. It is also
+// how long a runner's drain on shutdown can take.
+func DefaultHandleTimeout(ackWait time.Duration) time.Duration { return ackWait * 3 / 4 }
 
 // Runner consumes one function's messages.
 type Runner struct {

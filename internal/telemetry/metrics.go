@@ -3,11 +3,15 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"maps"
+	"regexp"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
@@ -323,3 +327,33 @@ func (r *Runner) Settled(st runner.Settlement) {
 // counts with its status queries, detection delay and duration, a
 // stalled warning as a stall.
 func (r *Runner) Published(e events.Event) { r.t.m.event(e, r.t.now()) }
+
+// fqName reads a descriptor's metric name out of its String form, the
+// only place client_golang shows it: Desc{fqName: "name", ...}.
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// MetricNames returns, sorted, the name of every metric a function's
+// process can export: imsflow's own (the in-flight slots' gauges among
+// them), extra collectors' (the ingest's), and the Go and process
+// collectors'. Histograms are named without their _bucket, _sum and
+// _count series. Dashboards and alerts may query only these (the
+// manifests' test holds them to it).
+func MetricNames(extra ...prometheus.Collector) []string {
+	cs := append(newMetrics().collectors(), &slotsCollector{},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cs = append(cs, extra...)
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		defer close(ch)
+		for _, c := range cs {
+			c.Describe(ch)
+		}
+	}()
+	seen := map[string]bool{}
+	for d := range ch {
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			seen[m[1]] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}

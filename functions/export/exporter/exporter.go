@@ -60,16 +60,24 @@ func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log z
 	return runner.New(js, rc, h.handle, log)
 }
 
+// Check validates the combinations of settings (New checks them too).
+func (c Config) Check() error {
+	if c.ClaimTTL <= c.AckWait {
+		return fmt.Errorf("EXPORT_CLAIM_TTL (%s) must be longer than EXPORT_ACK_WAIT (%s)", c.ClaimTTL, c.AckWait)
+	}
+	if c.DefaultBucket != "" {
+		if _, _, err := imsapi.ParseBucketURL(c.DefaultBucket + ":x"); err != nil {
+			return fmt.Errorf("EXPORT_BUCKET %q: %w", c.DefaultBucket, err)
+		}
+	}
+	return nil
+}
+
 // build is New without the runner: the handler and its runner's
 // configuration, which tests tune.
 func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*handler, runner.Config, error) {
-	if cfg.ClaimTTL <= cfg.AckWait {
-		return nil, runner.Config{}, fmt.Errorf("EXPORT_CLAIM_TTL (%s) must be longer than EXPORT_ACK_WAIT (%s)", cfg.ClaimTTL, cfg.AckWait)
-	}
-	if cfg.DefaultBucket != "" {
-		if _, _, err := imsapi.ParseBucketURL(cfg.DefaultBucket + ":x"); err != nil {
-			return nil, runner.Config{}, fmt.Errorf("EXPORT_BUCKET %q: %w", cfg.DefaultBucket, err)
-		}
+	if err := cfg.Check(); err != nil {
+		return nil, runner.Config{}, err
 	}
 	kv, err := js.KeyValue(ctx, runner.BucketExports)
 	if err != nil {

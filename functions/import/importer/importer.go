@@ -56,8 +56,8 @@ type Config struct {
 // IMS is what the import function needs of IMS; *imsapi.Client has it.
 type IMS = imsAPI
 
-// check validates the combinations of settings.
-func (c Config) check() error {
+// Check validates the combinations of settings (New checks them too).
+func (c Config) Check() error {
 	switch {
 	case c.BitmapWait < 0 || c.BitmapPoll <= 0:
 		return fmt.Errorf("IMPORT_BITMAP_WAIT must not be negative and IMPORT_BITMAP_POLL must be positive")
@@ -86,7 +86,7 @@ func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log z
 // build is New without the runner: the handler and its runner's
 // configuration, which tests tune.
 func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*importer, runner.Config, error) {
-	if err := cfg.check(); err != nil {
+	if err := cfg.Check(); err != nil {
 		return nil, runner.Config{}, err
 	}
 	rules, err := LoadRules(cfg.RulesFile)

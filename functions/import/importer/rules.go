@@ -55,8 +55,17 @@ func LoadRules(path string) (Rules, error) {
 	if err != nil {
 		return r, fmt.Errorf("rules file: %w", err)
 	}
-	if err := json.Unmarshal(b, &r); err != nil {
+	if r, err = ParseRules(b); err != nil {
 		return r, fmt.Errorf("rules file %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// ParseRules reads and checks routing rules in the rules file's format.
+func ParseRules(b []byte) (Rules, error) {
+	var r Rules
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, err
 	}
 	return r, r.check()
 }

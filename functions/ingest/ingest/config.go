@@ -83,6 +83,12 @@ var Variables = []struct{ Name, Default, Meaning string }{
 	{"INGEST_EG_TOKEN", "", "token EventGrid must send (`Authorization: Bearer …` or `X-Imsflow-Token`); comma-separated while rotating; none refuses EventGrid"},
 }
 
+// DrainBound bounds one request's handling (an SMN certificate fetch, then
+// the publication), and so the server's graceful shutdown.
+func (c Config) DrainBound() time.Duration {
+	return smnFetchDeadline + max(c.PublishTimeout, smnFetchDeadline) + time.Second
+}
+
 // Validate checks the combinations.
 func (c Config) Validate() error {
 	switch {

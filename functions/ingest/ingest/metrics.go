@@ -54,3 +54,7 @@ func newMetrics() *metrics {
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.refused, m.records, m.publishErrors, m.smnConfirmations, m.smnUnsubscriptions, m.smnReplays}
 }
+
+// Collectors are the ingest's metrics, new and unregistered: for listing
+// their names (telemetry.MetricNames).
+func Collectors() []prometheus.Collector { return newMetrics().collectors() }

@@ -165,7 +165,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	const readTimeout = 15 * time.Second
 	// The longest a request works once read: a certificate fetch, then a
 	// publish or a confirmation.
-	handling := smnFetchDeadline + max(s.cfg.PublishTimeout, smnFetchDeadline) + time.Second
+	handling := s.cfg.DrainBound()
 	srv := &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -122,11 +122,19 @@ func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log z
 	return runner.New(js, rc, p.handle, log)
 }
 
+// Check validates the combinations of settings (New checks them too).
+func (c Config) Check() error {
+	if c.MinInterval < time.Second || c.FirstPoll < time.Second || c.MaxInterval < c.MinInterval || c.Backoff < 1 || c.Deadline <= 0 || c.Sweep < 0 || c.Sweep > 0 && c.Sweep < time.Second || c.Retain < 0 {
+		return errors.New("poller: POLL_FIRST, POLL_MIN and POLL_SWEEP at least 1s (timers have second precision), POLL_MAX at least POLL_MIN, POLL_BACKOFF at least 1, JOB_DEADLINE and JOBS_RETAIN positive")
+	}
+	return nil
+}
+
 // build is New without the runner: the handler and its runner's
 // configuration, which tests tune.
 func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*poller, runner.Config, error) {
-	if cfg.MinInterval < time.Second || cfg.FirstPoll < time.Second || cfg.MaxInterval < cfg.MinInterval || cfg.Backoff < 1 || cfg.Deadline <= 0 || cfg.Sweep < 0 || cfg.Sweep > 0 && cfg.Sweep < time.Second || cfg.Retain < 0 {
-		return nil, runner.Config{}, errors.New("poller: POLL_FIRST, POLL_MIN and POLL_SWEEP at least 1s (timers have second precision), POLL_MAX at least POLL_MIN, POLL_BACKOFF at least 1, JOB_DEADLINE and JOBS_RETAIN positive")
+	if err := cfg.Check(); err != nil {
+		return nil, runner.Config{}, err
 	}
 	p, err := newPoller(ctx, cfg, ims, js)
 	if err != nil {
