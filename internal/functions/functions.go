@@ -105,3 +105,18 @@ func CheckEnv(name string, environ map[string]string) (stop time.Duration, err e
 // MetricNames is the name of every metric a function's process can export
 // (telemetry.MetricNames with the ingest's).
 func MetricNames() []string { return telemetry.MetricNames(ingest.Collectors()...) }
+
+// Consumer is the stream a function consumes and its durable consumer's
+// name, for autoscalers and monitoring that watch its lag; ok is false
+// for the ingest, which consumes nothing.
+func Consumer(name string) (stream, durable string, ok bool) {
+	switch name {
+	case importer.Function:
+		return importer.Stream, importer.Function, true
+	case exporter.Function:
+		return exporter.Stream, exporter.Function, true
+	case poller.Function:
+		return poller.Stream, poller.Function, true
+	}
+	return "", "", false
+}

@@ -25,6 +25,10 @@ import (
 // Function is the name of the consumer and of the dead-letter subject.
 const Function = "export"
 
+// Stream holds what the function consumes (export requests),
+// through its durable consumer, named Function.
+const Stream = runner.StreamIn
+
 // Config of the export function, read from the environment.
 type Config struct {
 	// DefaultBucket takes the exports of requests without bucket_url.
@@ -90,7 +94,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*h
 		return nil, runner.Config{}, err
 	}
 	return h, runner.Config{
-		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectExportRequests},
+		Function: Function, Stream: Stream, Subjects: []string{events.SubjectExportRequests},
 		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers,
 		Published: func(ctx context.Context, evs []events.Event) error { return counter.Ended(ctx, evs...) },
 		Observer:  telemetry.FromContext(ctx).Runner(Function),

@@ -23,6 +23,10 @@ import (
 // Function is the name of the consumer and of the dead-letter subject.
 const Function = "import"
 
+// Stream holds what the function consumes (object notifications),
+// through its durable consumer, named Function.
+const Stream = runner.StreamIn
+
 // Config of the import function, read from the environment.
 type Config struct {
 	// RulesFile maps bucket and key prefix to import settings (JSON, see Rules).
@@ -125,7 +129,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*i
 		return nil, runner.Config{}, err
 	}
 	return h, runner.Config{
-		Function: Function, Stream: runner.StreamIn, Subjects: []string{events.SubjectObjects},
+		Function: Function, Stream: Stream, Subjects: []string{events.SubjectObjects},
 		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers,
 		Published: func(ctx context.Context, evs []events.Event) error { return counter.Ended(ctx, evs...) },
 		Observer:  tel.Runner(Function),

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -62,9 +63,13 @@ func LoadRules(path string) (Rules, error) {
 }
 
 // ParseRules reads and checks routing rules in the rules file's format.
+// A field it does not know is an error: a misspelt one would otherwise
+// route images silently by the defaults.
 func ParseRules(b []byte) (Rules, error) {
 	var r Rules
-	if err := json.Unmarshal(b, &r); err != nil {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&r); err != nil {
 		return r, err
 	}
 	return r, r.check()

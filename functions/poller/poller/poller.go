@@ -33,6 +33,10 @@ import (
 // Function is the name of the consumer and of the dead-letter subject.
 const Function = "poller"
 
+// Stream holds what the function consumes (hand-offs and its own timers),
+// through its durable consumer, named Function.
+const Stream = runner.StreamJobs
+
 // Subjects of the poll timers.
 const (
 	subjectPollPrefix  = runner.SubjectPollPrefix
@@ -141,7 +145,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*p
 		return nil, runner.Config{}, err
 	}
 	return p, runner.Config{
-		Function: Function, Stream: runner.StreamJobs, Subjects: []string{events.SubjectJobSubmitted, subjectPollPrefix + ">", subjectSweep},
+		Function: Function, Stream: Stream, Subjects: []string{events.SubjectJobSubmitted, subjectPollPrefix + ">", subjectSweep},
 		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers,
 		Observer: p.tel.Runner(Function),
 	}, nil
