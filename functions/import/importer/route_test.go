@@ -367,3 +367,15 @@ func TestNormalMinDiskIsAtLeastDisk(t *testing.T) {
 		t.Errorf("raw of 100 GiB: quick %+v, fallback %+v", p.quick, p.fallback)
 	}
 }
+
+// TestParseRulesStrict: a field the rules do not have is an error that
+// names it, not a rule silently routed by the defaults.
+func TestParseRulesStrict(t *testing.T) {
+	if _, err := ParseRules([]byte(`{"rules": [{"bucket": "b", "prefix": "p/", "image_typ": "system"}]}`)); err == nil || !strings.Contains(err.Error(), "image_typ") {
+		t.Errorf("a misspelt field: %v, want an error naming it", err)
+	}
+	r, err := ParseRules([]byte(`{"rules": [{"bucket": "b", "prefix": "p/", "image_type": "system", "os_version": "Ubuntu 22.04 server 64bit"}]}`))
+	if err != nil || len(r.Rules) != 1 {
+		t.Errorf("a valid rule: %+v, %v", r, err)
+	}
+}
