@@ -14,9 +14,13 @@ STRESS_COUNT ?= 10
 # The emulator driven by Huawei's official Go SDK: a module of its own, so
 # that the SDK stays out of imsflow's dependencies.
 CONFORMANCE  := pkg/imsapi/imsemu/conformance
+# The Kubernetes manifests' offline checks: a module of its own, so that
+# kustomize, the Kubernetes API types and the PromQL parser stay out of
+# imsflow's dependencies.
+MANIFESTS    := manifests
 export IMSFLOW_MINIO := $(abspath $(BIN))/minio
 
-.PHONY: all build image tools test test-short test-stress check-cgo lint bench fuzz run demo clean
+.PHONY: all build image tools test test-manifests test-short test-stress check-cgo lint bench fuzz run demo clean
 
 all: lint test build
 
@@ -36,6 +40,13 @@ $(BIN)/minio:
 test: tools check-cgo
 	$(GO) test -race -count=1 ./...
 	cd $(CONFORMANCE) && $(GO) test -race -count=1 ./...
+	$(MAKE) test-manifests
+
+## test-manifests: build every overlay of manifests/ with kustomize and check it offline (docs/deploy.md)
+# Without the race detector: the checks run no goroutines of their own, and
+# the Kubernetes types take minutes to compile with it.
+test-manifests:
+	cd $(MANIFESTS) && $(GO) test -count=1 ./...
 
 ## test-stress: STRESS_PKGS' tests STRESS_COUNT times with the race detector
 ## while every CPU is kept busy; reports the failed runs, and must report 0
@@ -55,6 +66,7 @@ test-short:
 lint:
 	$(GO) vet ./...
 	cd $(CONFORMANCE) && $(GO) vet ./...
+	cd $(MANIFESTS) && $(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt: not formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...
