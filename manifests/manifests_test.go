@@ -32,10 +32,10 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	"github.com/imsflow/imsflow/internal/fnmain"
-	"github.com/imsflow/imsflow/internal/functions"
 	"github.com/imsflow/imsflow/functions/import/importer"
 	"github.com/imsflow/imsflow/functions/ingest/ingest"
+	"github.com/imsflow/imsflow/internal/fnmain"
+	"github.com/imsflow/imsflow/internal/functions"
 )
 
 // namespace is where the overlays put imsflow.
