@@ -720,33 +720,35 @@ func TestNetworkPolicies(t *testing.T) {
 
 // egress reports whether a policy selecting pods allows egress to port.
 func (b *build) egress(pods labels.Set, port int) bool {
-	for _, p := range b.policies {
-		if sel, err := metav1.LabelSelectorAsSelector(&p.Spec.PodSelector); err != nil || !sel.Matches(pods) {
-			continue
-		}
+	return b.allows(pods, func(p *networkingv1.NetworkPolicy) (out [][]networkingv1.NetworkPolicyPort) {
 		for _, r := range p.Spec.Egress {
-			for _, pp := range r.Ports {
-				if pp.Port != nil && pp.Port.IntValue() == port {
-					return true
-				}
-			}
+			out = append(out, r.Ports)
 		}
-	}
-	return false
+		return out
+	}, func(pp networkingv1.NetworkPolicyPort) bool { return pp.Port != nil && pp.Port.IntValue() == port })
 }
 
 // admits reports whether a policy selecting pods allows ingress to the
 // named port.
 func (b *build) admits(pods labels.Set, portName string) bool {
+	return b.allows(pods, func(p *networkingv1.NetworkPolicy) (out [][]networkingv1.NetworkPolicyPort) {
+		for _, r := range p.Spec.Ingress {
+			out = append(out, r.Ports)
+		}
+		return out
+	}, func(pp networkingv1.NetworkPolicyPort) bool { return pp.Port != nil && pp.Port.String() == portName })
+}
+
+// allows reports whether a policy selecting pods has a rule (of those
+// rules gives, as their ports) with a port that match accepts.
+func (b *build) allows(pods labels.Set, rules func(*networkingv1.NetworkPolicy) [][]networkingv1.NetworkPolicyPort, match func(networkingv1.NetworkPolicyPort) bool) bool {
 	for _, p := range b.policies {
 		if sel, err := metav1.LabelSelectorAsSelector(&p.Spec.PodSelector); err != nil || !sel.Matches(pods) {
 			continue
 		}
-		for _, r := range p.Spec.Ingress {
-			for _, pp := range r.Ports {
-				if pp.Port != nil && pp.Port.String() == portName {
-					return true
-				}
+		for _, ports := range rules(p) {
+			if slices.ContainsFunc(ports, match) {
+				return true
 			}
 		}
 	}
