@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -841,8 +842,8 @@ func TestJobStart(t *testing.T) {
 	}
 }
 
-// TestProcessPercent: process_percent is the fraction done cut to two
-// decimals, exactly: 0.29 stays 0.29 (not 0.28), 0.575 is 0.57.
+// TestProcessPercent: process_percent is the progress (ProgressAt) cut to
+// two decimals, exactly: 0.29 stays 0.29 (not 0.28), 0.575 is 0.57.
 func TestProcessPercent(t *testing.T) {
 	t.Parallel()
 	// 4 GiB at 256 MiB/s runs 16 s after 2 s of INIT.
@@ -855,9 +856,9 @@ func TestProcessPercent(t *testing.T) {
 		want    float64
 	}{
 		{"running at the start", 0, 0, imsapi.JobRunning, 0},
-		{"running at 0.29", 0, run * 29 / 100, imsapi.JobRunning, 0.29},
-		{"running at 0.57", 0, run * 57 / 100, imsapi.JobRunning, 0.57},
-		{"running at 0.575", 0, run * 575 / 1000, imsapi.JobRunning, 0.57},
+		{"running at 0.29", 0, at(run, 0.29), imsapi.JobRunning, 0.29},
+		{"running at 0.57", 0, at(run, 0.57), imsapi.JobRunning, 0.57},
+		{"running at 0.575", 0, at(run, 0.575), imsapi.JobRunning, 0.57},
 		{"running a nanosecond before the end", 0, run - time.Nanosecond, imsapi.JobRunning, 0.99},
 		{"success", 0, run, imsapi.JobSuccess, 1},
 		{"failed at 0.29", 0.29, time.Hour, imsapi.JobFail, 0.29},
@@ -889,6 +890,11 @@ func TestProcessPercent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// at is how long into a RUNNING phase of length run ProgressAt reaches p.
+func at(run time.Duration, p float64) time.Duration {
+	return time.Duration(math.Ceil(float64(run) * progressTime(p)))
 }
 
 // TestFinishedJobAnswer: both job APIs carry current_task "" once a job has

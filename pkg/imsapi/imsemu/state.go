@@ -352,7 +352,7 @@ func (j *job) runStart() time.Time { return j.submitted.Add(j.init) }
 func (j *job) end() time.Time {
 	run := j.run
 	if j.fail != nil {
-		run = time.Duration(float64(run) * j.fail.AtPercent)
+		run = time.Duration(math.Ceil(float64(run) * progressTime(j.fail.AtPercent)))
 	}
 	return j.runStart().Add(run)
 }
@@ -395,7 +395,7 @@ func (j *job) view(now time.Time, progressAPI bool) jobAnswer {
 		v.Entities.CurrentTask = "ImportImageTask:ObtainImageInfoTask"
 	case now.Before(j.end()):
 		v.Status = imsapi.JobRunning
-		percent = float64(now.Sub(j.runStart())) / float64(j.run)
+		percent = ProgressAt(float64(now.Sub(j.runStart())) / float64(j.run))
 		v.Entities.CurrentTask = j.task()
 	case j.fail != nil:
 		v.Status = imsapi.JobFail
