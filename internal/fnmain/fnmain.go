@@ -58,6 +58,11 @@ type config[C any] struct {
 	AdminAddr string
 }
 
+// NATSDrainWait bounds the drain of the NATS connection at a function's
+// stop, after the function has settled what it held (so there is little
+// left to flush).
+const NATSDrainWait = 10 * time.Second
+
 // DefaultAdminAddr is where a function serves /healthz, /readyz and
 // /metrics when ADMIN_ADDR is not set.
 const DefaultAdminAddr = ":8081"
@@ -283,7 +288,7 @@ func serve[C any](ctx context.Context, function string, cfg config[C], log zerol
 		if nc.Drain() == nil {
 			select {
 			case <-closed:
-			case <-time.After(30 * time.Second):
+			case <-time.After(NATSDrainWait):
 			}
 		}
 	}()

@@ -66,11 +66,15 @@ func Run(name string) bool {
 // which comes after its drain.
 const AdminShutdown = 5 * time.Second
 
+// afterDrain is what a stop takes after the function's own drain: the
+// NATS connection's, then the admin listener's.
+const afterDrain = fnmain.NATSDrainWait + AdminShutdown
+
 // CheckEnv checks the configuration in environ of the function called
 // name as its process reads and checks it at start, without connecting to
 // anything, and returns how long its graceful stop on SIGTERM can take:
 // the drain of the messages in hand (or of the ingest's requests), then
-// the admin listener's shutdown. A deployment gives it at least that
+// the NATS connection's and the admin listener's. A deployment gives it at least that
 // (terminationGracePeriodSeconds, stop_grace_period).
 func CheckEnv(name string, environ map[string]string) (stop time.Duration, err error) {
 	switch name {
@@ -79,25 +83,25 @@ func CheckEnv(name string, environ map[string]string) (stop time.Duration, err e
 		if err == nil {
 			err = cfg.Check()
 		}
-		return runner.DefaultHandleTimeout(cfg.AckWait) + AdminShutdown, err
+		return runner.DefaultHandleTimeout(cfg.AckWait) + afterDrain, err
 	case exporter.Function:
 		cfg, err := fnmain.ReadEnv[exporter.Config](environ, true)
 		if err == nil {
 			err = cfg.Check()
 		}
-		return runner.DefaultHandleTimeout(cfg.AckWait) + AdminShutdown, err
+		return runner.DefaultHandleTimeout(cfg.AckWait) + afterDrain, err
 	case poller.Function:
 		cfg, err := fnmain.ReadEnv[poller.Config](environ, true)
 		if err == nil {
 			err = cfg.Check()
 		}
-		return runner.DefaultHandleTimeout(cfg.AckWait) + AdminShutdown, err
+		return runner.DefaultHandleTimeout(cfg.AckWait) + afterDrain, err
 	case ingest.Function:
 		cfg, err := fnmain.ReadEnv[ingest.Config](environ, false)
 		if err == nil {
 			err = cfg.Validate()
 		}
-		return cfg.DrainBound() + AdminShutdown, err
+		return cfg.DrainBound() + afterDrain, err
 	}
 	return 0, fmt.Errorf("%q is not a function (want one of %v)", name, Names)
 }

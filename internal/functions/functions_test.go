@@ -38,8 +38,8 @@ func TestCheckEnv(t *testing.T) {
 		}
 	}
 	stop, err := CheckEnv("import", with(ims, "IMPORT_ACK_WAIT", "120s", "IMPORT_CLAIM_TTL", "5m"))
-	if err != nil || stop != 90*time.Second+AdminShutdown {
-		t.Errorf("import with a 120s ack wait: stop %s, %v; want %s", stop, err, 90*time.Second+AdminShutdown)
+	if err != nil || stop != 90*time.Second+afterDrain {
+		t.Errorf("import with a 120s ack wait: stop %s, %v; want %s", stop, err, 90*time.Second+afterDrain)
 	}
 	for name, env := range map[string]map[string]string{
 		"import": with(ims, "IMPORT_CLAIM_TTL", "30s"),

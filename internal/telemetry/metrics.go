@@ -119,6 +119,19 @@ func newMetrics() *metrics {
 	}
 }
 
+// initialized gives the job counters a zero for every kind and status,
+// so that a process's first completion or stall is an increase that
+// increase() and rate() can see (a series born at 1 shows none).
+func (m *metrics) initialized() *metrics {
+	for _, k := range []events.Kind{events.KindImport, events.KindExport} {
+		for _, st := range []events.Status{events.StatusSucceeded, events.StatusFailed, events.StatusTimedOut} {
+			m.completions.WithLabelValues(string(k), string(st))
+		}
+		m.stalls.WithLabelValues(string(k))
+	}
+	return m
+}
+
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.messages, m.messageDuration, m.deadLetters,

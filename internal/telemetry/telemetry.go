@@ -75,7 +75,7 @@ type check struct {
 func New() *Telemetry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := newMetrics()
+	m := newMetrics().initialized()
 	reg.MustRegister(m.collectors()...)
 	return &Telemetry{
 		reg: reg, m: m, now: time.Now,
