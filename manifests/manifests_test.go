@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -36,6 +37,7 @@ import (
 	"github.com/imsflow/imsflow/functions/ingest/ingest"
 	"github.com/imsflow/imsflow/internal/fnmain"
 	"github.com/imsflow/imsflow/internal/functions"
+	"github.com/imsflow/imsflow/internal/runner"
 )
 
 // namespace is where the overlays put imsflow.
@@ -267,9 +269,6 @@ func TestFunctionPods(t *testing.T) {
 					t.Errorf("%s: %s probe %+v, want GET %s on the admin port", where, name, pr, want)
 				}
 			}
-			if c.StartupProbe != nil && time.Duration(c.StartupProbe.PeriodSeconds*c.StartupProbe.FailureThreshold)*time.Second < 2*time.Minute {
-				t.Errorf("%s: the startup probe gives up before the two minutes a function waits for a cluster electing its leaders", where)
-			}
 
 			res := c.Resources
 			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
@@ -304,8 +303,19 @@ func TestFunctionPods(t *testing.T) {
 			if err != nil {
 				t.Errorf("%s: its configuration fails the %s function's own checks: %v", where, fn, err)
 			}
+			if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
+				if s := c.Lifecycle.PreStop.Sleep; s != nil {
+					stop += time.Duration(s.Seconds) * time.Second
+				}
+			}
 			if grace := d.Spec.Template.Spec.TerminationGracePeriodSeconds; grace == nil || time.Duration(*grace)*time.Second <= stop {
-				t.Errorf("%s: terminationGracePeriodSeconds %d, want more than the %s its drain can take", where, ptrOr64(grace), stop)
+				t.Errorf("%s: terminationGracePeriodSeconds %d, want more than the %s its stop can take", where, ptrOr64(grace), stop)
+			}
+			if fn == ingest.Function && (c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil) {
+				t.Errorf("%s: no preStop sleep: the ingest would refuse requests the ingress still sends it while its endpoints update", where)
+			}
+			if d.Spec.Replicas != nil {
+				t.Errorf("Deployment %s: replicas %d: its autoscaler sets them, and kubectl apply would put this back", d.Name, *d.Spec.Replicas)
 			}
 			if p, ok := port(c, "http"); fn == ingest.Function {
 				cfg, err := fnmain.ReadEnv[ingest.Config](env, false)
@@ -585,12 +595,35 @@ func TestReplicasMatchNATS(t *testing.T) {
 		if !v.Config.Monitor.Enabled || v.Config.Monitor.Port != 8222 || !v.PromExporter.Enabled {
 			t.Error("NATS values: monitoring on 8222 and the Prometheus exporter, please")
 		}
+		// A memory stream or bucket in imsflow's topology needs a memory
+		// store: off, the chart writes max_memory_store: 0, and nothing
+		// memory-backed can be made.
+		topo := runner.DefaultTopology(replicas)
+		memory := slices.ContainsFunc(topo.Streams, func(s jetstream.StreamConfig) bool { return s.Storage == jetstream.MemoryStorage }) ||
+			slices.ContainsFunc(topo.Buckets, func(k jetstream.KeyValueConfig) bool { return k.Storage == jetstream.MemoryStorage })
+		if ms := v.Config.JetStream.MemoryStore; memory && (ms == nil || !ms.Enabled || ms.MaxSize == "") {
+			t.Error("NATS values: imsflow's topology has memory storage; enable the memory store with a maxSize")
+		}
 		if b.name == "prod" {
-			if v.PodTemplate == nil || v.PodTemplate.TopologySpreadConstraints["kubernetes.io/hostname"].WhenUnsatisfiable != "DoNotSchedule" {
-				t.Error("prod NATS values: one node per host (topologySpreadConstraints on kubernetes.io/hostname, DoNotSchedule)")
+			if hs := v.PodTemplate.TopologySpreadConstraints["kubernetes.io/hostname"]; v.PodTemplate == nil || hs.WhenUnsatisfiable != "DoNotSchedule" || hs.MinDomains < 3 {
+				t.Error("prod NATS values: one node per host (topologySpreadConstraints on kubernetes.io/hostname, DoNotSchedule, minDomains 3)")
 			}
 			if v.PromExporter.PodMonitor == nil || !v.PromExporter.PodMonitor.Enabled {
 				t.Error("prod NATS values: the exporter's PodMonitor, for the dashboard and alerts")
+			} else {
+				// Prometheus selects the exporter's PodMonitor and imsflow's
+				// monitoring by the same label.
+				natsRelease := v.PromExporter.PodMonitor.Merge.Metadata.Labels["release"]
+				for _, o := range b.objects {
+					if o.apiVersion == "monitoring.coreos.com/v1" && (natsRelease == "" || o.meta.Labels["release"] != natsRelease) {
+						t.Errorf("%s %s: label release %q, the NATS exporter's PodMonitor %q: Prometheus must select both", o.kind, o.meta.Name, o.meta.Labels["release"], natsRelease)
+					}
+				}
+			}
+			for _, fc := range b.functionContainers(t) {
+				if img := fc.container.Image; strings.HasSuffix(img, ":local") || !strings.Contains(strings.Split(img, "/")[0], ".") {
+					t.Errorf("prod %s: image %q: want one from a registry, named by its host", fc.function, img)
+				}
 			}
 		}
 	})
@@ -613,6 +646,9 @@ func TestDisruption(t *testing.T) {
 					covering = append(covering, name)
 					if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 || pdb.Spec.MinAvailable != nil {
 						t.Errorf("PodDisruptionBudget %s: want maxUnavailable 1 alone", name)
+					}
+					if p := pdb.Spec.UnhealthyPodEvictionPolicy; p == nil || *p != policyv1.AlwaysAllow {
+						t.Errorf("PodDisruptionBudget %s: crash-looping pods would block a node's drain (unhealthyPodEvictionPolicy AlwaysAllow)", name)
 					}
 				}
 			}
@@ -753,4 +789,46 @@ func (b *build) allows(pods labels.Set, rules func(*networkingv1.NetworkPolicy) 
 		}
 	}
 	return false
+}
+
+// TestNATSNetworkPolicy: the policy beside the chart lets in imsflow's
+// clients, the cluster's routes, KEDA on the monitoring port and
+// Prometheus on the exporter's, on the NATS pods.
+func TestNATSNetworkPolicy(t *testing.T) {
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "nats")
+	if err != nil {
+		t.Fatalf("kustomize build nats: %v", err)
+	}
+	want := map[string]int32{namespace: 4222, "keda": 8222, "monitoring": 7777}
+	for _, r := range m.Resources() {
+		y, err := r.AsYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var np networkingv1.NetworkPolicy
+		if r.GetKind() != "NetworkPolicy" {
+			t.Errorf("nats: %s %s: only NetworkPolicies expected", r.GetKind(), r.GetName())
+			continue
+		}
+		if err := yaml.UnmarshalStrict(y, &np); err != nil {
+			t.Fatalf("nats: %v", err)
+		}
+		if np.Namespace != "nats" || np.Spec.PodSelector.MatchLabels["app.kubernetes.io/name"] != "nats" {
+			t.Errorf("nats: NetworkPolicy %s in %q selects %v, want the NATS pods in nats", np.Name, np.Namespace, np.Spec.PodSelector.MatchLabels)
+		}
+		for _, rule := range np.Spec.Ingress {
+			for _, from := range rule.From {
+				if from.NamespaceSelector == nil {
+					continue
+				}
+				ns := from.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"]
+				if p, ok := want[ns]; ok && slices.ContainsFunc(rule.Ports, func(pp networkingv1.NetworkPolicyPort) bool { return pp.Port.IntValue() == int(p) }) {
+					delete(want, ns)
+				}
+			}
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("nats: no NetworkPolicy admits %v", want)
+	}
 }

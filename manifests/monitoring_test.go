@@ -59,6 +59,7 @@ func (q *queryChecker) check(where, expr string) (problems []string) {
 		name := vs.Name
 		switch {
 		case q.known[name], q.known[strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")]:
+		case otherMetrics[name]:
 		case natsExporterMetrics[name]:
 			problems = append(problems, q.checkExporter(where, name, vs.LabelMatchers)...)
 		default:

@@ -16,7 +16,8 @@ type natsValues struct {
 		JetStream        struct {
 			Enabled   bool `json:"enabled"`
 			FileStore *struct {
-				Enabled bool `json:"enabled"`
+				Enabled bool   `json:"enabled"`
+				MaxSize string `json:"maxSize,omitempty"`
 				PVC     *struct {
 					Enabled          bool   `json:"enabled"`
 					Size             string `json:"size,omitempty"`
@@ -43,12 +44,18 @@ type natsValues struct {
 		Port       int  `json:"port,omitempty"`
 		PodMonitor *struct {
 			Enabled bool `json:"enabled"`
+			Merge   struct {
+				Metadata struct {
+					Labels map[string]string `json:"labels,omitempty"`
+				} `json:"metadata"`
+			} `json:"merge,omitempty"`
 		} `json:"podMonitor,omitempty"`
 	} `json:"promExporter"`
 	PodTemplate *struct {
 		// Keyed by topologyKey; the chart adds the label selector.
 		TopologySpreadConstraints map[string]struct {
 			MaxSkew           int    `json:"maxSkew"`
+			MinDomains        int    `json:"minDomains,omitempty"`
 			WhenUnsatisfiable string `json:"whenUnsatisfiable"`
 		} `json:"topologySpreadConstraints,omitempty"`
 	} `json:"podTemplate,omitempty"`
@@ -59,6 +66,11 @@ type natsValues struct {
 		Enabled bool `json:"enabled"`
 	} `json:"natsBox,omitempty"`
 }
+
+// otherMetrics are the metrics of the monitoring stack itself that the
+// alerts may use: Prometheus's up, and KEDA's operator's scaler errors
+// (github.com/kedacore/keda, pkg/metricscollector, v2.21.0).
+var otherMetrics = map[string]bool{"up": true, "keda_scaler_errors_total": true}
 
 // natsExporterMetrics are the JetStream metrics of NATS's Prometheus
 // exporter (github.com/nats-io/prometheus-nats-exporter, collector/jsz.go,
