@@ -202,7 +202,7 @@ func newClusterStack(t *testing.T, cfg clusterConfig) *clusterStack {
 		}
 		replicas = append(replicas, replica{runner.StreamIn, imp})
 		_, js = cs.c.Connect(t)
-		p, err := poller.New(ctx, poller.Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: 2 * time.Second,
+		p, err := poller.New(ctx, poller.Config{FirstPoll: time.Second, MinInterval: time.Second, TargetDelay: time.Second, MaxInterval: 2 * time.Second,
 			MaxAimed: 2 * time.Second, Backoff: 1.5, Deadline: time.Hour, StallAfter: time.Hour, Workers: 8, AckWait: clusterAckWait},
 			client, js, log)
 		if err != nil {

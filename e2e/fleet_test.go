@@ -58,7 +58,7 @@ func TestTwoThousandUploads(t *testing.T) {
 		}
 		runners = append(runners, r)
 	}
-	p, err := poller.New(ctx, poller.Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: 2 * time.Second, MaxAimed: 2 * time.Second,
+	p, err := poller.New(ctx, poller.Config{FirstPoll: time.Second, MinInterval: time.Second, TargetDelay: time.Second, MaxInterval: 2 * time.Second, MaxAimed: 2 * time.Second,
 		Backoff: 1.5, Deadline: time.Hour, StallAfter: time.Hour, Workers: 16, AckWait: 30 * time.Second, MaxFailures: 1000}, client, js, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ func TestMinIOToJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := poller.New(ctx, poller.Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: 2 * time.Second, MaxAimed: 2 * time.Second,
+	pol, err := poller.New(ctx, poller.Config{FirstPoll: time.Second, MinInterval: time.Second, TargetDelay: time.Second, MaxInterval: 2 * time.Second, MaxAimed: 2 * time.Second,
 		Backoff: 1.5, Deadline: time.Hour, StallAfter: time.Hour, Workers: 4, AckWait: 30 * time.Second, MaxFailures: 100}, client, js, log)
 	if err != nil {
 		t.Fatal(err)

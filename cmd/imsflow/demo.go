@@ -165,7 +165,7 @@ func runDemo(ctx context.Context, args []string, environ map[string]string, stdo
 		fmt.Fprintf(stderr, "imsflow demo: %v\n", err)
 		return exitError
 	}
-	env := map[string]string{"POLL_FIRST": "1s", "POLL_MIN": "1s", "POLL_MAX": "2s", "POLL_MAX_AIMED": "2s", "IMPORT_RULES_FILE": rules}
+	env := map[string]string{"POLL_FIRST": "1s", "POLL_MIN": "1s", "POLL_MAX": "2s", "POLL_MAX_AIMED": "2s", "POLL_TARGET_DELAY": "1s", "IMPORT_RULES_FILE": rules}
 	for k, v := range environ {
 		env[k] = v
 	}

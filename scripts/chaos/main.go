@@ -714,7 +714,7 @@ func (h *harness) functionSettings() []string {
 		// export
 		"EXPORT_ACK_WAIT=10s", "EXPORT_CLAIM_TTL=15s", "EXPORT_BUSY_WAIT=5s",
 		// poller
-		"POLL_FIRST=1s", "POLL_MIN=1s", "POLL_MAX=5s", "POLL_MAX_AIMED=15s", "POLLER_ACK_WAIT=10s",
+		"POLL_FIRST=1s", "POLL_MIN=1s", "POLL_MAX=5s", "POLL_MAX_AIMED=15s", "POLL_TARGET_DELAY=2s", "POLLER_ACK_WAIT=10s",
 	}
 	return append(env, h.o.env...)
 }

@@ -91,7 +91,7 @@ func TestEndSeenAfterItHappened(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err := newPoller(t.Context(), Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: time.Minute,
-		Backoff: 1.5, Deadline: time.Hour, StallAfter: time.Hour}, client, js)
+		Backoff: 1.5, TargetDelay: time.Second, Deadline: time.Hour, StallAfter: time.Hour}, client, js)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func newHarness(t *testing.T, emuCfg imsemu.Config, mutate func(*Config)) *harne
 	if err := runner.Ensure(t.Context(), js, runner.DefaultTopology(1)); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: 2 * time.Second, MaxAimed: 2 * time.Second, Backoff: 1.5,
+	cfg := Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: 2 * time.Second, MaxAimed: 2 * time.Second, Backoff: 1.5, TargetDelay: time.Second,
 		Deadline: time.Hour, StallAfter: time.Hour, Workers: 8, AckWait: 30 * time.Second, MaxFailures: 1000}
 	if mutate != nil {
 		mutate(&cfg)

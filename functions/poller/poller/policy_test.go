@@ -13,8 +13,9 @@ func at(sec float64, p float64) sample {
 
 func TestPolicyNext(t *testing.T) {
 	t.Parallel()
-	pol := policy{First: 10 * time.Second, Min: 5 * time.Second, Max: 5 * time.Minute, AimMax: 30 * time.Minute, Factor: 2, Overshoot: 0.05}
+	pol := policy{First: 10 * time.Second, Min: 5 * time.Second, Max: 5 * time.Minute, AimMax: time.Hour, Factor: 2, Target: 20 * time.Second}
 	far := t0.Add(24 * time.Hour)
+	secs := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 	tests := []struct {
 		name     string
 		samples  []sample
@@ -23,22 +24,37 @@ func TestPolicyNext(t *testing.T) {
 		deadline time.Time
 		want     time.Duration
 	}{
-		{"no samples: backoff from min", nil, 1, t0, far, 5 * time.Second},
-		{"no change: backoff over the unchanged samples", []sample{at(0, 0), at(10, 0), at(20, 0)}, 3, t0.Add(20 * time.Second), far, 20 * time.Second},
-		{"a change restarts the backoff", []sample{at(0, 0.5), at(10, 0.5), at(20, 0.4)}, 3, t0.Add(20 * time.Second), far, 5 * time.Second},
-		{"backoff is capped", nil, 20, t0, far, 5 * time.Minute},
-		// 0 -> 0.5 in 32 s: 32 s left, far from the end: a third of it.
-		{"closes in by thirds", []sample{at(0, 0), at(32, 0.5)}, 2, t0.Add(32 * time.Second), far, 32 * time.Second / 3},
-		// 0 -> 0.5 in 8 s: 8 s left: just past the end.
-		{"aims just past a near end", []sample{at(0, 0), at(8, 0.5)}, 2, t0.Add(8 * time.Second), far, 8400 * time.Millisecond},
-		{"trend starts at the last zero", []sample{at(0, 0), at(100, 0), at(132, 0.5)}, 3, t0.Add(132 * time.Second), far, 32 * time.Second / 3},
-		{"from 95 % every min", []sample{at(0, 0.5), at(10, 0.96)}, 2, t0.Add(10 * time.Second), far, 5 * time.Second},
-		{"aimed waits are capped", []sample{at(0, 0), at(100, 0.0078125)}, 2, t0.Add(100 * time.Second), far, 30 * time.Minute},
+		{"no progress: back off from First", nil, 1, t0, far, 10 * time.Second},
+		{"no progress: doubling", []sample{at(0, 0), at(10, 0), at(30, 0)}, 3, t0.Add(30 * time.Second), far, 40 * time.Second},
+		{"the backoff is capped", []sample{at(0, 0)}, 20, t0, far, 5 * time.Minute},
+		// 0 at 0 s, 0.01 at 30 s: the pace has no upper bound yet; wait as
+		// long again as progress took to show.
+		{"progress just begun: as long again", []sample{at(0, 0), at(30, 0.01)}, 2, t0.Add(30 * time.Second), far, 30 * time.Second},
+		{"progress just begun: at least Target", []sample{at(0, 0), at(5, 0.01)}, 2, t0.Add(5 * time.Second), far, 20 * time.Second},
+		// 0.50 at 0 s, 0.90 at 100 s: the pace is within (0.39, 0.41)/100 s,
+		// the end within (121.95 s, 125.64 s): one query at its latest.
+		{"a narrow forecast: its latest end", []sample{at(0, 0.5), at(100, 0.9)}, 2, t0.Add(100 * time.Second), far, secs(100 / 0.39 * 0.1)},
+		// 0.10, 0.20, 0.30 at 0, 100, 200 s: a steady pace (not rising); the
+		// end is at the earliest (0.69 / (0.21/200)) s after 200 s; query
+		// Target after that.
+		{"a far forecast, steady pace: its earliest end plus Target", []sample{at(0, 0.1), at(100, 0.2), at(200, 0.3)}, 3, t0.Add(200 * time.Second),
+			far, secs(0.69/(0.21/200)) + 20*time.Second},
+		// 0.10, 0.20, 0.30 at 0, 150, 200 s: the pace rose, so the oldest
+		// reading disagrees and is dropped; from the last two the end is at
+		// the earliest 0.69 / (0.11/50) s after 200 s, far, and the pace
+		// rising: 70 % of the way there.
+		{"a rising pace: the old reading dropped, most of the way", []sample{at(0, 0.1), at(150, 0.2), at(200, 0.3)}, 3, t0.Add(200 * time.Second),
+			far, time.Duration(0.7 * float64(secs(0.69/(0.11/50))))},
+		// Running past the latest end the readings allow: back off from
+		// Target over the unchanged readings.
+		{"past the forecast: back off from Target", []sample{at(0, 0.5), at(100, 0.9), at(200, 0.9)}, 3, t0.Add(200 * time.Second), far, 40 * time.Second},
+		{"a drop in percent starts the forecast over", []sample{at(0, 0.5), at(100, 0.9), at(110, 0.1)}, 3, t0.Add(110 * time.Second), far, 40 * time.Second},
 		{"never past the deadline", nil, 1, t0, t0.Add(3 * time.Second), 3 * time.Second},
 		{"at least a second at the deadline", nil, 1, t0, t0, time.Second},
 	}
 	for _, tt := range tests {
-		if got := pol.next(tt.samples, tt.polls, tt.now, tt.deadline); got != tt.want {
+		got := pol.next(tt.samples, tt.polls, tt.now, tt.deadline)
+		if diff := got - tt.want; diff < -time.Millisecond || diff > time.Millisecond {
 			t.Errorf("%s: next = %s, want %s", tt.name, got, tt.want)
 		}
 	}

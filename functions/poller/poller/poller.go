@@ -52,9 +52,12 @@ type Config struct {
 	// delay aimed by the trend.
 	MinInterval time.Duration `env:"POLL_MIN" envDefault:"5s"`
 	MaxInterval time.Duration `env:"POLL_MAX" envDefault:"5m"`
-	MaxAimed    time.Duration `env:"POLL_MAX_AIMED" envDefault:"30m"`
+	MaxAimed    time.Duration `env:"POLL_MAX_AIMED" envDefault:"1h"`
 	// Backoff multiplies the interval while a job shows no progress trend.
-	Backoff float64 `env:"POLL_BACKOFF" envDefault:"1.6"`
+	Backoff float64 `env:"POLL_BACKOFF" envDefault:"2"`
+	// TargetDelay is the delay from a job's end to its query that the
+	// forecast aims at (at most; most ends are seen sooner).
+	TargetDelay time.Duration `env:"POLL_TARGET_DELAY" envDefault:"20s"`
 	// Deadline ends the tracking of a job with timed_out.
 	Deadline time.Duration `env:"JOB_DEADLINE" envDefault:"24h"`
 	// StallAfter publishes one stalled warning when progress has not moved for it.
@@ -73,7 +76,7 @@ type Config struct {
 }
 
 func (c Config) policy() policy {
-	return policy{First: c.FirstPoll, Min: c.MinInterval, Max: c.MaxInterval, AimMax: c.MaxAimed, Factor: c.Backoff, Overshoot: 0.05}
+	return policy{First: c.FirstPoll, Min: c.MinInterval, Max: c.MaxInterval, AimMax: c.MaxAimed, Factor: c.Backoff, Target: c.TargetDelay}
 }
 
 // IMS is what the poller needs of IMS; *imsapi.Client has it.
@@ -128,8 +131,8 @@ func New(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream, log z
 
 // Check validates the combinations of settings (New checks them too).
 func (c Config) Check() error {
-	if c.MinInterval < time.Second || c.FirstPoll < time.Second || c.MaxInterval < c.MinInterval || c.Backoff < 1 || c.Deadline <= 0 || c.Sweep < 0 || c.Sweep > 0 && c.Sweep < time.Second || c.Retain < 0 {
-		return errors.New("poller: POLL_FIRST, POLL_MIN and POLL_SWEEP at least 1s (timers have second precision), POLL_MAX at least POLL_MIN, POLL_BACKOFF at least 1, JOB_DEADLINE and JOBS_RETAIN positive")
+	if c.MinInterval < time.Second || c.TargetDelay < time.Second || c.FirstPoll < time.Second || c.MaxInterval < c.MinInterval || c.Backoff < 1 || c.Deadline <= 0 || c.Sweep < 0 || c.Sweep > 0 && c.Sweep < time.Second || c.Retain < 0 {
+		return errors.New("poller: POLL_FIRST, POLL_MIN, POLL_TARGET_DELAY and POLL_SWEEP at least 1s (timers have second precision), POLL_MAX at least POLL_MIN, POLL_BACKOFF at least 1, JOB_DEADLINE and JOBS_RETAIN positive")
 	}
 	return nil
 }

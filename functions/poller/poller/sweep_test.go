@@ -41,7 +41,7 @@ func newBare(t *testing.T) *bare {
 		t.Fatal(err)
 	}
 	p, err := newPoller(t.Context(), Config{FirstPoll: time.Second, MinInterval: time.Second, MaxInterval: time.Minute,
-		Backoff: 1.5, Deadline: time.Hour, StallAfter: time.Hour, AckWait: 30 * time.Second}, client, js)
+		Backoff: 1.5, TargetDelay: time.Second, Deadline: time.Hour, StallAfter: time.Hour, AckWait: 30 * time.Second}, client, js)
 	if err != nil {
 		t.Fatal(err)
 	}
