@@ -121,12 +121,14 @@ func withIMS[C any](function string, imsCfg imsconfig.Config, cfg C, build Build
 		// One limiter for the process, its rate a share of IMS_RATE_LIMIT
 		// among every imsflow process alive (rateshare).
 		limiter := rate.NewLimiter(rate.Limit(imsCfg.RateLimit), imsCfg.RateBurst)
-		ims, err := imsCfg.Client(imsapi.WithRateLimiter(limiter), imsapi.WithObserver(tel.IMS))
+		meter := new(rateshare.Meter)
+		observe := func(o imsapi.Observation) { tel.IMS(o); meter.Observe(o) }
+		ims, err := imsCfg.Client(imsapi.WithRateLimiter(limiter), imsapi.WithObserver(observe))
 		if err != nil {
 			return nil, err
 		}
 		host, _ := os.Hostname()
-		if err := rateshare.Share(ctx, js, fmt.Sprintf("%s/%s/%d", function, host, os.Getpid()), imsCfg.RateLimit, imsCfg.RateBurst, limiter); err != nil {
+		if err := rateshare.Share(ctx, js, fmt.Sprintf("%s/%s/%d", function, host, os.Getpid()), imsCfg.RateLimit, imsCfg.RateBurst, limiter, meter); err != nil {
 			return nil, err
 		}
 		tel.Ready("ims", telemetry.IsReady)

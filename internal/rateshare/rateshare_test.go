@@ -30,7 +30,7 @@ func TestReplicasShareTheRate(t *testing.T) {
 	limiters := make([]*rate.Limiter, 3)
 	for i := range limiters {
 		limiters[i] = rate.NewLimiter(rate.Inf, 0)
-		if err := Share(sharing, js, fmt.Sprint("replica-", i), total, burst, limiters[i]); err != nil {
+		if err := Share(sharing, js, fmt.Sprint("replica-", i), total, burst, limiters[i], nil); err != nil {
 			t.Fatal(err)
 		}
 	}
