@@ -416,8 +416,14 @@ func (r *Runner) settle(ctx context.Context, jm jetstream.Msg, m Msg, out []even
 	}
 	switch v {
 	case verdictAck:
-		if err := jm.DoubleAck(ctx); err != nil {
-			return OutcomeAck, "ack not confirmed: " + err.Error()
+		// A plain Ack, not confirmed: an ack that is lost brings the
+		// message again after its ack wait, and its handler answers with
+		// what it recorded (the ledgers, the poller's job state), which
+		// JetStream then drops as a duplicate of the event already out
+		// (the streams' windows outlast the ack waits). Waiting for the
+		// server's confirmation would cost every message a round trip.
+		if err := jm.Ack(); err != nil {
+			return OutcomeAck, "ack not sent: " + err.Error()
 		}
 		return OutcomeAck, ""
 	case verdictTerm:

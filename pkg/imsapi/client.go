@@ -187,7 +187,7 @@ func New(endpoint string, creds Credentials, opts ...Option) (*Client, error) {
 		creds: creds,
 		// A transport of its own: its connections are not closed by whoever
 		// else calls http.DefaultTransport.CloseIdleConnections.
-		hc:        &http.Client{Timeout: DefaultTimeout, CheckRedirect: noRedirects, Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		hc:        &http.Client{Timeout: DefaultTimeout, CheckRedirect: noRedirects, Transport: transport()},
 		limiter:   rate.NewLimiter(DefaultRateLimit, DefaultRateBurst),
 		userAgent: userAgent,
 		now:       time.Now,
@@ -298,6 +298,21 @@ func (c *Client) report(o Observation) {
 var errUndecodable = errors.New("undecodable")
 
 // unwrapURLError drops *url.Error's "Post \"https://...\":" prefix: the
+// idleConns is how many idle connections to IMS a client keeps: as many
+// as requests it may have in flight (a function's workers, the poller's
+// queries), where http.DefaultTransport keeps 2 per host and so dials a
+// new connection, TLS handshake and all, for most requests of a busy
+// process.
+const idleConns = 64
+
+// transport is DefaultTransport with idleConns idle connections per host.
+func transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = max(t.MaxIdleConns, idleConns)
+	t.MaxIdleConnsPerHost = idleConns
+	return t
+}
+
 // TransportError names method and path itself.
 func unwrapURLError(err error) error {
 	if ue, ok := errors.AsType[*url.Error](err); ok {
