@@ -50,6 +50,7 @@ func Run(name string) bool {
 		})
 	case poller.Function:
 		fnmain.Main(name, func(ctx context.Context, cfg poller.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
+			cfg.Reconcile = SleepingConsumers()
 			return poller.New(ctx, cfg, ims, js, log)
 		})
 	case ingest.Function:
@@ -123,4 +124,14 @@ func Consumer(name string) (stream, durable string, ok bool) {
 		return poller.Stream, poller.Function, true
 	}
 	return "", "", false
+}
+
+// SleepingConsumers are the consumers of the functions that may sleep at
+// zero replicas (import and export, scaled by KEDA), for the poller's
+// sweep to make when missing.
+func SleepingConsumers() []runner.Consumer {
+	return []runner.Consumer{
+		runner.DefaultConsumer(importer.Function, importer.Stream, importer.Subjects...),
+		runner.DefaultConsumer(exporter.Function, exporter.Stream, exporter.Subjects...),
+	}
 }

@@ -69,3 +69,18 @@ func with(base map[string]string, kv ...string) map[string]string {
 	}
 	return m
 }
+
+// TestSleepingConsumers: the consumers the poller's sweep makes are those
+// of import and export, on their streams, each filtered to its subjects.
+func TestSleepingConsumers(t *testing.T) {
+	cs := SleepingConsumers()
+	if len(cs) != 2 {
+		t.Fatalf("%d consumers, want import's and export's", len(cs))
+	}
+	for _, c := range cs {
+		stream, durable, ok := Consumer(c.Config.Durable)
+		if !ok || c.Stream != stream || c.Config.Durable != durable || len(c.Config.FilterSubjects) == 0 || c.Config.MaxDeliver != -1 {
+			t.Errorf("%+v: want the %s function's durable on %s, filtered, unlimited deliveries", c, c.Config.Durable, stream)
+		}
+	}
+}

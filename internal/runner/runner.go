@@ -264,6 +264,22 @@ func (r *Runner) ConsumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
+// Consumer is a function's durable consumer as a runner with default
+// settings makes it: what a reconciler makes for a function that is not
+// running (its runner sets its own settings when it starts).
+type Consumer struct {
+	Stream string
+	Config jetstream.ConsumerConfig
+}
+
+// DefaultConsumer is the Consumer of function on stream, filtered to
+// subjects.
+func DefaultConsumer(function, stream string, subjects ...string) Consumer {
+	c := Config{Function: function, Stream: stream, Subjects: subjects}
+	_ = c.setDefaults() // defaults alone always pass
+	return Consumer{Stream: stream, Config: (&Runner{cfg: c}).ConsumerConfig()}
+}
+
 // Run consumes until ctx ends, then drains: messages already pulled are
 // handled and settled before it returns.
 func (r *Runner) Run(ctx context.Context) error {

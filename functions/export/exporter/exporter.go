@@ -29,6 +29,9 @@ const Function = "export"
 // through its durable consumer, named Function.
 const Stream = runner.StreamIn
 
+// Subjects are what the function's consumer takes of Stream.
+var Subjects = []string{events.SubjectExportRequests}
+
 // Config of the export function, read from the environment.
 type Config struct {
 	// DefaultBucket takes the exports of requests without bucket_url.
@@ -94,7 +97,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*h
 		return nil, runner.Config{}, err
 	}
 	return h, runner.Config{
-		Function: Function, Stream: Stream, Subjects: []string{events.SubjectExportRequests},
+		Function: Function, Stream: Stream, Subjects: Subjects,
 		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers,
 		Published: func(ctx context.Context, evs []events.Event) error { return counter.Ended(ctx, evs...) },
 		Observer:  telemetry.FromContext(ctx).Runner(Function),

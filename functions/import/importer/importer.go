@@ -27,6 +27,9 @@ const Function = "import"
 // through its durable consumer, named Function.
 const Stream = runner.StreamIn
 
+// Subjects are what the function's consumer takes of Stream.
+var Subjects = []string{events.SubjectObjects}
+
 // Config of the import function, read from the environment.
 type Config struct {
 	// RulesFile maps bucket and key prefix to import settings (JSON, see Rules).
@@ -129,7 +132,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*i
 		return nil, runner.Config{}, err
 	}
 	return h, runner.Config{
-		Function: Function, Stream: Stream, Subjects: []string{events.SubjectObjects},
+		Function: Function, Stream: Stream, Subjects: Subjects,
 		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers,
 		Published: func(ctx context.Context, evs []events.Event) error { return counter.Ended(ctx, evs...) },
 		Observer:  tel.Runner(Function),

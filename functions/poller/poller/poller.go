@@ -55,6 +55,12 @@ type Config struct {
 	MaxAimed    time.Duration `env:"POLL_MAX_AIMED" envDefault:"1h"`
 	// Backoff multiplies the interval while a job shows no progress trend.
 	Backoff float64 `env:"POLL_BACKOFF" envDefault:"2"`
+	// Reconcile are the consumers of the functions that may sleep at zero
+	// replicas (import and export under KEDA), which the sweep makes when
+	// they are missing: KEDA can wake a function only on its consumer's
+	// lag, and only the function makes its consumer. Set by the process
+	// that runs the poller, not the environment.
+	Reconcile []runner.Consumer `env:"-"`
 	// TargetDelay is the delay from a job's end to its query that the
 	// forecast aims at (at most; most ends are seen sooner).
 	TargetDelay time.Duration `env:"POLL_TARGET_DELAY" envDefault:"20s"`

@@ -47,8 +47,8 @@ const handoffLost = 11 * time.Minute
 // sweepReport counts what one sweep did, and the jobs it found tracked
 // and not yet ended, by kind.
 type sweepReport struct {
-	Jobs, Rearmed, Expired, Slots, Freed, Handoffs int
-	InFlight                                       map[events.Kind]int
+	Jobs, Rearmed, Expired, Slots, Freed, Handoffs, Consumers int
+	InFlight                                                  map[events.Kind]int
 }
 
 // armSweep makes sure the repeating schedule exists with the configured
@@ -78,13 +78,13 @@ func (p *poller) sweep(ctx context.Context) error {
 	if jerr == nil { // a sweep cut short would count too few
 		p.tel.JobsInFlight(r.InFlight, p.now())
 	}
-	err := errors.Join(jerr, p.sweepSlots(ctx, &r))
+	err := errors.Join(jerr, p.sweepSlots(ctx, &r), p.sweepConsumers(ctx, &r))
 	ev := zerolog.Ctx(ctx).Info()
-	if r.Rearmed+r.Freed+r.Handoffs == 0 {
+	if r.Rearmed+r.Freed+r.Handoffs+r.Consumers == 0 {
 		ev = zerolog.Ctx(ctx).Debug()
 	}
 	ev.Int("jobs", r.Jobs).Int("rearmed", r.Rearmed).Int("expired", r.Expired).Int("slots", r.Slots).
-		Int("slots_freed", r.Freed).Int("handoffs_republished", r.Handoffs).Msg("sweep")
+		Int("slots_freed", r.Freed).Int("handoffs_republished", r.Handoffs).Int("consumers_made", r.Consumers).Msg("sweep")
 	return err
 }
 
@@ -194,4 +194,30 @@ func (p *poller) slotHeld(ctx context.Context, imports ledger.Ledger, slot ledge
 		zerolog.Ctx(ctx).Warn().Str("job", h.Ref()).Msg("a submitted import was never tracked: its hand-off is published again")
 	}
 	return true, nil
+}
+
+// sweepConsumers makes every consumer of Config.Reconcile that is missing
+// (JetStream's data lost or restored while its function slept at zero
+// replicas), so that its lag can wake the function again. One that exists
+// is left as it is: its function sets it.
+func (p *poller) sweepConsumers(ctx context.Context, r *sweepReport) error {
+	var errs []error
+	for _, c := range p.cfg.Reconcile {
+		_, err := p.js.Consumer(ctx, c.Stream, c.Config.Durable)
+		switch {
+		case err == nil:
+			continue
+		case !errors.Is(err, jetstream.ErrConsumerNotFound):
+			errs = append(errs, fmt.Errorf("look for consumer %s: %w", c.Config.Durable, err))
+			continue
+		}
+		if _, err := p.js.CreateConsumer(ctx, c.Stream, c.Config); err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
+			errs = append(errs, fmt.Errorf("make consumer %s: %w", c.Config.Durable, err))
+			continue
+		}
+		r.Consumers++
+		zerolog.Ctx(ctx).Warn().Str("consumer", c.Config.Durable).Str("stream", c.Stream).
+			Msg("made a missing consumer of a function that may be asleep, so that its backlog can wake it")
+	}
+	return errors.Join(errs...)
 }

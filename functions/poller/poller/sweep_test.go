@@ -3,6 +3,7 @@ package poller
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -337,5 +338,45 @@ func TestAdvance(t *testing.T) {
 				t.Errorf("%d events, want %d: %v", len(out), c.warnings, out)
 			}
 		})
+	}
+}
+
+// TestSweepMakesMissingConsumers: a consumer of a sleeping function that
+// is gone (JetStream's data lost while the function was at zero replicas)
+// is made again by the sweep, with its filter, so that KEDA sees its lag;
+// one that exists is left as its function set it.
+func TestSweepMakesMissingConsumers(t *testing.T) {
+	t.Parallel()
+	b := newBare(t)
+	ctx := t.Context()
+	gone := runner.DefaultConsumer("import", runner.StreamIn, events.SubjectObjects)
+	kept := runner.DefaultConsumer("export", runner.StreamIn, events.SubjectExportRequests)
+	own := kept.Config
+	own.AckWait = 7 * time.Minute // as the export function set it
+	if _, err := b.js.CreateConsumer(ctx, kept.Stream, own); err != nil {
+		t.Fatal(err)
+	}
+	b.p.cfg.Reconcile = []runner.Consumer{gone, kept}
+	if err := b.p.sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.js.Consumer(ctx, gone.Stream, "import")
+	if err != nil {
+		t.Fatalf("the missing consumer after the sweep: %v", err)
+	}
+	if info := c.CachedInfo(); info.Config.FilterSubject != events.SubjectObjects && !slices.Equal(info.Config.FilterSubjects, []string{events.SubjectObjects}) {
+		t.Errorf("made consumer filters %q %v, want %s", info.Config.FilterSubject, info.Config.FilterSubjects, events.SubjectObjects)
+	}
+	e, err := b.js.Consumer(ctx, kept.Stream, "export")
+	if err != nil || e.CachedInfo().Config.AckWait != 7*time.Minute {
+		t.Errorf("the existing consumer after the sweep: %v, want it untouched", err)
+	}
+	// A message for the sleeping function is now its consumer's lag.
+	if _, err := b.js.Publish(ctx, events.SubjectObjectsPrefix+"test", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil || info.NumPending != 1 {
+		t.Errorf("pending on the made consumer: %+v, %v; want 1", info, err)
 	}
 }
