@@ -132,7 +132,7 @@ func withIMS[C any](function string, imsCfg imsconfig.Config, cfg C, build Build
 			return nil, err
 		}
 		tel.Ready("ims", telemetry.IsReady)
-		r, err := build(ctx, cfg, ims, js, log)
+		r, err := build(rateshare.NewContext(ctx, meter), cfg, ims, js, log)
 		if err != nil {
 			return nil, err
 		}

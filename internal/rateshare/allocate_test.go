@@ -110,3 +110,31 @@ func BenchmarkImportShare(b *testing.B) {
 	}
 	b.ReportMetric(got/total, "share-of-R")
 }
+
+// TestMeanWait: the recent waits, weighted to the latest; none after a
+// quiet spell; 0 for no Meter.
+func TestMeanWait(t *testing.T) {
+	var m Meter
+	for range 50 {
+		m.Observe(imsapi.Observation{Wait: 4 * time.Second})
+	}
+	if w := m.MeanWait(); w < 3*time.Second || w > 4*time.Second {
+		t.Errorf("after waits of 4s: %s", w)
+	}
+	for range 50 {
+		m.Observe(imsapi.Observation{})
+	}
+	if w := m.MeanWait(); w > 100*time.Millisecond {
+		t.Errorf("after requests that did not wait: %s", w)
+	}
+	m.Observe(imsapi.Observation{Wait: 4 * time.Second})
+	m.mu.Lock()
+	m.lastSeen = time.Now().Add(-meanAge - time.Second)
+	m.mu.Unlock()
+	if w := m.MeanWait(); w != 0 {
+		t.Errorf("after a quiet spell: %s, want 0", w)
+	}
+	if w := (*Meter)(nil).MeanWait(); w != 0 {
+		t.Errorf("no meter: %s", w)
+	}
+}

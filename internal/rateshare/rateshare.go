@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,12 +44,53 @@ const Heartbeat = 5 * time.Second
 type Meter struct {
 	requests atomic.Int64
 	wait     atomic.Int64 // nanoseconds
+	mu       sync.Mutex
+	mean     time.Duration // the recent waits, exponentially weighted
+	lastSeen time.Time
 }
 
 // Observe counts one request.
 func (m *Meter) Observe(o imsapi.Observation) {
 	m.requests.Add(1)
 	m.wait.Add(int64(o.Wait))
+	m.mu.Lock()
+	m.mean += time.Duration(meanWeight * float64(o.Wait-m.mean))
+	m.lastSeen = time.Now()
+	m.mu.Unlock()
+}
+
+// meanWeight is the weight of a new request's wait in MeanWait; meanAge
+// is how long MeanWait trusts the last request: quiet since, it is 0.
+const (
+	meanWeight = 0.1
+	meanAge    = 10 * time.Second
+)
+
+// MeanWait is how long the process's recent IMS requests waited for its
+// limiter, on average: the length of its queue for the IMS rate.
+func (m *Meter) MeanWait() time.Duration {
+	if m == nil {
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if time.Since(m.lastSeen) > meanAge {
+		return 0
+	}
+	return m.mean
+}
+
+type meterKey struct{}
+
+// NewContext returns ctx carrying m, for a function's build to find.
+func NewContext(ctx context.Context, m *Meter) context.Context {
+	return context.WithValue(ctx, meterKey{}, m)
+}
+
+// FromContext returns the Meter ctx carries, or nil.
+func FromContext(ctx context.Context) *Meter {
+	m, _ := ctx.Value(meterKey{}).(*Meter)
+	return m
 }
 
 func (m *Meter) take() (requests int64, wait time.Duration) {

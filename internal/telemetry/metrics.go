@@ -40,6 +40,7 @@ type metrics struct {
 
 	jobsInFlight *prometheus.GaugeVec // kind
 	lastSweep    prometheus.Gauge
+	deferred     *prometheus.CounterVec // kind
 }
 
 func newMetrics() *metrics {
@@ -112,6 +113,10 @@ func newMetrics() *metrics {
 			Name: "imsflow_jobs_in_flight",
 			Help: "Jobs tracked and not yet ended in imsflow_jobs, all replicas together, as counted by the last sweep this poller ran.",
 		}, []string{"kind"}),
+		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imsflow_poll_deferred_total",
+			Help: "Due status queries the poller put off while its IMS requests queued for the rate (a backlog), to spend the rate on first queries and jobs near their end first.",
+		}, []string{"kind"}),
 		lastSweep: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "imsflow_poller_last_sweep_timestamp_seconds",
 			Help: "When this poller last finished a sweep (the time of imsflow_jobs_in_flight).",
@@ -128,6 +133,7 @@ func (m *metrics) initialized() *metrics {
 			m.completions.WithLabelValues(string(k), string(st))
 		}
 		m.stalls.WithLabelValues(string(k))
+		m.deferred.WithLabelValues(string(k))
 	}
 	return m
 }
@@ -137,7 +143,7 @@ func (m *metrics) collectors() []prometheus.Collector {
 		m.messages, m.messageDuration, m.deadLetters,
 		m.submissions, m.rejections, m.completions, m.stalls, m.queries, m.detection, m.jobDuration,
 		m.imsRequests, m.imsDuration, m.imsThrottled, m.imsWait,
-		m.jobsInFlight, m.lastSweep,
+		m.jobsInFlight, m.lastSweep, m.deferred,
 	}
 }
 
@@ -227,6 +233,13 @@ func throttleCode(err error) (string, bool) {
 		return imsapi.CodeGatewayThrottled, true
 	}
 	return "none", true
+}
+
+// PollDeferred counts a due status query of a job of kind put off.
+func (t *Telemetry) PollDeferred(kind events.Kind) {
+	if t != nil {
+		t.m.deferred.WithLabelValues(string(kind)).Inc()
+	}
 }
 
 // JobsInFlight records the jobs a sweep found tracked and not yet ended,

@@ -24,6 +24,7 @@ import (
 
 	"github.com/imsflow/imsflow/internal/batches"
 	"github.com/imsflow/imsflow/internal/ledger"
+	"github.com/imsflow/imsflow/internal/rateshare"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/pkg/events"
@@ -94,14 +95,16 @@ type IMS interface {
 
 // jobState is a tracked job in the imsflow_jobs bucket.
 type jobState struct {
-	Handoff    events.JobSubmitted `json:"handoff"`
-	Polls      int                 `json:"polls"`
-	Status     string              `json:"status,omitempty"`
-	Samples    []sample            `json:"samples,omitempty"`
-	LastChange time.Time           `json:"last_change"`
-	Stalled    bool                `json:"stalled,omitempty"`
-	NextPoll   time.Time           `json:"next_poll"`
-	Deadline   time.Time           `json:"deadline"`
+	Handoff events.JobSubmitted `json:"handoff"`
+	Polls   int                 `json:"polls"`
+	Status  string              `json:"status,omitempty"`
+	Samples []sample            `json:"samples,omitempty"`
+	// Deferred counts the due queries put off in a row under a backlog.
+	Deferred   int       `json:"deferred,omitempty"`
+	LastChange time.Time `json:"last_change"`
+	Stalled    bool      `json:"stalled,omitempty"`
+	NextPoll   time.Time `json:"next_poll"`
+	Deadline   time.Time `json:"deadline"`
 	// StatusAPI: the progress API was not available; use the job status API.
 	StatusAPI bool `json:"status_api,omitempty"`
 	// Final is the completion event, stored before it is published;
@@ -120,6 +123,7 @@ type poller struct {
 	imports jetstream.KeyValue
 	batches *batches.Counter
 	tel     *telemetry.Telemetry // nil: none
+	meter   *rateshare.Meter     // the process's queue for the IMS rate; nil: none
 	now     func() time.Time
 }
 
@@ -184,7 +188,7 @@ func newPoller(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream)
 		return nil, err
 	}
 	return &poller{cfg: cfg, pol: cfg.policy(), ims: ims, js: js, jobs: jobs, slots: slots, imports: imports, batches: counter,
-		tel: telemetry.FromContext(ctx), now: time.Now}, nil
+		tel: telemetry.FromContext(ctx), meter: rateshare.FromContext(ctx), now: time.Now}, nil
 }
 
 // codeNoSuchAPI is the gateway's answer for a path it does not serve.
@@ -292,7 +296,23 @@ func (p *poller) poll(ctx context.Context, key string) ([]events.Event, error) {
 		// for NextPoll (it replaces any other) before this one is acked.
 		return nil, p.schedule(ctx, key, st.NextPoll)
 	}
+	if d, ok := p.deferral(st, p.now()); ok {
+		// A backlog of queries for the IMS rate: this one matters less than
+		// the first queries and those near a job's end, which go first.
+		st.Deferred++
+		st.NextPoll = p.now().Add(d)
+		b, _ := json.Marshal(st)
+		if _, err := p.jobs.Update(ctx, key, b, rev); err != nil {
+			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("record job %s: %w", key, err)
+		}
+		p.tel.PollDeferred(st.Handoff.Kind)
+		return nil, p.schedule(ctx, key, st.NextPoll)
+	}
 	st.Polls++
+	st.Deferred = 0
 	o := p.query(ctx, &st)
 	// What IMS said holds as of its answer: the end of a job that ended
 	// while the query was on its way is seen now, not before it.
@@ -318,6 +338,29 @@ func (p *poller) poll(ctx context.Context, key string) ([]events.Event, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// Under a backlog (the process's IMS requests wait backlogWait or more
+// for the rate, on average) a due query that matters less is put off by
+// that wait, at most maxDeferrals times in a row.
+const (
+	backlogWait  = 2 * time.Second
+	maxDeferrals = 3
+)
+
+// deferral says whether to put a due query off, and for how long: never
+// a job's first query (its INIT, or its end if short), one near the end
+// the forecast expects (within Target and the wait), one near the
+// deadline, nor one put off maxDeferrals times already.
+func (p *poller) deferral(st jobState, now time.Time) (time.Duration, bool) {
+	wait := p.meter.MeanWait()
+	if wait < backlogWait || st.Polls == 0 || st.Deferred >= maxDeferrals || !now.Add(2*wait).Before(st.Deadline) {
+		return 0, false
+	}
+	if lo, _, _, ok := p.pol.forecast(st.Samples, now); ok && !lo.After(now.Add(p.pol.Target+wait)) {
+		return 0, false
+	}
+	return max(wait, p.cfg.MinInterval), true
 }
 
 // observation is what one status query found.

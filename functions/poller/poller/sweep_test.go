@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imsflow/imsflow/internal/ledger"
+	"github.com/imsflow/imsflow/internal/rateshare"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
@@ -378,5 +379,63 @@ func TestSweepMakesMissingConsumers(t *testing.T) {
 	info, err := c.Info(ctx)
 	if err != nil || info.NumPending != 1 {
 		t.Errorf("pending on the made consumer: %+v, %v; want 1", info, err)
+	}
+}
+
+// TestBacklogPutsOffWhatMattersLess: while the process's IMS requests
+// queue for the rate, a due query far from its job's forecast end is put
+// off (no query, a counted deferral), at most three times in a row; a
+// job's first query and one near its end go on.
+func TestBacklogPutsOffWhatMattersLess(t *testing.T) {
+	t.Parallel()
+	b := newBare(t)
+	ctx := t.Context()
+	b.p.meter = new(rateshare.Meter)
+	for range 100 {
+		b.p.meter.Observe(imsapi.Observation{Sent: true, Wait: 5 * time.Second})
+	}
+	if w := b.p.meter.MeanWait(); w < 4*time.Second {
+		t.Fatalf("MeanWait %s after waits of 5s", w)
+	}
+	now := b.now
+	at := func(ago time.Duration, p float64) sample { return sample{At: now.Add(-ago), Percent: p} }
+	far := []sample{at(200*time.Second, 0.1), at(100*time.Second, 0.2)} // the end some 800 s off
+	near := []sample{at(100*time.Second, 0.5), at(time.Second, 0.97)}   // the end within seconds
+	jobs := map[string]jobState{
+		"j.far":   {Handoff: handoff("far"), Polls: 2, Samples: far, NextPoll: now, Deadline: now.Add(time.Hour)},
+		"j.first": {Handoff: handoff("first"), NextPoll: now, Deadline: now.Add(time.Hour)},
+		"j.near":  {Handoff: handoff("near"), Polls: 2, Samples: near, NextPoll: now, Deadline: now.Add(time.Hour)},
+		"j.often": {Handoff: handoff("often"), Polls: 2, Samples: far, Deferred: 3, NextPoll: now, Deadline: now.Add(time.Hour)},
+	}
+	for k, st := range jobs {
+		b.put(t, k, st)
+		if _, err := b.p.poll(ctx, k); err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+	}
+	for k, wantDeferred := range map[string]bool{"j.far": true, "j.first": false, "j.near": false, "j.often": false} {
+		st, _, err := b.p.load(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queried := st.Polls == jobs[k].Polls+1
+		if queried == wantDeferred {
+			t.Errorf("%s: polls %d -> %d, deferred %d; want put off %v", k, jobs[k].Polls, st.Polls, st.Deferred, wantDeferred)
+		}
+		if wantDeferred && (st.Deferred != 1 || st.NextPoll.Before(now.Add(4*time.Second))) {
+			t.Errorf("%s: deferred %d, next query %s after now; want 1, the mean wait", k, st.Deferred, st.NextPoll.Sub(now))
+		}
+		if !wantDeferred && st.Deferred != 0 {
+			t.Errorf("%s: deferred %d after a query, want 0", k, st.Deferred)
+		}
+	}
+	// Without a backlog nothing is put off.
+	b.p.meter = new(rateshare.Meter)
+	b.put(t, "j.calm", jobState{Handoff: handoff("calm"), Polls: 2, Samples: far, NextPoll: now, Deadline: now.Add(time.Hour)})
+	if _, err := b.p.poll(ctx, "j.calm"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := b.p.load(ctx, "j.calm"); st.Polls != 3 {
+		t.Errorf("no backlog: polls %d, want the query made", st.Polls)
 	}
 }
