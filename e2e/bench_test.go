@@ -145,3 +145,78 @@ func BenchmarkFanOut(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSubmitSteps measures, one at a time and in sequence, each
+// round trip the import of one new object version makes (BenchmarkFanOut
+// runs them all, concurrently): read the version's state, create its
+// claim, submit to the emulator, record it submitted, and publish the
+// hand-off with its acknowledgement (the message's own Ack is not waited
+// for). Their sum against BenchmarkFanOut's per-job time shows what
+// concurrency buys and which step to fold next.
+func BenchmarkSubmitSteps(b *testing.B) {
+	ctx := context.Background()
+	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, AssumeObjects: true,
+		MaxRunningJobs: -1, ImageQuota: -1, TimeScale: 1e6})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer emu.Close()
+	client, _ := emu.Client(imsapi.WithRateLimiter(rate.NewLimiter(rate.Inf, 0)))
+	n := testenv.StartNATS(b)
+	_, js := n.Connect(b)
+	if err := runner.Ensure(ctx, js, runner.DefaultTopology(1)); err != nil {
+		b.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, runner.BucketImports)
+	if err != nil {
+		b.Fatal(err)
+	}
+	value := []byte(`{"state":"claimed","claimed_at":"2026-12-02T00:00:00Z"}`)
+	key := func(i int) string { return fmt.Sprintf("v.bench%08d", i) }
+	b.Run("kv-get-missing", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			i++
+			_, _ = kv.Get(ctx, key(i))
+		}
+	})
+	b.Run("kv-create", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			i++
+			if _, err := kv.Create(ctx, key(i), value); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("kv-update", func(b *testing.B) {
+		rev, err := kv.Put(ctx, "v.update", value)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if rev, err = kv.Update(ctx, "v.update", value, rev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ims-submit", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			i++
+			if _, err := client.ImportDataImage(ctx, &imsapi.DataImageRequest{Name: fmt.Sprintf("d%d", i), ImageURL: "images:bench/d.qcow2", MinDisk: 40}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("publish-acked", func(b *testing.B) {
+		body := []byte(`{"job_id":"x","kind":"import"}`)
+		i := 0
+		for b.Loop() {
+			i++
+			if _, err := js.Publish(ctx, events.SubjectJobSubmitted, body, jetstream.WithMsgID(fmt.Sprint("bench:", i))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
