@@ -667,6 +667,11 @@ func TestDisruption(t *testing.T) {
 			if len(s.TopologySpreadConstraints) == 0 {
 				t.Errorf("prod %s: no topology spread", fn)
 			}
+			for _, c := range s.TopologySpreadConstraints {
+				if !slices.Contains(c.MatchLabelKeys, "pod-template-hash") {
+					t.Errorf("prod %s: topology spread on %s counts every ReplicaSet's pods (matchLabelKeys pod-template-hash)", fn, c.TopologyKey)
+				}
+			}
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -263,6 +264,23 @@ func (t *Telemetry) Slots(maxSlots int, count func(context.Context) (int, error)
 		return nil
 	}
 	return t.Register(&slotsCollector{max: maxSlots, count: count})
+}
+
+// KeyCount counts the keys of kv, for Slots (the in-flight slots: at
+// most IMS_MAX_INFLIGHT of them, so a cheap count at scrape time).
+func KeyCount(kv jetstream.KeyValue) func(context.Context) (int, error) {
+	return func(ctx context.Context) (int, error) {
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			return 0, err
+		}
+		defer func() { _ = keys.Stop() }()
+		n := 0
+		for range keys.Keys() {
+			n++
+		}
+		return n, ctx.Err()
+	}
 }
 
 var (

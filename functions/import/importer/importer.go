@@ -128,7 +128,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*i
 		return nil, runner.Config{}, err
 	}
 	tel := telemetry.FromContext(ctx)
-	if err := tel.Slots(cfg.MaxInFlight, countKeys(slots)); err != nil {
+	if err := tel.Slots(cfg.MaxInFlight, telemetry.KeyCount(slots)); err != nil {
 		return nil, runner.Config{}, err
 	}
 	return h, runner.Config{
@@ -139,19 +139,3 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*i
 	}, nil
 }
 
-// countKeys counts the keys of kv (the in-flight slots: at most
-// IMS_MAX_INFLIGHT of them, so a cheap count at scrape time).
-func countKeys(kv jetstream.KeyValue) func(context.Context) (int, error) {
-	return func(ctx context.Context) (int, error) {
-		keys, err := kv.ListKeys(ctx)
-		if err != nil {
-			return 0, err
-		}
-		defer func() { _ = keys.Stop() }()
-		n := 0
-		for range keys.Keys() {
-			n++
-		}
-		return n, ctx.Err()
-	}
-}

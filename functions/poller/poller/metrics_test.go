@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
 )
@@ -64,5 +65,27 @@ func TestMetrics(t *testing.T) {
 	})
 	if got := tel.Value("imsflow_poller_last_sweep_timestamp_seconds"); got <= 0 {
 		t.Errorf("last sweep at %g", got)
+	}
+}
+
+// TestSlotsReported: the poller reports the in-flight slots and their
+// cap, as the import does, since the import may sleep at zero replicas.
+func TestSlotsReported(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, imsemu.Config{}, func(c *Config) { c.MaxInFlight = 40 })
+	slots, err := hs.js.KeyValue(t.Context(), runner.BucketSlots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"slot.0001", "slot.0002"} {
+		if _, err := slots.Create(t.Context(), k, []byte("v.x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := hs.tel.Value("imsflow_slots_in_flight"); got != 2 {
+		t.Errorf("imsflow_slots_in_flight = %v, want 2", got)
+	}
+	if got := hs.tel.Value("imsflow_slots_max"); got != 40 {
+		t.Errorf("imsflow_slots_max = %v, want 40", got)
 	}
 }

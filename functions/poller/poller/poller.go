@@ -62,6 +62,10 @@ type Config struct {
 	// lag, and only the function makes its consumer. Set by the process
 	// that runs the poller, not the environment.
 	Reconcile []runner.Consumer `env:"-"`
+	// MaxInFlight is the import's cap of in-flight slots (the same
+	// IMS_MAX_INFLIGHT), reported with the slots taken: the poller never
+	// sleeps, while the import may, so the gauges stay there.
+	MaxInFlight int `env:"IMS_MAX_INFLIGHT" envDefault:"40"`
 	// TargetDelay is the delay from a job's end to its query that the
 	// forecast aims at (at most; most ends are seen sooner).
 	TargetDelay time.Duration `env:"POLL_TARGET_DELAY" envDefault:"20s"`
@@ -175,6 +179,9 @@ func newPoller(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream)
 	slots, err := js.KeyValue(ctx, runner.BucketSlots)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", runner.BucketSlots, err)
+	}
+	if err := telemetry.FromContext(ctx).Slots(cfg.MaxInFlight, telemetry.KeyCount(slots)); err != nil {
+		return nil, err
 	}
 	imports, err := js.KeyValue(ctx, runner.BucketImports)
 	if err != nil {
