@@ -138,4 +138,3 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*i
 		Observer:  tel.Runner(Function),
 	}, nil
 }
-
