@@ -27,6 +27,28 @@ func s3Body(bucket, key string, size int64, etag string) []byte {
 		bucket, url.QueryEscape(key), size, etag)
 }
 
+// benchPipeline is what the submit path's benchmarks run against: the
+// emulator at zero latency, taking any object, with no rate limit and no
+// cap, and an embedded NATS with imsflow's topology; closed when b ends.
+func benchPipeline(b *testing.B) (*imsapi.Client, *nats.Conn, jetstream.JetStream) {
+	b.Helper()
+	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, AssumeObjects: true,
+		MaxRunningJobs: -1, ImageQuota: -1, TimeScale: 1e6})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = emu.Close() })
+	client, err := emu.Client(imsapi.WithRateLimiter(rate.NewLimiter(rate.Inf, 0)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	nc, js := testenv.StartNATS(b).Connect(b)
+	if err := runner.Ensure(context.Background(), js, runner.DefaultTopology(1)); err != nil {
+		b.Fatal(err)
+	}
+	return client, nc, js
+}
+
 // rawConsume is the reference of BenchmarkFanOut: messages a second that
 // a durable JetStream consumer takes and acknowledges (Ack, as imsflow's
 // runner does) on the same server, with as many Consume loops as import
@@ -89,19 +111,8 @@ func BenchmarkFanOut(b *testing.B) {
 	for _, replicas := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) {
 			const perOp = 500
-			emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, AssumeObjects: true,
-				MaxRunningJobs: -1, ImageQuota: -1, TimeScale: 1e6})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer emu.Close()
-			client, _ := emu.Client(imsapi.WithRateLimiter(rate.NewLimiter(rate.Inf, 0)))
-			n := testenv.StartNATS(b)
-			nc, js := n.Connect(b)
+			client, nc, js := benchPipeline(b)
 			ctx := context.Background()
-			if err := runner.Ensure(ctx, js, runner.DefaultTopology(1)); err != nil {
-				b.Fatal(err)
-			}
 			handoffs := make(chan *nats.Msg, perOp*4)
 			if _, err := nc.ChanSubscribe(events.SubjectJobSubmitted, handoffs); err != nil {
 				b.Fatal(err)
@@ -155,18 +166,7 @@ func BenchmarkFanOut(b *testing.B) {
 // concurrency buys and which step to fold next.
 func BenchmarkSubmitSteps(b *testing.B) {
 	ctx := context.Background()
-	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, AssumeObjects: true,
-		MaxRunningJobs: -1, ImageQuota: -1, TimeScale: 1e6})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer emu.Close()
-	client, _ := emu.Client(imsapi.WithRateLimiter(rate.NewLimiter(rate.Inf, 0)))
-	n := testenv.StartNATS(b)
-	_, js := n.Connect(b)
-	if err := runner.Ensure(ctx, js, runner.DefaultTopology(1)); err != nil {
-		b.Fatal(err)
-	}
+	client, _, js := benchPipeline(b)
 	kv, err := js.KeyValue(ctx, runner.BucketImports)
 	if err != nil {
 		b.Fatal(err)

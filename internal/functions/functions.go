@@ -80,23 +80,11 @@ const afterDrain = fnmain.NATSDrainWait + AdminShutdown
 func CheckEnv(name string, environ map[string]string) (stop time.Duration, err error) {
 	switch name {
 	case importer.Function:
-		cfg, err := fnmain.ReadEnv[importer.Config](environ, true)
-		if err == nil {
-			err = cfg.Check()
-		}
-		return runner.DefaultHandleTimeout(cfg.AckWait) + afterDrain, err
+		return runnerStop(environ, func(c importer.Config) time.Duration { return c.AckWait })
 	case exporter.Function:
-		cfg, err := fnmain.ReadEnv[exporter.Config](environ, true)
-		if err == nil {
-			err = cfg.Check()
-		}
-		return runner.DefaultHandleTimeout(cfg.AckWait) + afterDrain, err
+		return runnerStop(environ, func(c exporter.Config) time.Duration { return c.AckWait })
 	case poller.Function:
-		cfg, err := fnmain.ReadEnv[poller.Config](environ, true)
-		if err == nil {
-			err = cfg.Check()
-		}
-		return runner.DefaultHandleTimeout(cfg.AckWait) + afterDrain, err
+		return runnerStop(environ, func(c poller.Config) time.Duration { return c.AckWait })
 	case ingest.Function:
 		cfg, err := fnmain.ReadEnv[ingest.Config](environ, false)
 		if err == nil {
@@ -105,6 +93,16 @@ func CheckEnv(name string, environ map[string]string) (stop time.Duration, err e
 		return cfg.DrainBound() + afterDrain, err
 	}
 	return 0, fmt.Errorf("%q is not a function (want one of %v)", name, Names)
+}
+
+// runnerStop checks the configuration of a function that calls IMS
+// through a runner and returns its stop bound, from its ack wait.
+func runnerStop[C interface{ Check() error }](environ map[string]string, ackWait func(C) time.Duration) (time.Duration, error) {
+	cfg, err := fnmain.ReadEnv[C](environ, true)
+	if err == nil {
+		err = cfg.Check()
+	}
+	return runner.DefaultHandleTimeout(ackWait(cfg)) + afterDrain, err
 }
 
 // MetricNames is the name of every metric a function's process can export

@@ -1,6 +1,7 @@
 package functions
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -60,10 +61,7 @@ func TestCheckEnv(t *testing.T) {
 }
 
 func with(base map[string]string, kv ...string) map[string]string {
-	m := map[string]string{}
-	for k, v := range base {
-		m[k] = v
-	}
+	m := maps.Clone(base)
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
 	}

@@ -3,6 +3,7 @@ package rateshare
 import (
 	"context"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -49,20 +50,20 @@ func TestAllocate(t *testing.T) {
 // shareRun runs an import replica that calls as fast as its limiter lets
 // it beside idle replicas of export and poller, for span after warm, all
 // sharing total; it returns the import's requests a second.
-func shareRun(t testing.TB, total float64, warm, span time.Duration) float64 {
-	n := testenv.StartNATS(t)
-	_, js := n.Connect(t)
+func shareRun(b *testing.B, total float64, warm, span time.Duration) float64 {
+	n := testenv.StartNATS(b)
+	_, js := n.Connect(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := runner.Ensure(ctx, js, runner.DefaultTopology(1)); err != nil {
-		t.Fatal(err)
+		b.Fatal(err)
 	}
 	meters := make([]*Meter, 3)
 	limiters := make([]*rate.Limiter, 3)
 	for i, name := range []string{"import", "export", "poller"} {
 		meters[i], limiters[i] = new(Meter), rate.NewLimiter(rate.Limit(total), 10)
 		if err := share(ctx, js, name, total, 10, limiters[i], meters[i], 100*time.Millisecond); err != nil {
-			t.Fatal(err)
+			b.Fatal(err)
 		}
 	}
 	count := func(d time.Duration) int {
@@ -85,18 +86,63 @@ func shareRun(t testing.TB, total float64, warm, span time.Duration) float64 {
 	return float64(count(span)) / span.Seconds()
 }
 
-// TestImportTakesWhatIdleNeighboursLeave: an import with a backlog gets
-// at least nine tenths of the rate while export and poller are idle.
+// TestImportTakesWhatIdleNeighboursLeave: after a heartbeat in which the
+// import's requests waited and export and poller made none, every one of
+// the three sets the import's part to at least nine tenths of the rate
+// and the parts add up to the rate; once the export wants more too, the
+// import gives it its share back. The heartbeats are driven by hand,
+// each replica beating in turn, so the test measures no clock.
 func TestImportTakesWhatIdleNeighboursLeave(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("seconds of heartbeats")
+	n := testenv.StartNATS(t)
+	_, js := n.Connect(t)
+	ctx := t.Context()
+	if err := runner.Ensure(ctx, js, runner.DefaultTopology(1)); err != nil {
+		t.Fatal(err)
 	}
-	// The import's part is 1 - 2 x 0.1/3 of the total (idleShare); above
-	// the total it may go by its burst (10) once.
-	const total, span = 100.0, 3 * time.Second
-	if got := shareRun(t, total, time.Second, span); got < 0.9*total || got > total+10/span.Seconds() {
-		t.Errorf("the import made %.1f requests a second of %v; want at least %v and not above", got, total, 0.9*total)
+	kv, err := js.KeyValue(ctx, runner.BucketReplicas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 100.0
+	sharers := make([]*sharer, 3)
+	for i, name := range []string{"import", "export", "poller"} {
+		sharers[i] = &sharer{kv: kv, key: keyFor(name), total: total, burst: 10, l: rate.NewLimiter(rate.Limit(total/3), 3),
+			m: new(Meter), last: time.Now().Add(-time.Second)}
+	}
+	hungry := func(s *sharer) {
+		for range 30 {
+			s.m.Observe(imsapi.Observation{Sent: true, Wait: time.Second})
+		}
+	}
+	// beat makes two heartbeats of every replica in turn (the second round
+	// sees every replica's first), the ones in want hungry before each.
+	beat := func(want ...int) {
+		t.Helper()
+		for range 2 {
+			for i, s := range sharers {
+				if slices.Contains(want, i) {
+					hungry(s)
+				}
+				if err := s.beat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	parts := func() (imp, sum float64) {
+		for _, s := range sharers {
+			sum += float64(s.l.Limit())
+		}
+		return float64(sharers[0].l.Limit()), sum
+	}
+	beat(0)
+	if imp, sum := parts(); imp < 0.9*total || sum > total+1e-9 {
+		t.Errorf("import %v of %v (parts add up to %v); want at least %v, and no more than the total", imp, total, sum, 0.9*total)
+	}
+	beat(0, 1)
+	if imp, sum := parts(); imp > 0.5*total || float64(sharers[1].l.Limit()) < 0.4*total || sum > total+1e-9 {
+		t.Errorf("import %v, export %v of %v once both want more; want them to split it", imp, sharers[1].l.Limit(), total)
 	}
 }
 

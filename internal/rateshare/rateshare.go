@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,21 +41,21 @@ const Heartbeat = 5 * time.Second
 // made and how long they waited for the limiter. Observe is an
 // imsapi.WithObserver function.
 type Meter struct {
-	requests atomic.Int64
-	wait     atomic.Int64 // nanoseconds
 	mu       sync.Mutex
+	requests int64         // since the last take
+	wait     time.Duration // their waits, summed
 	mean     time.Duration // the recent waits, exponentially weighted
 	lastSeen time.Time
 }
 
 // Observe counts one request.
 func (m *Meter) Observe(o imsapi.Observation) {
-	m.requests.Add(1)
-	m.wait.Add(int64(o.Wait))
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.requests++
+	m.wait += o.Wait
 	m.mean += time.Duration(meanWeight * float64(o.Wait-m.mean))
 	m.lastSeen = time.Now()
-	m.mu.Unlock()
 }
 
 // meanWeight is the weight of a new request's wait in MeanWait; meanAge
@@ -94,7 +93,11 @@ func FromContext(ctx context.Context) *Meter {
 }
 
 func (m *Meter) take() (requests int64, wait time.Duration) {
-	return m.requests.Swap(0), time.Duration(m.wait.Swap(0))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	requests, wait = m.requests, m.wait
+	m.requests, m.wait = 0, 0
+	return requests, wait
 }
 
 // need is what a replica's heartbeat says.

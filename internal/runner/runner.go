@@ -251,15 +251,18 @@ func New(js jetstream.JetStream, cfg Config, h Handler, log zerolog.Logger) (*Ru
 // ConsumerConfig is the durable consumer the runner creates or updates.
 // MaxDeliver is unlimited: the runner counts failures itself, so that
 // planned waits do not spend them (see the package documentation).
-func (r *Runner) ConsumerConfig() jetstream.ConsumerConfig {
+func (r *Runner) ConsumerConfig() jetstream.ConsumerConfig { return r.cfg.consumer() }
+
+// consumer is the durable consumer of a configuration with its defaults.
+func (c Config) consumer() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:        r.cfg.Function,
-		Description:    "imsflow " + r.cfg.Function + " function",
-		FilterSubjects: r.cfg.Subjects,
+		Durable:        c.Function,
+		Description:    "imsflow " + c.Function + " function",
+		FilterSubjects: c.Subjects,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        r.cfg.AckWait,
+		AckWait:        c.AckWait,
 		MaxDeliver:     -1,
-		MaxAckPending:  r.cfg.MaxAckPending,
+		MaxAckPending:  c.MaxAckPending,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	}
 }
@@ -277,7 +280,7 @@ type Consumer struct {
 func DefaultConsumer(function, stream string, subjects ...string) Consumer {
 	c := Config{Function: function, Stream: stream, Subjects: subjects}
 	_ = c.setDefaults() // defaults alone always pass
-	return Consumer{Stream: stream, Config: (&Runner{cfg: c}).ConsumerConfig()}
+	return Consumer{Stream: stream, Config: c.consumer()}
 }
 
 // Run consumes until ctx ends, then drains: messages already pulled are

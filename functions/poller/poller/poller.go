@@ -303,31 +303,23 @@ func (p *poller) poll(ctx context.Context, key string) ([]events.Event, error) {
 		// for NextPoll (it replaces any other) before this one is acked.
 		return nil, p.schedule(ctx, key, st.NextPoll)
 	}
-	if d, ok := p.deferral(st, p.now()); ok {
+	var out []events.Event
+	if now := p.now(); p.deferral(&st, now) {
 		// A backlog of queries for the IMS rate: this one matters less than
 		// the first queries and those near a job's end, which go first.
-		st.Deferred++
-		st.NextPoll = p.now().Add(d)
-		b, _ := json.Marshal(st)
-		if _, err := p.jobs.Update(ctx, key, b, rev); err != nil {
-			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-				return nil, nil
-			}
-			return nil, fmt.Errorf("record job %s: %w", key, err)
-		}
 		p.tel.PollDeferred(st.Handoff.Kind)
-		return nil, p.schedule(ctx, key, st.NextPoll)
-	}
-	st.Polls++
-	st.Deferred = 0
-	o := p.query(ctx, &st)
-	// What IMS said holds as of its answer: the end of a job that ended
-	// while the query was on its way is seen now, not before it.
-	st, out := p.advance(st, o, p.now())
-	if o.err != nil {
-		zerolog.Ctx(ctx).Warn().Str("job", key).Err(o.err).Int("polls", st.Polls).Msg("status query failed")
-	} else if o.unknown() {
-		zerolog.Ctx(ctx).Warn().Str("job", key).Str("status", o.status).Msg("unknown job status; still tracking")
+	} else {
+		st.Polls++
+		st.Deferred = 0
+		o := p.query(ctx, &st)
+		// What IMS said holds as of its answer: the end of a job that ended
+		// while the query was on its way is seen now, not before it.
+		st, out = p.advance(st, o, p.now())
+		if o.err != nil {
+			zerolog.Ctx(ctx).Warn().Str("job", key).Err(o.err).Int("polls", st.Polls).Msg("status query failed")
+		} else if o.unknown() {
+			zerolog.Ctx(ctx).Warn().Str("job", key).Str("status", o.status).Msg("unknown job status; still tracking")
+		}
 	}
 	b, _ := json.Marshal(st)
 	newRev, err := p.jobs.Update(ctx, key, b, rev)
@@ -355,19 +347,22 @@ const (
 	maxDeferrals = 3
 )
 
-// deferral says whether to put a due query off, and for how long: never
-// a job's first query (its INIT, or its end if short), one near the end
-// the forecast expects (within Target and the wait), one near the
-// deadline, nor one put off maxDeferrals times already.
-func (p *poller) deferral(st jobState, now time.Time) (time.Duration, bool) {
+// deferral puts a due query off, moving st's next query by the mean wait,
+// and reports whether it did: never a job's first query (its INIT, or its
+// end if short), one near the end the forecast expects (within Target and
+// the wait), one near the deadline, nor one put off maxDeferrals times
+// already.
+func (p *poller) deferral(st *jobState, now time.Time) bool {
 	wait := p.meter.MeanWait()
 	if wait < backlogWait || st.Polls == 0 || st.Deferred >= maxDeferrals || !now.Add(2*wait).Before(st.Deadline) {
-		return 0, false
+		return false
 	}
 	if lo, _, _, ok := p.pol.forecast(st.Samples, now); ok && !lo.After(now.Add(p.pol.Target+wait)) {
-		return 0, false
+		return false
 	}
-	return max(wait, p.cfg.MinInterval), true
+	st.Deferred++
+	st.NextPoll = now.Add(max(wait, p.cfg.MinInterval))
+	return true
 }
 
 // observation is what one status query found.
