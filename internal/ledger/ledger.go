@@ -126,8 +126,16 @@ func (e Entry) Takeover() bool { return e.Rev != 0 && e.Record.State == Claimed 
 // the entry is fresh (Rev 0) or an expired claim to take over.
 func (l *Ledger) Open(ctx context.Context, key string) (Entry, error) {
 	e, err := l.Read(ctx, key)
-	if err != nil || e.Rev == 0 || e.Record.Final() {
+	if err != nil {
 		return e, err
+	}
+	return l.Assess(e)
+}
+
+// Assess is Open's judgement of an entry already read.
+func (l *Ledger) Assess(e Entry) (Entry, error) {
+	if e.Rev == 0 || e.Record.Final() {
+		return e, nil
 	}
 	if age := l.Now().Sub(e.Record.ClaimedAt); age < l.TTL {
 		return e, runner.Delay(min(l.TTL-age, recheck), "another attempt at this is under way")
@@ -166,13 +174,26 @@ func (l *Ledger) Claim(ctx context.Context, e *Entry, slot Slot) error {
 	}
 	switch {
 	case Conflict(err):
-		return runner.Delay(time.Second, "another attempt claimed this first")
+		return lostRace{runner.Delay(time.Second, "another attempt claimed this first")}
 	case err != nil:
 		return fmt.Errorf("claim %s: %w", e.Key, err)
 	}
 	e.Inherited = e.Inherited || e.Rev != 0
 	e.Rev, e.Record = rev, rec
 	return nil
+}
+
+// lostRace is Claim's error when another attempt wrote the record first:
+// a short runner.Delay, which LostRace tells apart.
+type lostRace struct{ error }
+
+func (e lostRace) Unwrap() error { return e.error }
+
+// LostRace reports whether Claim failed because the record was written
+// by another attempt (or, for a fresh entry, already existed).
+func LostRace(err error) bool {
+	_, ok := errors.AsType[lostRace](err)
+	return ok
 }
 
 // Refresh renews a claim the attempt keeps while it waits (an earlier

@@ -166,7 +166,22 @@ func (h *importer) object(ctx context.Context, m runner.Msg, o events.ObjectCrea
 		return []events.Event{h.rejected(p, "route", p.reasonCode, p.reason, "", batch)}, nil
 	}
 
-	e, err := h.ledger.Open(ctx, "v."+p.hash[:tagHashLen])
+	key := "v." + p.hash[:tagHashLen]
+	var e ledger.Entry
+	var err error
+	if m.Delivery <= 1 && !p.needsBitmap {
+		// A first delivery is almost always a version never seen: claim it
+		// without reading first, one round trip fewer. If a record exists
+		// after all (a notification sent twice), Create fails and what it
+		// found is judged as Open would have.
+		evs, found, ferr := h.submitFresh(ctx, p, key, batch)
+		if found == nil {
+			return evs, ferr
+		}
+		e, err = h.ledger.Assess(*found)
+	} else {
+		e, err = h.ledger.Open(ctx, key)
+	}
 	switch {
 	case err != nil:
 		return nil, err
@@ -225,6 +240,38 @@ func (h *importer) submit(ctx context.Context, p plan, e ledger.Entry, batch str
 		return nil, err
 	}
 	return h.submitClaimed(ctx, p, e, batch)
+}
+
+// submitFresh claims key as fresh and submits. If the record exists it
+// returns it, as read, for the caller to judge, having freed the slot it
+// took unless that record holds it.
+func (h *importer) submitFresh(ctx context.Context, p plan, key, batch string) ([]events.Event, *ledger.Entry, error) {
+	slot, err := h.acquireSlot(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	if slot.Name == "" && h.cfg.MaxInFlight > 0 {
+		return nil, nil, runner.Delay(h.cfg.SlotWait, fmt.Sprintf("%d IMS image-creation jobs in flight", h.cfg.MaxInFlight))
+	}
+	e := ledger.Entry{Key: key}
+	err = h.ledger.Claim(ctx, &e, slot)
+	if err == nil {
+		evs, err := h.submitClaimed(ctx, p, e, batch)
+		return evs, nil, err
+	}
+	if !ledger.LostRace(err) {
+		h.releaseUnclaimed(ctx, key, slot)
+		return nil, nil, err
+	}
+	found, rerr := h.ledger.Read(ctx, key)
+	if rerr != nil {
+		h.releaseSlot(ctx, slot)
+		return nil, nil, rerr
+	}
+	if !found.Record.Holds(slot) {
+		h.releaseSlot(ctx, slot)
+	}
+	return nil, &found, nil
 }
 
 // submitClaimed submits the import under a claim that holds its slot.
