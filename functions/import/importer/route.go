@@ -33,6 +33,7 @@ type plan struct {
 	source     events.Source
 	versionKey string
 	hash       string // of versionKey: the provenance tag's value and KV key
+	rule       Rule   // the rule that routed it, with the object's metadata applied
 
 	quick  *imsapi.QuickImportRequest
 	data   *imsapi.DataImageRequest
@@ -101,6 +102,7 @@ func routeContent(o events.ObjectCreated, cfg routeConfig, virtualSize int64) pl
 		return reject(p, events.ReasonInvalidRequest, err.Error())
 	}
 	p.imageType = rule.ImageType
+	p.rule = rule
 	p.name = imageName(o.Key, p.hash)
 	switch {
 	case o.Size == 0:

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,6 +18,9 @@ import (
 // JSON: {"rules": [Rule, ...]}. The longest matching prefix wins; a rule
 // with bucket "" or "*" matches every bucket.
 type Rule struct {
+	// Name names the rule in events and refusals; "" is named by its
+	// place, bucket and prefix (see Label).
+	Name   string `json:"name,omitempty"`
 	Bucket string `json:"bucket"`
 	Prefix string `json:"prefix"`
 	// ImageType is data (default) or system.
@@ -36,6 +40,15 @@ type Rule struct {
 	CMKID       string            `json:"cmk_id,omitempty"`
 	// EnterpriseProjectID of the new images.
 	EnterpriseProjectID string `json:"enterprise_project_id,omitempty"`
+}
+
+// Label is how events and refusals name the rule: its Name, else
+// "bucket/prefix" ("*/" for the default rule).
+func (r Rule) Label() string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return cmp.Or(r.Bucket, "*") + "/" + r.Prefix
 }
 
 // Rules are the routing rules, checked at load.
@@ -76,7 +89,14 @@ func ParseRules(b []byte) (Rules, error) {
 }
 
 func (rs Rules) check() error {
+	names := map[string]int{}
 	for i, r := range rs.Rules {
+		if r.Name != "" {
+			if j, dup := names[r.Name]; dup {
+				return fmt.Errorf("rule %d: name %q is also rule %d's", i, r.Name, j)
+			}
+			names[r.Name] = i
+		}
 		switch r.ImageType {
 		case "", events.ImageData, events.ImageSystem:
 		default:
