@@ -50,6 +50,9 @@ type Kind string
 const (
 	KindImport Kind = "import"
 	KindExport Kind = "export"
+	// KindDistribute is one leg of an image's lifecycle after its import:
+	// a copy, a share (imsflow.out.distribute.<status>).
+	KindDistribute Kind = "distribute"
 )
 
 // Status is the outcome an output event reports; its subject is
@@ -185,6 +188,10 @@ type JobSubmitted struct {
 	// this holding and never a later one under the same name.
 	Slot    string `json:"slot,omitempty"`
 	SlotRev uint64 `json:"slot_rev,omitempty"`
+	// Rule is the label of the routing rule that imported it (imports).
+	Rule string `json:"rule,omitempty"`
+	// Leg is the lifecycle leg the job runs (KindDistribute).
+	Leg *LegRef `json:"leg,omitempty"`
 }
 
 // JobFinished is a completed, failed or timed-out job (subjects
@@ -216,6 +223,8 @@ type JobFinished struct {
 	ErrorCode            string  `json:"error_code,omitempty"`
 	FailReason           string  `json:"fail_reason,omitempty"`
 	BatchID              string  `json:"batch_id,omitempty"`
+	Rule                 string  `json:"rule,omitempty"`
+	Leg                  *LegRef `json:"leg,omitempty"`
 }
 
 // Rejected is an input that imsflow will not process, with the reason

@@ -348,6 +348,7 @@ func (h *importer) handoff(p plan, jobID, imageID, batch string, slot ledger.Slo
 	return events.JobSubmitted{
 		JobID: jobID, JobType: jobType, Kind: events.KindImport, Method: p.method, ImageID: imageID, ImageName: p.name,
 		SubmittedAt: h.now().UTC(), BatchID: batch, ImageType: p.imageType, Source: &src, Slot: slot.Name, SlotRev: slot.Rev,
+		Rule: p.rule.Label(),
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/imsflow/imsflow/internal/lifecycle"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
@@ -40,6 +41,9 @@ type Rule struct {
 	CMKID       string            `json:"cmk_id,omitempty"`
 	// EnterpriseProjectID of the new images.
 	EnterpriseProjectID string `json:"enterprise_project_id,omitempty"`
+	// Lifecycle is what happens to the image once imported: copies to
+	// regions, shares, tags, retention (docs/lifecycle.md).
+	Lifecycle *lifecycle.Declaration `json:"lifecycle,omitempty"`
 }
 
 // Label is how events and refusals name the rule: its Name, else
@@ -109,6 +113,9 @@ func (rs Rules) check() error {
 		}
 		if r.MinDisk < 0 {
 			return fmt.Errorf("rule %d: min_disk %d is negative", i, r.MinDisk)
+		}
+		if err := r.Lifecycle.Check(); err != nil {
+			return fmt.Errorf("rule %d (%s): lifecycle: %w", i, r.Label(), err)
 		}
 	}
 	return nil

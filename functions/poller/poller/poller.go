@@ -472,6 +472,7 @@ func (p *poller) final(st jobState, status string, job *imsapi.Job, now time.Tim
 		JobID: h.Ref(), JobType: h.JobType, Kind: h.Kind, ImageID: h.ImageID, ImageName: h.ImageName, Method: h.Method,
 		ImageType: h.ImageType, Source: h.Source, BucketURL: h.BucketURL, FileFormat: h.FileFormat, Quick: h.Quick,
 		RequestID: h.RequestID, SubmittedAt: h.SubmittedAt, FinishedAt: now.UTC(), Polls: st.Polls, BatchID: h.BatchID,
+		Rule: h.Rule, Leg: h.Leg,
 	}
 	switch status {
 	case string(imsapi.JobSuccess):
