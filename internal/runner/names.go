@@ -18,6 +18,8 @@ import "github.com/imsflow/imsflow/pkg/events"
 //	imsflow_jobs     j.<job ID>             a tracked job (the poller's state)
 //	                 i.<image ID>           an import known by its image (an earlier attempt's)
 //	                 x.<hash>               an export known by its target (an earlier attempt's)
+//	imsflow_lifecycles l.<hash>             an imported image's lifecycle (internal/lifecycle.Record)
+//	                 latest.<family>        the family's latest images (internal/lifecycle.Pointer)
 //	imsflow_batches  see internal/batches
 //	imsflow_replicas see internal/rateshare
 //	imsflow_attempts <function>.<seq>       failures of a message (the runner)
@@ -57,6 +59,9 @@ const (
 	BucketSlots = "imsflow_slots"
 	// BucketJobs is the poller's state of every tracked job.
 	BucketJobs = "imsflow_jobs"
+	// BucketLifecycles holds each imported image's lifecycle and each
+	// family's latest pointer.
+	BucketLifecycles = "imsflow_lifecycles"
 	// BucketBatches holds every batch's totals.
 	BucketBatches = "imsflow_batches"
 	// BucketReplicas holds a heartbeat per process sharing the IMS rate.

@@ -54,6 +54,7 @@ func DefaultTopology(replicas int) Topology {
 			{Bucket: BucketSlots, Description: "IMS image-creation jobs in flight", Storage: jetstream.FileStorage, Replicas: replicas,
 				LimitMarkerTTL: time.Minute},
 			{Bucket: BucketJobs, Description: "poller state per IMS job", Storage: jetstream.FileStorage, Replicas: replicas},
+			{Bucket: BucketLifecycles, Description: "image lifecycles and each family's latest images", Storage: jetstream.FileStorage, Replicas: replicas},
 			{Bucket: BucketBatches, Description: "batch totals", Storage: jetstream.FileStorage, Replicas: replicas, TTL: 30 * 24 * time.Hour},
 			{Bucket: BucketAttempts, Description: "failed deliveries per message", Storage: jetstream.FileStorage, Replicas: replicas,
 				TTL: 7 * 24 * time.Hour},
