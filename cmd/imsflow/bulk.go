@@ -317,11 +317,12 @@ func runBulkExport(ctx context.Context, args []string, environ map[string]string
 
 // statusUsage is the usage of "imsflow status"; %s is how long batches
 // are kept.
-const statusUsage = `usage: imsflow status [BATCH]
+const statusUsage = `usage: imsflow status [BATCH|LIFECYCLE]
 
 With BATCH, the batch's totals and each of its items' outcome (batches are
-kept %s after their last change); without, the IMS jobs in flight. NATS
-is found with NATS_URL and the other NATS_* settings.
+kept %s after their last change); with a lifecycle's ID, its legs as a
+tree (see "imsflow lifecycle"); without, the IMS jobs in flight. NATS is
+found with NATS_URL and the other NATS_* settings.
 `
 
 // batchRetention is how long a batch's totals are kept: the TTL of its
@@ -363,6 +364,11 @@ func runStatus(ctx context.Context, args []string, environ map[string]string, st
 		return jobsInFlight(ctx, js, e.NATS, stdout, stderr)
 	}
 	batch := fs.Arg(0)
+	if store, err := lifecycleStore(ctx, js, e.NATS); err == nil {
+		if _, _, err := store.Load(ctx, batch); err == nil {
+			return showLifecycle(ctx, store, batch, stdout, stderr)
+		}
+	}
 	counter, err := batches.New(ctx, js, "status")
 	if err != nil {
 		fmt.Fprintf(stderr, "imsflow status: %v\n", noImsflow(err, e.NATS))

@@ -44,7 +44,8 @@ Usage:
   imsflow demo [-v]               a realistic mixed batch through the local pipeline, with a summary
   imsflow watch [-json] [-all]    print imsflow's events as they arrive (NATS_URL)
   imsflow bulk import|export ...  one event per object of a bucket prefix, or per image ID (see "imsflow bulk")
-  imsflow status [BATCH]          a batch's totals and items, or the jobs in flight
+  imsflow status [BATCH|ID]       a batch's totals and items, a lifecycle's legs, or the jobs in flight
+  imsflow lifecycle [show|retry|latest] ...   image lifecycles: list, tree, retry one leg, a family's latest
   imsflow bucket init BUCKET...   create buckets (S3_*) and send MinIO's events to JetStream
   imsflow ims <command> [flags]   call the IMS API directly (see "imsflow ims -h")
   imsflow emulator [flags]        run the local IMS emulator (see "imsflow emulator -h")
@@ -74,6 +75,8 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		return runBulk(ctx, args[1:], environ, stdout, stderr, os.Stdin)
 	case "status":
 		return runStatus(ctx, args[1:], environ, stdout, stderr)
+	case "lifecycle":
+		return runLifecycle(ctx, args[1:], environ, stdout, stderr)
 	case "bucket":
 		return runBucket(ctx, args[1:], environ, stdout, stderr)
 	case "demo":

@@ -107,14 +107,21 @@ func Main[C any](function string, build Build[C]) {
 	if err != nil {
 		badConfig(function, err)
 	}
+	var regions imsconfig.RegionsConfig
+	if err := imsconfig.ParseEnv(&regions, nil); err != nil {
+		badConfig(function, err)
+	}
+	if _, err := regions.Projects(); err != nil {
+		badConfig(function, err)
+	}
 	tel := telemetry.New()
-	exit(log, run(function, cfg, log, tel, withIMS(function, imsCfg, cfg.Function, build, tel, log)))
+	exit(log, run(function, cfg, log, tel, withIMS(function, imsCfg, regions, cfg.Function, build, tel, log)))
 }
 
 // withIMS starts a function that calls IMS: "ims: not configured" and
 // "consumer: not bound" until its IMS client is made and its runner
 // built (whose own check then says when its consumer is bound).
-func withIMS[C any](function string, imsCfg imsconfig.Config, cfg C, build Build[C], tel *telemetry.Telemetry, log zerolog.Logger) start {
+func withIMS[C any](function string, imsCfg imsconfig.Config, regionsCfg imsconfig.RegionsConfig, cfg C, build Build[C], tel *telemetry.Telemetry, log zerolog.Logger) start {
 	tel.Ready("ims", telemetry.NotYet("not configured"))
 	tel.Ready("consumer", telemetry.NotYet("not bound"))
 	return func(ctx context.Context, js jetstream.JetStream) (Service, error) {
@@ -123,10 +130,17 @@ func withIMS[C any](function string, imsCfg imsconfig.Config, cfg C, build Build
 		limiter := rate.NewLimiter(rate.Limit(imsCfg.RateLimit), imsCfg.RateBurst)
 		meter := new(rateshare.Meter)
 		observe := func(o imsapi.Observation) { tel.IMS(o); meter.Observe(o) }
-		ims, err := imsCfg.Client(imsapi.WithRateLimiter(limiter), imsapi.WithObserver(observe))
+		opts := []imsapi.Option{imsapi.WithRateLimiter(limiter), imsapi.WithObserver(observe)}
+		ims, err := imsCfg.Client(opts...)
 		if err != nil {
 			return nil, err
 		}
+		// The other regions' clients (image lifecycles) share the limiter.
+		regions, err := imsconfig.NewRegions(imsCfg, regionsCfg, ims, opts...)
+		if err != nil {
+			return nil, err
+		}
+		ctx = imsconfig.NewContext(ctx, regions)
 		host, _ := os.Hostname()
 		if err := rateshare.Share(ctx, js, fmt.Sprintf("%s/%s/%d", function, host, os.Getpid()), imsCfg.RateLimit, imsCfg.RateBurst, limiter, meter); err != nil {
 			return nil, err

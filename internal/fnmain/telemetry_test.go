@@ -71,7 +71,7 @@ func TestImportFunctionProbes(t *testing.T) {
 	imsCfg := imsconfig.Config{Endpoint: emu.URL, AccessKey: "AK", SecretKey: "SK", ProjectID: "p1", RateLimit: 100, RateBurst: 100, Timeout: 10 * time.Second}
 	tel := telemetry.New()
 	probe := listen(t, tel)
-	build := withIMS(importer.Function, imsCfg, cfg.Function, func(ctx context.Context, cfg importer.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
+	build := withIMS(importer.Function, imsCfg, imsconfig.RegionsConfig{}, cfg.Function, func(ctx context.Context, cfg importer.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
 		return importer.New(ctx, cfg, ims, js, log)
 	}, tel, zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())

@@ -186,3 +186,24 @@ func TestRecordJSONRoundTrip(t *testing.T) {
 }
 
 func sourceOf(bucket, key string) *events.Source { return &events.Source{Bucket: bucket, Key: key} }
+
+func TestWriteTree(t *testing.T) {
+	d := Declaration{Copy: &Copy{Plain: true}, Regions: []Region{{Region: "ap-southeast-3", AgencyName: "a"}}, KeepLast: 1}
+	r := Plan(Start{ID: "l1", Rule: "web", Declaration: d, SourceRegion: "cn-north-4", Image: Image{ID: "img", Name: "web-1", Encrypted: true}, At: t0,
+		Source: sourceOf("images", "web/1.qcow2")})
+	run(t, r, map[string]string{"replicate:ap-southeast-3": LegFailed})
+	var b strings.Builder
+	WriteTree(&b, r)
+	got := b.String()
+	for _, want := range []string{
+		"lifecycle l1  rule web  family web  failed\n",
+		"imported img (web-1) in cn-north-4 from images:web/1.qcow2\n",
+		"├─ copy ", "│  ├─ tag:cn-north-4 ", "│  └─ replicate:ap-southeast-3 ", "failed",
+		"│     └─ tag:ap-southeast-3 ", "blocked  replicate:ap-southeast-3 failed",
+		"└─ latest ", "   ├─ retain:cn-north-4 ",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the tree lacks %q:\n%s", want, got)
+		}
+	}
+}

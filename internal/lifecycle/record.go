@@ -49,8 +49,14 @@ type Leg struct {
 	ClaimedAt time.Time `json:"claimed_at,omitzero"`
 	// JobID is the leg's IMS job once submitted; ImageID the image it
 	// made (copies) or acted on.
-	JobID      string    `json:"job_id,omitempty"`
-	ImageID    string    `json:"image_id,omitempty"`
+	JobID   string `json:"job_id,omitempty"`
+	ImageID string `json:"image_id,omitempty"`
+	// Slot and SlotRev are the replication slot a cross-region copy
+	// holds (released by the poller when its job ends).
+	Slot    string `json:"slot,omitempty"`
+	SlotRev uint64 `json:"slot_rev,omitempty"`
+	// Removed are the images a retention leg deleted.
+	Removed    []string  `json:"removed,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
 	ErrorCode  string    `json:"error_code,omitempty"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
@@ -204,6 +210,7 @@ func (r *Record) Retry(name string, now time.Time) error {
 		return fmt.Errorf("leg %s of lifecycle %s is %s: only a failed or refused leg is retried", name, r.ID, l.State)
 	}
 	l.State, l.Reason, l.ErrorCode, l.JobID, l.ClaimedAt, l.FinishedAt = LegPending, "", "", "", time.Time{}, time.Time{}
+	l.Slot, l.SlotRev = "", 0
 	l.Attempt++
 	r.unblock(name)
 	if r.State != Running {

@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/imsflow/imsflow/internal/batches"
+	"github.com/imsflow/imsflow/internal/imsconfig"
 	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/rateshare"
 	"github.com/imsflow/imsflow/internal/runner"
@@ -121,6 +122,9 @@ type poller struct {
 	cfg     Config
 	pol     policy
 	ims     IMS
+	// regions gives the IMS of a lifecycle leg's region (nil: the home
+	// region only).
+	regions func(region string) (IMS, error)
 	js      jetstream.JetStream
 	jobs    jetstream.KeyValue
 	slots   jetstream.KeyValue
@@ -194,8 +198,27 @@ func newPoller(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream)
 	if err := armSweep(ctx, js, cfg.Sweep); err != nil {
 		return nil, err
 	}
-	return &poller{cfg: cfg, pol: cfg.policy(), ims: ims, js: js, jobs: jobs, slots: slots, imports: imports, batches: counter,
-		tel: telemetry.FromContext(ctx), meter: rateshare.FromContext(ctx), now: time.Now}, nil
+	p := &poller{cfg: cfg, pol: cfg.policy(), ims: ims, js: js, jobs: jobs, slots: slots, imports: imports, batches: counter,
+		tel: telemetry.FromContext(ctx), meter: rateshare.FromContext(ctx), now: time.Now}
+	if r := imsconfig.FromContext(ctx); r != nil {
+		p.regions = func(region string) (IMS, error) {
+			c, err := r.Client(region)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		}
+	}
+	return p, nil
+}
+
+// imsFor is the IMS that runs h's job: a lifecycle leg's region's, else
+// the home region's.
+func (p *poller) imsFor(h events.JobSubmitted) (IMS, error) {
+	if h.Leg == nil || h.Leg.Region == "" || p.regions == nil {
+		return p.ims, nil
+	}
+	return p.regions(h.Leg.Region)
 }
 
 // codeNoSuchAPI is the gateway's answer for a path it does not serve.
@@ -423,6 +446,12 @@ func (p *poller) advance(st jobState, o observation, now time.Time) (jobState, [
 // image for an import known only by its image.
 func (p *poller) query(ctx context.Context, st *jobState) observation {
 	h := st.Handoff
+	ims, err := p.imsFor(h)
+	if err != nil {
+		// Nothing can ask about it: it ends, saying why; once the region
+		// is configured, the leg is retried.
+		return observation{status: string(imsapi.JobFail), job: &imsapi.Job{FailReason: imsapi.FlexString(err.Error())}}
+	}
 	switch {
 	case h.JobID == "" && h.Kind == events.KindExport:
 		// An earlier attempt's export, found by its target: IMS refused a
@@ -430,7 +459,7 @@ func (p *poller) query(ctx context.Context, st *jobState) observation {
 		// it writes when the export ends. There is no job to ask about.
 		return observation{status: string(imsapi.JobSuccess), percent: 1, job: &imsapi.Job{Entities: imsapi.JobEntities{ImageID: h.ImageID}}}
 	case h.JobID == "":
-		im, err := p.ims.Image(ctx, h.ImageID)
+		im, err := ims.Image(ctx, h.ImageID)
 		switch {
 		case errors.Is(err, imsapi.ErrNotFound):
 			return observation{status: string(imsapi.JobFail), job: &imsapi.Job{ErrorCode: "IMG.0027", FailReason: "the image was not found"}}
@@ -446,16 +475,15 @@ func (p *poller) query(ctx context.Context, st *jobState) observation {
 		return observation{status: string(imsapi.JobRunning)}
 	}
 	var job *imsapi.Job
-	var err error
 	if !st.StatusAPI {
-		job, err = p.ims.JobProgress(ctx, h.JobID)
+		job, err = ims.JobProgress(ctx, h.JobID)
 		var apiErr *imsapi.APIError
 		if errors.As(err, &apiErr) && (apiErr.StatusCode == 404 && (apiErr.Code == "" || apiErr.Code == codeNoSuchAPI) || apiErr.StatusCode == 501) {
 			st.StatusAPI = true // the path itself is missing here
 		}
 	}
 	if st.StatusAPI {
-		job, err = p.ims.Job(ctx, h.JobID)
+		job, err = ims.Job(ctx, h.JobID)
 	}
 	if err != nil {
 		return observation{err: err}
