@@ -119,9 +119,9 @@ type jobState struct {
 }
 
 type poller struct {
-	cfg     Config
-	pol     policy
-	ims     IMS
+	cfg Config
+	pol policy
+	ims IMS
 	// regions gives the IMS of a lifecycle leg's region (nil: the home
 	// region only).
 	regions func(region string) (IMS, error)
