@@ -1,6 +1,7 @@
 // Package imsapi is a typed client of Huawei Cloud's Image Management
 // Service (IMS) API: the image-file imports, export, job queries, image
-// lookup, OS version catalogue and quota that imsflow needs.
+// lookup, OS version catalogue and quota that imsflow needs, and the copies,
+// sharing, tags and deletion that distribute an image afterwards.
 //
 // # Use
 //
@@ -25,6 +26,20 @@
 //	ListImages       GET  /v2/cloudimages (also AllImages, Image)
 //	ListOSVersions   GET  /v1/cloudimages/os_version
 //	Quota            GET  /v1/cloudimages/quota
+//
+// and, once an image is imported, its distribution (distribution.go):
+//
+//	CopyImageCrossRegion  POST   /v1/cloudimages/{image_id}/cross_region_copy
+//	CopyImageInRegion     POST   /v1/cloudimages/{image_id}/copy
+//	BatchAddMembers       POST   /v1/cloudimages/members
+//	BatchUpdateMembers    PUT    /v1/cloudimages/members (by the recipient)
+//	BatchDeleteMembers    DELETE /v1/cloudimages/members
+//	ListImageMembers      GET    /v2/images/{image_id}/members
+//	BatchAddOrDeleteTags  POST   /v2/{project_id}/images/{image_id}/tags/action
+//	GlanceDeleteImage     DELETE /v2/images/{image_id}
+//
+// A client talks to one region: its endpoint, which may carry a path
+// prefix (signed with the rest of the path), and its project ID.
 //
 // # Authentication
 //

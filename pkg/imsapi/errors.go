@@ -155,20 +155,31 @@ func IsRetryable(err error) bool {
 	return false
 }
 
-// MaybeApplied reports whether a failed submission (POST) may have taken
-// effect all the same: the connection broke after the request may have
-// reached IMS, or the gateway answered 408 or 5xx, which it can do after IMS
-// accepted the job. Before submitting again, look for the job's image (by
-// its name or a tag), or the same image may be created twice.
+// MaybeApplied reports whether a failed submission (a POST, or the PUT and
+// DELETE of the member and image-delete APIs) may have taken effect all the
+// same: the connection broke after the request may have reached IMS, or the
+// gateway answered 408 or 5xx, which it can do after IMS accepted the job.
+// Before submitting again, look for the job's image (by its name or a tag),
+// or the same image may be created twice. A failed GET never applied
+// anything.
 func MaybeApplied(err error) bool {
 	if tErr, ok := errors.AsType[*TransportError](err); ok {
-		return tErr.MaybeApplied && tErr.Method == http.MethodPost
+		return tErr.MaybeApplied && writes(tErr.Method)
 	}
 	if apiErr, ok := errors.AsType[*APIError](err); ok {
-		return apiErr.Method == http.MethodPost && !apiErr.Throttled() &&
+		return writes(apiErr.Method) && !apiErr.Throttled() &&
 			(apiErr.StatusCode == http.StatusRequestTimeout || apiErr.StatusCode >= 500)
 	}
 	return errors.Is(err, ErrNoJobID)
+}
+
+// writes reports whether a request of method may change state at IMS.
+func writes(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch:
+		return true
+	}
+	return false
 }
 
 // RetryAfter returns the delay the service asked for in a Retry-After

@@ -228,15 +228,21 @@ func (c *Client) ImportImage(ctx context.Context, r *ImageRequest) (*JobRef, err
 var ErrNoJobID = errors.New("imsapi: accepted answer without job_id")
 
 func (c *Client) submit(ctx context.Context, op, path string, body any) (*JobRef, error) {
+	return c.submitWith(ctx, op, http.MethodPost, path, body)
+}
+
+// submitWith sends an asynchronous submission with method (POST, or the
+// PUT and DELETE of the member APIs) and returns its job.
+func (c *Client) submitWith(ctx context.Context, op, method, path string, body any) (*JobRef, error) {
 	var ref JobRef
-	if err := c.do(ctx, op, http.MethodPost, path, nil, body, &ref); err != nil {
+	if err := c.do(ctx, op, method, path, nil, body, &ref); err != nil {
 		if errors.Is(err, errUndecodable) {
 			return nil, fmt.Errorf("%w: %w", ErrNoJobID, err)
 		}
 		return nil, err
 	}
 	if ref.JobID == "" {
-		return nil, fmt.Errorf("POST %s: %w", path, ErrNoJobID)
+		return nil, fmt.Errorf("%s %s: %w", method, path, ErrNoJobID)
 	}
 	return &ref, nil
 }

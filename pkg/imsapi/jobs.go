@@ -32,6 +32,12 @@ const (
 	JobTypeImportImage     = "imsImportImageJob"       // system disk from a file
 	JobTypeImportDataImage = "imsImportDataImageJob"   // data disk from a file
 	JobTypeExportImage     = "imsNativeExportImageJob" // export
+
+	JobTypeCrossRegionCopy = "imsCrossRegionCopyImageJob" // CopyImageCrossRegion
+	JobTypeCopyInRegion    = "imsCopyImageInRegionJob"    // CopyImageInRegion
+	JobTypeAddMembers      = "imsAddImageMembersJob"      // BatchAddMembers
+	JobTypeUpdateMembers   = "imsUpdateImageMembersJob"   // BatchUpdateMembers
+	JobTypeDeleteMembers   = "imsDelImageMembersJob"      // BatchDeleteMembers
 )
 
 // Job is an asynchronous IMS job, as both job APIs report it.

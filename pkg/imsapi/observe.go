@@ -18,6 +18,15 @@ const (
 	OpListImages      = "list_images"
 	OpOSVersions      = "os_versions"
 	OpQuota           = "quota"
+	// The distribution operations (distribution.go).
+	OpCopyCrossRegion = "copy_cross_region"
+	OpCopyInRegion    = "copy_in_region"
+	OpAddMembers      = "add_members"
+	OpUpdateMembers   = "update_members"
+	OpDeleteMembers   = "delete_members"
+	OpListMembers     = "list_members"
+	OpTags            = "tags"
+	OpDeleteImage     = "delete_image"
 )
 
 // Observation is what the client tells the observer given with

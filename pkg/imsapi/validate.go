@@ -167,6 +167,13 @@ func (v *validator) tags(tags []string, imageTags []ImageTag) {
 			kv = append(kv, ImageTag{Key: k, Value: val})
 		}
 	}
+	v.tagList(list, kv)
+}
+
+// tagList checks the {key, value} tags of one list field: at most 10; keys
+// 1-36 of [A-Za-z0-9_-], unique; values 0-43 of [A-Za-z0-9_.-]; Chinese
+// characters are allowed in both.
+func (v *validator) tagList(list string, kv []ImageTag) {
 	if len(kv) > MaxTags {
 		v.add(list, "length", "IMG.0116", "has %d tags, at most %d are allowed", len(kv), MaxTags)
 	}

@@ -18,7 +18,9 @@ const AdminPrefix = "/_emulator/"
 //
 //	GET  /_emulator/stats        Stats
 //	GET  /_emulator/submissions  []Submission
-//	GET  /_emulator/images       []imsapi.Image
+//	GET  /_emulator/images       []imsapi.Image (of the first region)
+//	GET  /_emulator/regions/{region}/images  []imsapi.Image (RegionImages; 404 for an unknown region)
+//	GET  /_emulator/images/{image_id}/members  []imsapi.ImageMember (ImageMembers)
 //	POST /_emulator/images       seed one imsapi.Image (AddImage); answers it
 //	GET  /_emulator/objects      []Object of the catalogue (Objects)
 //	POST /_emulator/objects      Object or []Object (PutObject)
@@ -50,6 +52,16 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	get("submissions", func() any { return cmpOrEmpty(s.Submissions()) })
 	get("images", func() any { return s.Images() })
 	get("objects", func() any { return s.Objects() })
+	mux.HandleFunc("GET "+AdminPrefix+"regions/{region}/images", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := s.Region(r.PathValue("region")); !ok {
+			writeJSON(w, http.StatusNotFound, "", map[string]string{"error": "unknown region " + r.PathValue("region")})
+			return
+		}
+		writeJSON(w, http.StatusOK, "", s.RegionImages(r.PathValue("region")))
+	})
+	mux.HandleFunc("GET "+AdminPrefix+"images/{image_id}/members", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, "", cmpOrEmpty(s.ImageMembers(r.PathValue("image_id"))))
+	})
 	post("POST", "images", func(b []byte) (any, error) {
 		var im imsapi.Image
 		if err := strictJSON(b, &im); err != nil {

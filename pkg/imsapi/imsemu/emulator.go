@@ -9,6 +9,12 @@
 // faults with [Server.SetFaults]; read what it accepted with
 // [Server.Submissions] and [Server.Stats]. The same controls are served as
 // JSON under /_emulator/ for the standalone "imsflow emulator".
+//
+// Besides imports and exports it emulates the distribution of images
+// (copies within and across regions, sharing, tags, deletion; see
+// distribution.go): give [Config].Regions to have several regions, each a
+// catalogue of its own served under [Server.RegionURL], and
+// [Config].Accounts for the tenants images are shared with.
 package imsemu
 
 import (
@@ -53,7 +59,8 @@ type Config struct {
 	// Tokens are accepted in X-Auth-Token.
 	Tokens []imsapi.Secret
 	// ProjectID is the project of GET /v1/{project_id}/jobs/{job_id}; ""
-	// accepts any.
+	// accepts any. With Regions, it is the first region's project unless
+	// that region names its own.
 	ProjectID string
 	// Clock drives jobs, image states and rate limits (default: real time).
 	Clock Clock
@@ -70,11 +77,12 @@ type Config struct {
 	// bursts of RateBurst; above it the answer is 429 APIGW.0308. 0: no limit.
 	RateLimit float64
 	RateBurst int
-	// MaxRunningJobs caps running image-creation (import) jobs; the next
-	// submission gets 400 IMG.0194. 0 means DefaultMaxRunningJobs, negative
-	// no cap.
+	// MaxRunningJobs caps running image-creation (import) jobs, per
+	// region; the next submission gets 400 IMG.0194. 0 means
+	// DefaultMaxRunningJobs, negative no cap.
 	MaxRunningJobs int
-	// ImageQuota caps the private images of the project (400 IMG.0015).
+	// ImageQuota caps the private images of the project (400 IMG.0015),
+	// in each region that sets no quota of its own.
 	// 0 means DefaultImageQuota, negative no cap.
 	ImageQuota int
 	// Faults are injected into API requests from the start.
@@ -96,6 +104,35 @@ type Config struct {
 	// Store, when set, is the real bucket store imports are checked against
 	// and exports written to (see [S3Store]).
 	Store ObjectStore
+
+	// Regions are the emulator's regions, each with its own images, jobs,
+	// members and quota, served at URL/region/<name>; the first is also
+	// served at the root. None (the zero value): one region, DefaultRegion,
+	// of ProjectID and ImageQuota, as before regions existed.
+	Regions []Region
+	// DomainID is the account ID of the emulator's own account (the one of
+	// Credentials and Tokens); "" derives one.
+	DomainID string
+	// Accounts are other tenants: images can be shared with their projects
+	// and with them, and they call the API with their own credentials
+	// (accepting shares with BatchUpdateMembers).
+	Accounts []Account
+	// Agencies are the IAM agencies a cross-region copy may name
+	// (agency_name); nil accepts any.
+	Agencies []string
+	// KMSKeys are the KMS keys an in-region copy may encrypt with (cmk_id);
+	// nil accepts any key ID, none of them a default key.
+	KMSKeys []KMSKey
+	// CopySpeed is the bytes a copy job handles per emulated second (both
+	// kinds); 0 means DefaultCopySpeed.
+	CopySpeed int64
+	// MaxImageMembers caps the members of one image (400 IMG.0088). 0
+	// means DefaultMaxImageMembers, negative no cap.
+	MaxImageMembers int
+	// MaxReplicationTasks caps the cross-region copies one account has
+	// running at once; the next is answered 400 IMG.0060. 0 means
+	// imsapi.MaxReplicationTasks (5), negative no cap.
+	MaxReplicationTasks int
 }
 
 // Faults are failures injected into API requests (not into /_emulator/).
@@ -144,18 +181,26 @@ type Server struct {
 	http     *http.Server
 	handler  http.Handler
 
+	// Regions and accounts: set up by newServer, never changed after.
+	regions      []*region // Config.Regions, or the one DefaultRegion
+	regionByName map[string]*region
+	owner        *account            // the account of Credentials and Tokens
+	others       []*account          // Config.Accounts
+	accounts     map[string]*account // by access key (owner's too)
+	secrets      map[string]imsapi.Secret
+
 	mu          sync.Mutex
 	rand        *rand.Rand
 	faults      Faults
 	failNext    []int
 	objects     map[objectKey]Object
 	buckets     map[string]bool
-	images      []*image // in creation order
+	images      []*image // in creation order, of every region
 	imageByID   map[string]*image
-	jobs        map[string]*job
-	pending     jobHeap // jobs not yet finished, by end time
-	running     int     // import jobs in pending
-	rules       []FailureRule
+	jobs        map[string]*job // of every region
+	pending     jobHeap         // jobs not yet finished, by end time
+	running     int             // import jobs in pending, of every region
+	rules       []*failureRule
 	limiters    map[string]*rate.Limiter
 	submissions []Submission
 	stats       Stats
@@ -210,6 +255,12 @@ func newServer(cfg Config) (*Server, error) {
 	}
 	cfg.MaxRunningJobs = cmp.Or(cfg.MaxRunningJobs, DefaultMaxRunningJobs)
 	cfg.ImageQuota = cmp.Or(cfg.ImageQuota, DefaultImageQuota)
+	if cfg.CopySpeed < 0 {
+		return nil, errors.New("imsemu: copy speed cannot be negative")
+	}
+	cfg.CopySpeed = cmp.Or(cfg.CopySpeed, DefaultCopySpeed)
+	cfg.MaxImageMembers = cmp.Or(cfg.MaxImageMembers, DefaultMaxImageMembers)
+	cfg.MaxReplicationTasks = cmp.Or(cfg.MaxReplicationTasks, imsapi.MaxReplicationTasks)
 	cfg.RateBurst = max(cfg.RateBurst, 1)
 	if cfg.OSVersions == nil {
 		cfg.OSVersions = DefaultOSVersions
@@ -218,6 +269,8 @@ func newServer(cfg Config) (*Server, error) {
 	cfg.Credentials = maps.Clone(cfg.Credentials)
 	cfg.Tokens = slices.Clone(cfg.Tokens)
 	cfg.OSVersions = slices.Clone(cfg.OSVersions)
+	cfg.Agencies = slices.Clone(cfg.Agencies)
+	cfg.KMSKeys = slices.Clone(cfg.KMSKeys)
 	writeCtx, stopWrites := context.WithCancel(context.Background())
 	s := &Server{
 		cfg:       cfg,
@@ -234,6 +287,9 @@ func newServer(cfg Config) (*Server, error) {
 		exportedAt: map[objectKey]uint64{},
 		writeCtx:   writeCtx,
 		stopWrites: stopWrites,
+	}
+	if err := s.setupRegions(); err != nil {
+		return nil, err
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -264,26 +320,37 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Client returns an imsapi client of this emulator signed with the first
-// configured access key (or its first token), with no client-side rate
-// limit unless opts set one.
+// Client returns an imsapi client of this emulator (of its first region,
+// at the root) signed with the first configured access key (or its first
+// token), with no client-side rate limit unless opts set one.
 func (s *Server) Client(opts ...imsapi.Option) (*imsapi.Client, error) {
-	var creds imsapi.Credentials
+	creds, err := s.ownCredentials()
+	if err != nil {
+		return nil, err
+	}
+	return newClient(s.URL, creds, s.regions[0].projectID, opts)
+}
+
+// ownCredentials are the first configured access key, or else the first
+// token, of the emulator's own account.
+func (s *Server) ownCredentials() (imsapi.Credentials, error) {
 	for ak, sk := range s.cfg.Credentials {
-		creds = imsapi.AKSK{AccessKey: ak, SecretKey: sk}
-		break
+		return imsapi.AKSK{AccessKey: ak, SecretKey: sk}, nil
 	}
-	if creds == nil && len(s.cfg.Tokens) > 0 {
-		creds = imsapi.Token{Token: s.cfg.Tokens[0]}
+	if len(s.cfg.Tokens) > 0 {
+		return imsapi.Token{Token: s.cfg.Tokens[0]}, nil
 	}
-	if creds == nil {
-		return nil, errors.New("imsemu: no credentials configured")
-	}
+	return nil, errors.New("imsemu: no credentials configured")
+}
+
+// newClient is a client of endpoint for project, without a client-side
+// rate limit unless opts set one.
+func newClient(endpoint string, creds imsapi.Credentials, projectID string, opts []imsapi.Option) (*imsapi.Client, error) {
 	all := []imsapi.Option{imsapi.WithRateLimiter(rate.NewLimiter(rate.Inf, 0))}
-	if s.cfg.ProjectID != "" {
-		all = append(all, imsapi.WithProjectID(s.cfg.ProjectID))
+	if projectID != "" {
+		all = append(all, imsapi.WithProjectID(projectID))
 	}
-	return imsapi.New(s.URL, creds, append(all, opts...)...)
+	return imsapi.New(endpoint, creds, append(all, opts...)...)
 }
 
 // SetFaults replaces the injected faults.
@@ -358,7 +425,13 @@ type request struct {
 	*http.Request
 	body      []byte
 	accessKey string // or "token:<n>"
-	now       time.Time
+	// region is the region the request was sent to; caller the account
+	// whose credentials signed it, and project that account's project in
+	// the region.
+	region  *region
+	caller  *account
+	project string
+	now     time.Time
 	// await is the export write the answer reports as done (a job's
 	// SUCCESS): it goes out only once the object is in the Store.
 	await *storeWrite
@@ -366,8 +439,12 @@ type request struct {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
+	// Each operation is served at the root (the first region) and under
+	// /region/{region}/.
 	api := func(pattern string, op string, h handlerFunc) {
+		method, p, _ := strings.Cut(pattern, " ")
 		mux.Handle(pattern, s.api(op, h))
+		mux.Handle(method+" "+regionPrefix+"{region}"+p, s.api(op, h))
 	}
 	api("POST /v2/cloudimages/quickimport/action", OpQuickImport, s.quickImport)
 	api("POST /v1/cloudimages/dataimages/action", OpDataImageImport, s.dataImageImport)
@@ -381,6 +458,7 @@ func (s *Server) routes() http.Handler {
 	api("GET /v2/images/{image_id}", OpShowImage, s.showImage)
 	api("GET /v1/cloudimages/os_version", OpOSVersions, s.osVersions)
 	api("GET /v1/cloudimages/quota", OpQuota, s.quota)
+	s.distributionRoutes(api)
 	s.adminRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, s.newRequestID(), gatewayBody{
@@ -443,6 +521,12 @@ func (cw *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // serveAPI answers one request and returns the status sent.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op string, h handlerFunc, reqID string) int {
+	rg := s.regionFor(r.PathValue("region"))
+	if rg == nil {
+		return writeJSON(w, http.StatusNotFound, reqID, gatewayBody{
+			ErrorCode: "APIGW.0101", ErrorMsg: "The API does not exist or has not been published in the environment", RequestID: reqID,
+		})
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
 		return 0
@@ -461,7 +545,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op string, h h
 			return 0
 		}
 	}
-	if drop && !(faults.AcceptBeforeDrop && r.Method == http.MethodPost) {
+	// A submission (POST, or the PUT and DELETE of members and images)
+	// may take effect before its connection drops.
+	if drop && !(faults.AcceptBeforeDrop && r.Method != http.MethodGet) {
 		return s.drop(w)
 	}
 
@@ -475,7 +561,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op string, h h
 	if aerr != nil {
 		return writeAPIError(w, reqID, aerr)
 	}
-	req := &request{Request: r, body: body, accessKey: ak}
+	req := &request{Request: r, body: body, accessKey: ak, region: rg}
+	if aerr := s.identify(req); aerr != nil {
+		return writeAPIError(w, reqID, aerr)
+	}
 	if r.Method == http.MethodPost {
 		if aerr := s.syncFromStore(req, op); aerr != nil {
 			return writeAPIError(w, reqID, aerr)
@@ -497,8 +586,16 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op string, h h
 	if aerr != nil {
 		return writeAPIError(w, reqID, aerr)
 	}
+	if _, ok := out.(noContent); ok {
+		w.Header().Set(imsapi.HeaderRequestID, reqID)
+		w.WriteHeader(http.StatusNoContent)
+		return http.StatusNoContent
+	}
 	return writeJSON(w, http.StatusOK, reqID, out)
 }
+
+// noContent is a handler's answer of 204 without a body.
+type noContent struct{}
 
 // drop closes the connection without an answer (counted as status 0 by
 // the countingWriter's Hijack before the connection closes).
@@ -529,7 +626,7 @@ func (s *Server) authenticate(r *http.Request, body []byte) (string, *apiError) 
 	var ak string
 	lookup := func(a string) (imsapi.Secret, bool) {
 		ak = a
-		sk, ok := s.cfg.Credentials[a]
+		sk, ok := s.secrets[a]
 		return sk, ok
 	}
 	err := imsapi.VerifySignature(r, body, lookup, time.Now(), MaxSignatureSkew)

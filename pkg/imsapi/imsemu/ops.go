@@ -143,14 +143,23 @@ func (s *Server) importSource(imageURL string, allowed []string, limit int64, mi
 	return source{obj: obj, format: format}, nil
 }
 
-// admitImport applies the image quota and the running-jobs cap.
-func (s *Server) admitImport() *apiError {
-	if q := s.cfg.ImageQuota; q > 0 && s.privateImages() >= q {
-		return imsError("IMG.0015", "The image quota (%d) has been reached.", q)
+// admitImport applies the image quota and the running-jobs cap of the
+// request's region.
+func (s *Server) admitImport(r *request) *apiError {
+	if e := s.admitImage(r.region, r.caller); e != nil {
+		return e
 	}
-	if m := s.cfg.MaxRunningJobs; m > 0 && s.running >= m {
+	if m := s.cfg.MaxRunningJobs; m > 0 && r.region.running >= m {
 		s.stats.Capped++
-		return imsError(imsapi.CodeTooManyImports, "Too many image import tasks are running (%d); try again later.", s.running)
+		return imsError(imsapi.CodeTooManyImports, "Too many image import tasks are running (%d); try again later.", r.region.running)
+	}
+	return nil
+}
+
+// admitImage applies acct's image quota in rg to a new image.
+func (s *Server) admitImage(rg *region, acct *account) *apiError {
+	if q := rg.quota; q > 0 && s.privateImages(rg, acct) >= q {
+		return imsError("IMG.0015", "The image quota (%d) has been reached.", q)
 	}
 	return nil
 }
@@ -160,7 +169,7 @@ func (s *Server) newImport(r *request, op, jobType string, src source, im imsapi
 	im.ID = s.uuid()
 	im.Status = imsapi.ImageQueued
 	im.Visibility, im.ImageType, im.RootOrigin, im.ContainerFormat = "private", "private", "file", "bare"
-	im.Owner = s.cfg.ProjectID
+	im.Owner = r.project
 	im.ImageSize = strconv.FormatInt(src.obj.Size, 10)
 	im.DiskFormat = diskFormat(src.format)
 	for _, t := range tags {
@@ -174,8 +183,9 @@ func (s *Server) newImport(r *request, op, jobType string, src source, im imsapi
 	img := &image{info: im, created: r.now}
 	j := &job{jobType: jobType, image: img, imageID: im.ID, imageName: im.Name,
 		run:  duration(src.obj.Size, s.cfg.ImportSpeed, s.cfg.TimeScale),
-		fail: s.failureFor(op, src.obj.Key)}
+		fail: s.failureFor(op, r.region.name, src.obj.Key, im.Name)}
 	img.job = j
+	img.region, img.owner = r.region, r.caller
 	s.addImage(img)
 	url := src.obj.Bucket + ":" + src.obj.Key
 	return imsapi.JobRef{JobID: s.startJob(r, j, op, im.Name, url)}, nil
@@ -269,7 +279,7 @@ func (s *Server) quickImport(r *request) (any, *apiError) {
 	if e := s.checkBitmap(src); e != nil {
 		return nil, e
 	}
-	if e := s.admitImport(); e != nil {
+	if e := s.admitImport(r); e != nil {
 		return nil, e
 	}
 	return s.newImport(r, OpQuickImport, jobType, src, im, req.Tags, req.ImageTags)
@@ -312,7 +322,7 @@ func (s *Server) dataImageImport(r *request) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	if e := s.admitImport(); e != nil {
+	if e := s.admitImport(r); e != nil {
 		return nil, e
 	}
 	return s.newImport(r, OpDataImageImport, imsapi.JobTypeImportDataImage, src, im, req.Tags, req.ImageTags)
@@ -349,7 +359,7 @@ func (s *Server) imageImport(r *request) (any, *apiError) {
 			return nil, e
 		}
 	}
-	if e := s.admitImport(); e != nil {
+	if e := s.admitImport(r); e != nil {
 		return nil, e
 	}
 	return s.newImport(r, OpImageImport, imsapi.JobTypeImportImage, src, im, req.Tags, req.ImageTags)
@@ -357,9 +367,9 @@ func (s *Server) imageImport(r *request) (any, *apiError) {
 
 func (s *Server) export(r *request) (any, *apiError) {
 	id := r.PathValue("image_id")
-	img := s.imageByID[id]
-	if img == nil || img.deleted {
-		return nil, imsError(imsapi.CodeImageNotExist, "The image %s does not exist.", id)
+	img, e := s.ownedImage(r, id)
+	if e != nil {
+		return nil, e
 	}
 	var req imsapi.ExportRequest
 	if e := decode(r, &req); e != nil {
@@ -404,7 +414,7 @@ func (s *Server) export(r *request) (any, *apiError) {
 	}
 	j := &job{jobType: imsapi.JobTypeExportImage, image: img, imageID: id, imageName: im.Name,
 		run:    duration(size, s.cfg.ExportSpeed, s.cfg.TimeScale),
-		fail:   s.failureFor(OpExport, key),
+		fail:   s.failureFor(OpExport, r.region.name, key, im.Name),
 		target: Object{Bucket: bucket, Key: key, Size: size, StorageClass: "STANDARD"}}
 	return imsapi.JobRef{JobID: s.startJob(r, j, OpExport, im.Name, req.BucketURL)}, nil
 }
@@ -414,7 +424,7 @@ func (s *Server) jobProgress(r *request) (any, *apiError) {
 }
 
 func (s *Server) jobStatus(r *request) (any, *apiError) {
-	if p := r.PathValue("project_id"); s.cfg.ProjectID != "" && p != s.cfg.ProjectID {
+	if p := r.PathValue("project_id"); r.project != "" && p != r.project {
 		return nil, imsError("IMG.0001", "The project %s in the path is not the credentials' project.", p)
 	}
 	return s.jobView(r, false)
@@ -423,7 +433,7 @@ func (s *Server) jobStatus(r *request) (any, *apiError) {
 func (s *Server) jobView(r *request, progressAPI bool) (any, *apiError) {
 	id := r.PathValue("job_id")
 	j := s.jobs[id]
-	if j == nil {
+	if j == nil || j.region != r.region || j.account != r.caller {
 		return nil, &apiError{status: http.StatusNotFound, code: "IMG.0001", message: fmt.Sprintf("The job %s does not exist.", id)}
 	}
 	v := j.view(r.now, progressAPI)
@@ -628,12 +638,7 @@ func (s *Server) listImages(r *request) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	all := make([]imsapi.Image, 0, len(s.images))
-	for _, im := range s.images {
-		if !im.deleted {
-			all = append(all, im.view(r.now))
-		}
-	}
+	all := s.visibleImages(r, q.Get("member_status"))
 	order(all)
 	// The marker is looked up among all images, not the filtered ones: it
 	// stays a valid position when its image no longer matches the filter
@@ -662,10 +667,10 @@ func (s *Server) listImages(r *request) (any, *apiError) {
 func (s *Server) showImage(r *request) (any, *apiError) {
 	id := r.PathValue("image_id")
 	img := s.imageByID[id]
-	if img == nil || img.deleted {
+	if img == nil || img.deleted || !s.canSee(r, img) {
 		return nil, &apiError{status: http.StatusNotFound, code: imsapi.CodeImageNotExist, message: fmt.Sprintf("The image %s does not exist.", id)}
 	}
-	return answer(img.view(r.now)), nil
+	return answer(s.viewFor(r, img)), nil
 }
 
 func cmpOrEmpty[T any](s []T) []T {
@@ -696,13 +701,29 @@ func (s *Server) osVersions(r *request) (any, *apiError) {
 	return cmpOrEmpty(out), nil
 }
 
+// quota is the caller's quota in the request's region: its private images;
+// image_shared, its images shared with anyone (UNCONFIRMED: what IMS
+// counts there, and its limit, which the emulator takes from the image
+// quota); image_member, the most members one of its images has, against
+// MaxImageMembers.
 func (s *Server) quota(r *request) (any, *apiError) {
-	q := s.cfg.ImageQuota
+	q := r.region.quota
 	if q < 0 {
 		q = 1 << 30
 	}
+	shared, members, maxMembers := 0, 0, s.cfg.MaxImageMembers
+	if maxMembers < 0 {
+		maxMembers = 1 << 30
+	}
+	for _, im := range s.images {
+		if !im.deleted && im.region == r.region && im.owner == r.caller && len(im.members) > 0 {
+			shared++
+			members = max(members, len(im.members))
+		}
+	}
 	return map[string]imsapi.Quota{"quotas": {Resources: []imsapi.QuotaResource{
-		{Type: imsapi.QuotaImage, Used: s.privateImages(), Quota: q, Min: 1, Max: max(q, 1000)},
-		{Type: imsapi.QuotaImageMember, Used: 0, Quota: 128, Min: 1, Max: 128},
+		{Type: imsapi.QuotaImage, Used: s.privateImages(r.region, r.caller), Quota: q, Min: 1, Max: max(q, 1000)},
+		{Type: imsapi.QuotaImageShared, Used: shared, Quota: q, Min: 1, Max: max(q, 1000)},
+		{Type: imsapi.QuotaImageMember, Used: members, Quota: maxMembers, Min: 1, Max: maxMembers},
 	}}}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"path"
 	"slices"
@@ -26,6 +27,14 @@ const (
 	OpShowImage       = "show_image" // not called by imsapi.Client
 	OpOSVersions      = imsapi.OpOSVersions
 	OpQuota           = imsapi.OpQuota
+	OpCopyCrossRegion = imsapi.OpCopyCrossRegion
+	OpCopyInRegion    = imsapi.OpCopyInRegion
+	OpAddMembers      = imsapi.OpAddMembers
+	OpUpdateMembers   = imsapi.OpUpdateMembers
+	OpDeleteMembers   = imsapi.OpDeleteMembers
+	OpListMembers     = imsapi.OpListMembers
+	OpTags            = imsapi.OpTags
+	OpDeleteImage     = imsapi.OpDeleteImage
 )
 
 // Object is a bucket object the emulator knows: what an import reads and
@@ -85,14 +94,27 @@ func (s *Server) Object(bucket, key string) (Object, bool) {
 }
 
 // FailureRule makes matching jobs end in FAIL with IMS's error code and
-// reason. A rule matches on the object key (glob, as path.Match) of an
-// import's image_url or an export's bucket_url, and optionally on the
-// operation.
+// reason. A rule matches a job when every criterion it sets does: the
+// object key (glob, as path.Match) of an import's image_url or an export's
+// bucket_url, the name of the image, the region, and the operation. Jobs
+// that name no object (copies, member jobs) never match a rule with a
+// KeyPattern. At least one of KeyPattern, NamePattern and Region is
+// required.
 type FailureRule struct {
 	// KeyPattern is a path.Match pattern of the object key, e.g. "*broken*".
 	KeyPattern string `json:"key_pattern"`
+	// NamePattern is a path.Match pattern of the image's name: the new
+	// image's of an import or a copy, the exported image's, any of the
+	// images' of a member job.
+	NamePattern string `json:"name_pattern,omitempty"`
+	// Region is the region the job runs in; for a cross-region copy, its
+	// target region.
+	Region string `json:"region,omitempty"`
 	// Operation limits the rule to one of the Op* operations ("" for all submissions).
 	Operation string `json:"operation,omitempty"`
+	// Times is how many jobs the rule fails before it stops matching, so
+	// that a retry can succeed; 0 fails every matching job.
+	Times int `json:"times,omitempty"`
 	// ErrorCode and FailReason are what the job reports.
 	ErrorCode  string `json:"error_code"`
 	FailReason string `json:"fail_reason"`
@@ -100,10 +122,22 @@ type FailureRule struct {
 	AtPercent float64 `json:"at_percent,omitempty"`
 }
 
-// AddFailureRule adds a rule; the first matching rule applies.
+// AddFailureRule adds a rule; the first matching rule applies. It returns
+// an error for a bad pattern, an unknown region, a negative Times, or a rule
+// with no KeyPattern, NamePattern or Region.
 func (s *Server) AddFailureRule(r FailureRule) error {
-	if _, err := path.Match(r.KeyPattern, ""); err != nil || r.KeyPattern == "" {
-		return errBadPattern(r.KeyPattern)
+	for _, p := range []string{r.KeyPattern, r.NamePattern} {
+		if _, err := path.Match(p, ""); err != nil {
+			return errBadPattern(p)
+		}
+	}
+	switch {
+	case r.KeyPattern == "" && r.NamePattern == "" && r.Region == "":
+		return errBadPattern("")
+	case r.Region != "" && s.regionByName[r.Region] == nil:
+		return fmt.Errorf("imsemu: failure rule for unknown region %q", r.Region)
+	case r.Times < 0:
+		return fmt.Errorf("imsemu: failure rule times %d is negative", r.Times)
 	}
 	if r.ErrorCode == "" {
 		r.ErrorCode = "IMG.1075"
@@ -116,31 +150,54 @@ func (s *Server) AddFailureRule(r FailureRule) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rules = append(s.rules, r)
+	s.rules = append(s.rules, &failureRule{FailureRule: r})
 	return nil
 }
 
 type errBadPattern string
 
-func (e errBadPattern) Error() string { return "imsemu: bad key pattern " + string(e) }
+func (e errBadPattern) Error() string {
+	if e == "" {
+		return "imsemu: a failure rule needs a key pattern, a name pattern or a region"
+	}
+	return "imsemu: bad key pattern " + string(e)
+}
 
-func (s *Server) failureFor(op, key string) *FailureRule {
-	for i := range s.rules {
-		r := &s.rules[i]
-		if r.Operation != "" && r.Operation != op {
+// failureRule is a FailureRule and how many jobs it failed.
+type failureRule struct {
+	FailureRule
+	used int
+}
+
+// failureFor returns the rule that fails a new job of op in region, on
+// object key ("": none) and of image names, and counts the job against the
+// rule's Times. It runs under s.mu, when the job is started.
+func (s *Server) failureFor(op, region, key string, names ...string) *FailureRule {
+	for _, r := range s.rules {
+		switch {
+		case r.Operation != "" && r.Operation != op,
+			r.Times > 0 && r.used >= r.Times,
+			r.Region != "" && r.Region != region,
+			r.KeyPattern != "" && (key == "" || !match(r.KeyPattern, key)),
+			r.NamePattern != "" && !slices.ContainsFunc(names, func(n string) bool { return match(r.NamePattern, n) }):
 			continue
 		}
-		if ok, _ := path.Match(r.KeyPattern, key); ok {
-			return r
-		}
+		r.used++
+		return &r.FailureRule
 	}
 	return nil
+}
+
+func match(pattern, s string) bool {
+	ok, _ := path.Match(pattern, s)
+	return ok
 }
 
 // Submission is one accepted job submission.
 type Submission struct {
 	Seq       int             `json:"seq"`
 	Time      time.Time       `json:"time"`
+	Region    string          `json:"region,omitempty"` // the region it was sent to
 	Operation string          `json:"operation"`
 	AccessKey string          `json:"access_key"`
 	JobID     string          `json:"job_id"`
@@ -170,6 +227,9 @@ type Stats struct {
 	Capped    int `json:"capped"`
 	Injected  int `json:"injected"`
 	Dropped   int `json:"dropped"`
+	// CopyCapped counts the IMG.0060 answers of the cap of running
+	// cross-region copies.
+	CopyCapped int `json:"copy_capped"`
 	// StoreErrors counts failed writes of exports to the object store.
 	StoreErrors int `json:"store_errors"`
 	// Jobs by outcome, and running image-creation jobs now and at most.
@@ -212,8 +272,11 @@ func (s *Server) Stats() Stats {
 type image struct {
 	info    imsapi.Image
 	created time.Time
-	job     *job // the import job while it runs
+	job     *job // the import (or copy) job while it runs
 	deleted bool
+	region  *region
+	owner   *account
+	members []*member
 }
 
 // status follows the import job: queued while INIT, saving while RUNNING.
@@ -232,10 +295,17 @@ func (im *image) view(now time.Time) imsapi.Image {
 
 // AddImage puts an image into the store as if it existed already (a public
 // image, a whole-ECS image, an encrypted one...), for export tests. Empty
-// ID, status and image type become a new ID, active and private.
+// ID, status and image type become a new ID, active and private. The image
+// is the emulator's own account's, in the first region (see
+// [Server.AddImageTo]).
 func (s *Server) AddImage(im imsapi.Image) imsapi.Image {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.addImageTo(s.regions[0], im)
+}
+
+// addImageTo is AddImage in region rg. It runs under s.mu.
+func (s *Server) addImageTo(rg *region, im imsapi.Image) imsapi.Image {
 	if im.ID == "" {
 		im.ID = s.uuid()
 	}
@@ -257,7 +327,7 @@ func (s *Server) AddImage(im imsapi.Image) imsapi.Image {
 		im.ActiveAt = cmpOr(im.UpdatedAt, im.CreatedAt)
 	}
 	im.Tags = canonicalTags(im.Tags)
-	s.addImage(&image{info: im, created: now})
+	s.addImage(&image{info: im, created: now, region: rg, owner: s.owner})
 	return im
 }
 
@@ -266,20 +336,11 @@ func (s *Server) addImage(im *image) {
 	s.imageByID[im.info.ID] = im
 }
 
-// Images returns every image as IMS would list it now (finishing the jobs
-// whose end has come, as [Server.Stats] does).
+// Images returns every image of the first region (of every account) as
+// IMS would list it now (finishing the jobs whose end has come, as
+// [Server.Stats] does). [Server.RegionImages] lists another region's.
 func (s *Server) Images() []imsapi.Image {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
-	out := make([]imsapi.Image, 0, len(s.images))
-	for _, im := range s.images {
-		if !im.deleted {
-			out = append(out, im.view(now))
-		}
-	}
-	return out
+	return s.RegionImages(s.regions[0].name)
 }
 
 // Objects returns the objects of the emulator's own catalogue (PutObject,
@@ -319,10 +380,11 @@ func canonicalTags(tags []string) []string {
 	return out
 }
 
-func (s *Server) privateImages() int {
+// privateImages counts acct's private images in rg, what the quota caps.
+func (s *Server) privateImages(rg *region, acct *account) int {
 	n := 0
 	for _, im := range s.images {
-		if !im.deleted && im.info.ImageType == "private" && im.info.Status != imsapi.ImageKilled {
+		if !im.deleted && im.region == rg && im.owner == acct && im.info.ImageType == "private" && im.info.Status != imsapi.ImageKilled {
 			n++
 		}
 	}
@@ -334,7 +396,7 @@ func (s *Server) privateImages() int {
 type job struct {
 	id, jobType, subJobID string
 	op                    string
-	image                 *image // the imported image, or the exported one
+	image                 *image // the imported image, or the exported one, or a copy
 	imageID, imageName    string
 	submitted             time.Time
 	init, run             time.Duration
@@ -344,6 +406,14 @@ type job struct {
 	target Object
 	write  *storeWrite
 	index  int // in the heap
+	// where it was submitted (and is queried) and who submitted it
+	region  *region
+	account *account
+	// the image a copy copies; the images of a member job, and the change
+	// it makes when it succeeds, at its end
+	source  *image
+	members []*image
+	apply   func(at time.Time)
 }
 
 func (j *job) runStart() time.Time { return j.submitted.Add(j.init) }
@@ -357,7 +427,17 @@ func (j *job) end() time.Time {
 	return j.runStart().Add(run)
 }
 
-func (j *job) isImport() bool { return j.op != OpExport }
+// isImport reports whether j imports an image file: it counts against
+// MaxRunningJobs and has a sub-job.
+func (j *job) isImport() bool {
+	return j.op == OpQuickImport || j.op == OpDataImageImport || j.op == OpImageImport
+}
+
+// createsImage reports whether j makes a new image, which follows it:
+// queued, saving, then active or killed.
+func (j *job) createsImage() bool {
+	return j.isImport() || j.op == OpCopyCrossRegion || j.op == OpCopyInRegion
+}
 
 // jobAnswer is a job as the job APIs report it. It mirrors [imsapi.Job]
 // but always carries entities.current_task, "" once the job has ended, as
@@ -392,7 +472,7 @@ func (j *job) view(now time.Time, progressAPI bool) jobAnswer {
 	switch {
 	case now.Before(j.runStart()):
 		v.Status = imsapi.JobInit
-		v.Entities.CurrentTask = "ImportImageTask:ObtainImageInfoTask"
+		v.Entities.CurrentTask = j.initTask()
 	case now.Before(j.end()):
 		v.Status = imsapi.JobRunning
 		percent = ProgressAt(float64(now.Sub(j.runStart())) / float64(j.run))
@@ -424,11 +504,32 @@ func twoDecimals(p float64) float64 {
 	return math.Floor(p*100+1e-9) / 100
 }
 
-func (j *job) task() string {
-	if j.isImport() {
-		return "ImportImageTask:RegisterImageTask"
+// initTask and task are entities.current_task while INIT and RUNNING. IMS
+// documents the import's; the others are UNCONFIRMED names of that shape.
+func (j *job) initTask() string {
+	switch {
+	case j.isImport():
+		return "ImportImageTask:ObtainImageInfoTask"
+	case j.op == OpExport:
+		return "ExportImageTask:ObtainImageInfoTask"
+	case j.createsImage():
+		return "CopyImageTask:ObtainImageInfoTask"
 	}
-	return "ExportImageTask:UploadImageFileTask"
+	return "ImageMembersTask:CheckMembersTask"
+}
+
+func (j *job) task() string {
+	switch {
+	case j.isImport():
+		return "ImportImageTask:RegisterImageTask"
+	case j.op == OpExport:
+		return "ExportImageTask:UploadImageFileTask"
+	case j.op == OpCopyCrossRegion:
+		return "CrossRegionCopyImageTask:CopyImageFileTask"
+	case j.op == OpCopyInRegion:
+		return "CopyImageTask:CopyImageFileTask"
+	}
+	return "ImageMembersTask:UpdateMembersTask"
 }
 
 // advance finishes every job whose end has come: the imported image turns
@@ -441,6 +542,7 @@ func (s *Server) advance(now time.Time) {
 		j.finished = true
 		if j.isImport() {
 			s.running--
+			j.region.running--
 		}
 		ok := j.fail == nil
 		if ok {
@@ -450,12 +552,16 @@ func (s *Server) advance(now time.Time) {
 		}
 		stamp := j.end().UTC().Format(time.RFC3339)
 		switch {
-		case j.isImport() && ok:
+		case j.apply != nil:
+			if ok {
+				j.apply(j.end())
+			}
+		case j.createsImage() && ok:
 			j.image.info.Status = imsapi.ImageActive
 			j.image.info.UpdatedAt = stamp
 			j.image.info.ActiveAt = stamp
 			j.image.job = nil
-		case j.isImport():
+		case j.createsImage():
 			j.image.info.Status = imsapi.ImageKilled
 			j.image.info.UpdatedAt = stamp
 			j.image.job = nil
@@ -469,6 +575,7 @@ func (s *Server) advance(now time.Time) {
 func (s *Server) startJob(r *request, j *job, op, name, url string) string {
 	j.id = s.hexID()
 	j.op = op
+	j.region, j.account = r.region, r.caller
 	j.submitted = r.now
 	if s.cfg.InitDuration > 0 {
 		j.init = scale(s.cfg.InitDuration, s.cfg.TimeScale)
@@ -476,13 +583,14 @@ func (s *Server) startJob(r *request, j *job, op, name, url string) string {
 	if j.isImport() {
 		j.subJobID = s.hexID()
 		s.running++
+		r.region.running++
 		s.stats.MaxRunning = max(s.stats.MaxRunning, s.running)
 	}
 	s.jobs[j.id] = j
 	heap.Push(&s.pending, j)
 	s.stats.JobsSubmitted++
 	s.submissions = append(s.submissions, Submission{
-		Seq: len(s.submissions) + 1, Time: r.now, Operation: op, AccessKey: r.accessKey,
+		Seq: len(s.submissions) + 1, Time: r.now, Region: r.region.name, Operation: op, AccessKey: r.accessKey,
 		JobID: j.id, ImageID: j.imageID, Name: name, URL: url, Body: append(json.RawMessage(nil), r.body...),
 	})
 	return j.id
