@@ -1,6 +1,7 @@
 // Package objstore is imsflow's access to S3-compatible buckets (OBS's S3
 // endpoint, MinIO): object metadata and ranged reads for recognising a
-// file's format, listing for bulk imports, and the bucket notification
+// file's format, streamed reads for checking a checksum, listing for
+// bulk imports, and the bucket notification
 // that sends MinIO's object-created events to JetStream.
 //
 // It is built on minio-go: a small, maintained client made for any
@@ -9,6 +10,7 @@
 package objstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,6 +62,10 @@ func New(c Config) (*Store, error) {
 // ErrNotFound is returned for a missing bucket or object.
 var ErrNotFound = errors.New("objstore: not found")
 
+// ErrChanged is returned by Open when the object no longer has the ETag
+// the read was asked for: it was replaced.
+var ErrChanged = errors.New("objstore: object changed")
+
 // Object is what a listing or a HEAD says of an object.
 type Object struct {
 	Bucket, Key  string
@@ -76,6 +82,8 @@ func wrap(err error, what string) error {
 	switch minio.ToErrorResponse(err).Code {
 	case "NoSuchKey", "NoSuchBucket", "NotFound":
 		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	case "PreconditionFailed":
+		return fmt.Errorf("%s: %w", what, ErrChanged)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
@@ -92,6 +100,11 @@ func (s *Store) Head(ctx context.Context, bucket, key string) (Object, error) {
 func fromInfo(bucket string, info minio.ObjectInfo) Object {
 	o := Object{Bucket: bucket, Key: info.Key, Size: info.Size, ETag: strings.Trim(info.ETag, `"`), VersionID: info.VersionID,
 		StorageClass: info.StorageClass, LastModified: info.LastModified}
+	if o.StorageClass == "" {
+		// A HEAD's class is only in its headers (minio-go fills the field
+		// from listings): S3's, or OBS's own name on OBS.
+		o.StorageClass = cmp.Or(info.Metadata.Get("X-Amz-Storage-Class"), info.Metadata.Get("X-Obs-Storage-Class"))
+	}
 	for k, v := range info.UserMetadata {
 		if o.Metadata == nil {
 			o.Metadata = map[string]string{}
@@ -122,6 +135,30 @@ func (s *Store) ReadRange(ctx context.Context, bucket, key string, off, n int64)
 		return nil, wrap(err, "read "+bucket+":"+key)
 	}
 	return b, nil
+}
+
+// Open returns the object's bytes from off to its end: one GET, streamed
+// as the caller reads, so that a reader of a large object holds none of it
+// in memory and can stop at any point. With etag set it reads that
+// version only (If-Match): a replaced object gives ErrChanged. A missing
+// object gives ErrNotFound. Close the reader when done.
+func (s *Store) Open(ctx context.Context, bucket, key string, off int64, etag string) (io.ReadCloser, error) {
+	opts := minio.GetObjectOptions{}
+	if off > 0 {
+		if err := opts.SetRange(off, 0); err != nil {
+			return nil, err
+		}
+	}
+	if etag != "" {
+		if err := opts.SetMatchETag(etag); err != nil {
+			return nil, err
+		}
+	}
+	body, _, _, err := minio.Core{Client: s.c}.GetObject(ctx, bucket, key, opts)
+	if err != nil {
+		return nil, wrap(err, "read "+bucket+":"+key)
+	}
+	return body, nil
 }
 
 // List lists the objects under prefix, page after page.

@@ -336,6 +336,12 @@ const (
 	ReasonNoBucket         = "no_bucket"
 	ReasonFormatMismatch   = "format_mismatch" // the content contradicts the extension
 	ReasonObjectMissing    = "object_missing"  // gone from the bucket before it was read
+
+	// What a rule verifies before IMS is called (the import's "verify" stage).
+	ReasonChecksumMismatch = "checksum_mismatch" // the content's SHA-256 is not the one given
+	ReasonChecksumMissing  = "checksum_missing"  // a rule requires a checksum and none came in time
+	ReasonChecksumInvalid  = "checksum_invalid"  // the checksum given is no SHA-256
+	ReasonStorageClass     = "storage_class"     // not in the Standard storage class, which IMS needs
 )
 
 // Typed event type strings (ce-type).

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/imsflow/imsflow/internal/ledger"
@@ -47,6 +48,15 @@ type handlerConfig struct {
 	// SlotWait and ThrottleWait are the waits when no slot is free and
 	// when IMS throttles without saying how long.
 	SlotWait, ThrottleWait time.Duration
+	// HashBudget is how long one delivery reads an object to check its
+	// checksum; HashLease, how long a reading is its attempt's (AckWait:
+	// no delivery lasts longer); hashChunk, how much is read at a time.
+	// ChecksumWait bounds how long an object whose rule requires a
+	// checksum waits for its checksum file; ChecksumPoll is how often it
+	// looks again meanwhile (verify.go).
+	HashBudget, HashLease      time.Duration
+	hashChunk                  int
+	ChecksumWait, ChecksumPoll time.Duration
 }
 
 // importer handles object-created notifications.
@@ -59,15 +69,17 @@ type importer struct {
 	js      jetstream.JetStream
 	objects objectStore // nil without bucket access
 	now     func() time.Time
+	hashed  prometheus.Counter // bytes read to check checksums
 	// fullUntil: every slot was taken at this moment's last look (unix
 	// nanoseconds); until then an import waits without asking again, so a
 	// backlog of waiting imports does not scan the bucket on every delivery.
 	fullUntil atomic.Int64
 }
 
-// waitRecord is a RAW file waiting for its bitmap: its notification, so
-// that the bitmap's arrival can replay it at once, and when imsflow first
-// saw it, which starts the wait (never the sender's clock).
+// waitRecord is a RAW file waiting for its bitmap (or an object for its
+// checksum file): its notification, so that the companion's arrival can
+// replay it at once, and when imsflow first saw it, which starts the wait
+// (never the sender's clock).
 type waitRecord struct {
 	Data      []byte    `json:"data"`
 	FirstSeen time.Time `json:"first_seen"`
@@ -162,6 +174,9 @@ func (h *importer) object(ctx context.Context, m runner.Msg, o events.ObjectCrea
 		return nil, nil
 	case actBitmap:
 		return nil, h.bitmapArrived(ctx, o)
+	case actChecksum:
+		log.Debug().Msg("checksum file: not imported")
+		return nil, h.checksumArrived(ctx, o)
 	case actReject:
 		return []events.Event{h.rejected(p, "route", p.reasonCode, p.reason, "", batch)}, nil
 	}
@@ -169,7 +184,8 @@ func (h *importer) object(ctx context.Context, m runner.Msg, o events.ObjectCrea
 	key := "v." + p.hash[:tagHashLen]
 	var e ledger.Entry
 	var err error
-	if m.Delivery <= 1 && !p.needsBitmap {
+	verifies := h.verifies(p)
+	if m.Delivery <= 1 && !p.needsBitmap && !verifies {
 		// A first delivery is almost always a version never seen: claim it
 		// without reading first, one round trip fewer. If a record exists
 		// after all (a notification sent twice), Create fails and what it
@@ -192,6 +208,15 @@ func (h *importer) object(ctx context.Context, m runner.Msg, o events.ObjectCrea
 	case e.Takeover():
 		return h.takeover(ctx, p, e, batch)
 	}
+	hashed := false
+	if verifies {
+		// Before the claim: a version refused here is not recorded, so that
+		// it is judged again once the object or its checksum is put right.
+		var evs []events.Event
+		if evs, hashed, err = h.verify(ctx, m, o, p, batch); err != nil || len(evs) > 0 {
+			return evs, err
+		}
+	}
 	if p.needsBitmap {
 		next, waiting, err := h.awaitBitmap(ctx, m, o, p, batch)
 		if err != nil || next == nil {
@@ -199,7 +224,11 @@ func (h *importer) object(ctx context.Context, m runner.Msg, o events.ObjectCrea
 		}
 		p = *next
 	}
-	return h.submit(ctx, p, e, batch)
+	evs, err := h.submit(ctx, p, e, batch)
+	if hashed && err == nil {
+		h.dropSum(ctx, o) // the ledger answers from now on
+	}
+	return evs, err
 }
 
 // takeover handles an attempt that died or hangs holding the claim: it
@@ -550,13 +579,19 @@ func (h *importer) bitmapArrived(ctx context.Context, o events.ObjectCreated) er
 	if _, err := h.imports.Put(ctx, companion("mf.", o.Bucket, o.Key), []byte(o.Bucket+":"+o.Key)); err != nil {
 		return fmt.Errorf("record the bitmap: %w", err)
 	}
-	waitKey := companion("wait.", o.Bucket, o.Key)
+	return h.replayWait(ctx, companion("wait.", o.Bucket, o.Key), "the waiting RAW file")
+}
+
+// replayWait publishes again the notification of what waits under
+// waitKey (what it is), if anything does, under an ID of the wait's
+// revision so that a repeated replay stores nothing twice.
+func (h *importer) replayWait(ctx context.Context, waitKey, what string) error {
 	entry, err := h.imports.Get(ctx, waitKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("look for a waiting RAW file: %w", err)
+		return fmt.Errorf("look for %s: %w", what, err)
 	}
 	var w waitRecord
 	if err := json.Unmarshal(entry.Value(), &w); err != nil {
@@ -564,16 +599,21 @@ func (h *importer) bitmapArrived(ctx context.Context, o events.ObjectCreated) er
 	}
 	id := fmt.Sprintf("rejoin:%s:%d", waitKey, entry.Revision())
 	if _, err := h.js.Publish(ctx, subjectRejoin, w.Data, jetstream.WithMsgID(id)); err != nil {
-		return fmt.Errorf("replay the waiting RAW file: %w", err)
+		return fmt.Errorf("replay %s: %w", what, err)
 	}
-	zerolog.Ctx(ctx).Info().Str("key", o.Key).Msg("bitmap arrived: replaying its RAW file")
+	zerolog.Ctx(ctx).Info().Str("wait", waitKey).Msg("companion arrived: replaying " + what)
 	return nil
 }
 
 // saveWait records a RAW file's wait the first time it is seen and
 // returns the record, new or as first saved.
 func (h *importer) saveWait(ctx context.Context, o events.ObjectCreated, data []byte) (w waitRecord, created bool, err error) {
-	key := companion("wait.", o.Bucket, o.Key)
+	return h.saveWaitAt(ctx, companion("wait.", o.Bucket, o.Key), data, "the RAW file's wait")
+}
+
+// saveWaitAt records a wait (what it is) under key the first time it is
+// seen and returns the record, new or as first saved.
+func (h *importer) saveWaitAt(ctx context.Context, key string, data []byte, what string) (w waitRecord, created bool, err error) {
 	w = waitRecord{Data: data, FirstSeen: h.now()}
 	b, _ := json.Marshal(w)
 	_, err = h.imports.Create(ctx, key, b)
@@ -581,11 +621,11 @@ func (h *importer) saveWait(ctx context.Context, o events.ObjectCreated, data []
 		return w, true, nil
 	}
 	if !ledger.Conflict(err) {
-		return w, false, fmt.Errorf("record the RAW file's wait: %w", err)
+		return w, false, fmt.Errorf("record %s: %w", what, err)
 	}
 	entry, err := h.imports.Get(ctx, key)
 	if err != nil {
-		return w, false, fmt.Errorf("read the RAW file's wait: %w", err)
+		return w, false, fmt.Errorf("read %s: %w", what, err)
 	}
 	if err := json.Unmarshal(entry.Value(), &w); err != nil || w.FirstSeen.IsZero() {
 		// A record of an older version without its first sighting: start now.

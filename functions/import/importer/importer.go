@@ -5,6 +5,7 @@
 package importer
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -51,8 +52,18 @@ type Config struct {
 	// ThrottleWait is the wait after IMS throttles without Retry-After.
 	ThrottleWait time.Duration `env:"IMS_THROTTLE_WAIT" envDefault:"5s"`
 	// Objects is the bucket access (S3_*): where set, each image's first
-	// and last bytes are read to check its format and virtual size.
+	// and last bytes are read to check its format and virtual size, and
+	// what its rule verifies is verified (Verify).
 	Objects objstore.Config
+	// HashBudget is how long one delivery reads an object to check its
+	// SHA-256 before it saves how far it got and comes back for more; 0
+	// is a third of AckWait (20s by default).
+	HashBudget time.Duration `env:"IMPORT_HASH_BUDGET"`
+	// ChecksumWait bounds how long an object whose rule requires a
+	// checksum waits for its checksum file; ChecksumPoll is how often it
+	// looks again meanwhile (0: 2m).
+	ChecksumWait time.Duration `env:"IMPORT_CHECKSUM_WAIT" envDefault:"30m"`
+	ChecksumPoll time.Duration `env:"IMPORT_CHECKSUM_POLL" envDefault:"2m"`
 	// Workers and AckWait tune the consumer; MaxFailures is how many
 	// failed deliveries send a message to the dead letters (waits do not
 	// count). An import mostly waits (four NATS round trips, the IMS
@@ -77,9 +88,16 @@ func (c Config) Check() error {
 		return fmt.Errorf("IMS_MAX_INFLIGHT must not be negative")
 	case c.MaxInFlight > 0 && (c.SlotTTL <= 0 || c.SlotWait <= 0):
 		return fmt.Errorf("IMPORT_SLOT_TTL and IMPORT_SLOT_WAIT must be positive")
+	case c.HashBudget < 0 || c.HashBudget > c.ackWait()/2:
+		return fmt.Errorf("IMPORT_HASH_BUDGET (%s) must not be negative nor above half of IMPORT_ACK_WAIT (%s): a delivery must save its reading in time", c.HashBudget, c.ackWait())
+	case c.ChecksumWait < 0 || c.ChecksumPoll < 0:
+		return fmt.Errorf("IMPORT_CHECKSUM_WAIT and IMPORT_CHECKSUM_POLL must not be negative")
 	}
 	return nil
 }
+
+// ackWait is AckWait, or the runner's default when it is 0.
+func (c Config) ackWait() time.Duration { return cmp.Or(c.AckWait, 60*time.Second) }
 
 // New returns the import function's runner on js, calling ims. The
 // topology (runner.Ensure) must exist. The process's telemetry, if ctx
@@ -103,6 +121,9 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*i
 	if err != nil {
 		return nil, runner.Config{}, err
 	}
+	if req := rules.checksumRequired(); len(req) > 0 && !cfg.Objects.Enabled() {
+		return nil, runner.Config{}, fmt.Errorf("rules %v require checksums (verify.checksum required), which are read from the bucket: set S3_ENDPOINT", req)
+	}
 	imports, err := js.KeyValue(ctx, runner.BucketImports)
 	if err != nil {
 		return nil, runner.Config{}, fmt.Errorf("bucket %s: %w", runner.BucketImports, err)
@@ -115,6 +136,8 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*i
 		cfg: handlerConfig{
 			route: routeConfig{Rules: rules, ImgAsRaw: cfg.ImgAsRaw}, BitmapWait: cfg.BitmapWait, BitmapPoll: cfg.BitmapPoll,
 			ClaimTTL: cfg.ClaimTTL, MaxInFlight: cfg.MaxInFlight, SlotTTL: cfg.SlotTTL, SlotWait: cfg.SlotWait, ThrottleWait: cfg.ThrottleWait,
+			HashBudget: cmp.Or(cfg.HashBudget, cfg.ackWait()/3), HashLease: cfg.ackWait(), hashChunk: defaultHashChunk,
+			ChecksumWait: cfg.ChecksumWait, ChecksumPoll: cmp.Or(cfg.ChecksumPoll, 2*time.Minute),
 		},
 		ims: ims, imports: imports, slots: slots, js: js, now: time.Now,
 	}
@@ -132,6 +155,9 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*i
 	}
 	tel := telemetry.FromContext(ctx)
 	if err := tel.Slots(cfg.MaxInFlight, telemetry.KeyCount(slots)); err != nil {
+		return nil, runner.Config{}, err
+	}
+	if h.hashed, err = hashedCounter(tel); err != nil {
 		return nil, runner.Config{}, err
 	}
 	return h, runner.Config{

@@ -19,6 +19,8 @@ const (
 	actBitmap               // a RAW file's .mf bitmap: record it
 	actReject               // will not import: publish rejected
 	actSubmit               // import: submit the request
+
+	actChecksum // an object's checksum file (<key>.sha256): not imported
 )
 
 // plan is routing's decision, computed from the event alone.
@@ -79,6 +81,10 @@ func routeContent(o events.ObjectCreated, cfg routeConfig, virtualSize int64) pl
 	ext := strings.ToLower(strings.TrimPrefix(path.Ext(o.Key), "."))
 	if ext == "mf" {
 		p.act, p.reason = actBitmap, "bitmap file of a RAW image"
+		return p
+	}
+	if "."+ext == ChecksumSuffix {
+		p.act, p.reason = actChecksum, "checksum file of "+strings.TrimSuffix(o.Key, path.Ext(o.Key))+", read when that object is imported"
 		return p
 	}
 	format, ok := formats[ext]
@@ -344,7 +350,9 @@ func Describe(o events.ObjectCreated, rules Rules, imgAsRaw bool) Route {
 	p := route(o, routeConfig{Rules: rules, ImgAsRaw: imgAsRaw})
 	r := Route{ImageType: p.imageType, Format: p.format, ImageName: p.name, ReasonCode: p.reasonCode, Reason: p.reason, WaitsForBitmap: p.needsBitmap}
 	switch p.act {
-	case actSkip:
+	case actSkip, actChecksum:
+		// A checksum file is read from the bucket by its object's import;
+		// its own notification only wakes an object waiting for it.
 		r.Action = "skip"
 	case actBitmap:
 		r.Action = "bitmap"

@@ -44,6 +44,9 @@ type Rule struct {
 	// Lifecycle is what happens to the image once imported: copies to
 	// regions, shares, tags, retention (docs/lifecycle.md).
 	Lifecycle *lifecycle.Declaration `json:"lifecycle,omitempty"`
+	// Verify is what is checked of the object before IMS is called: its
+	// checksum and its storage class (verify.go; defaults there).
+	Verify Verify `json:"verify,omitzero"`
 }
 
 // Label is how events and refusals name the rule: its Name, else
@@ -116,6 +119,9 @@ func (rs Rules) check() error {
 		}
 		if err := r.Lifecycle.Check(); err != nil {
 			return fmt.Errorf("rule %d (%s): lifecycle: %w", i, r.Label(), err)
+		}
+		if err := r.Verify.check(); err != nil {
+			return fmt.Errorf("rule %d (%s): verify: %w", i, r.Label(), err)
 		}
 	}
 	return nil

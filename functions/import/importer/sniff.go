@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 
@@ -17,6 +18,8 @@ import (
 type objectStore interface {
 	ReadRange(ctx context.Context, bucket, key string, off, n int64) ([]byte, error)
 	Head(ctx context.Context, bucket, key string) (objstore.Object, error)
+	// Open streams an object from off (verify.go reads checksums with it).
+	Open(ctx context.Context, bucket, key string, off int64, etag string) (io.ReadCloser, error)
 }
 
 // sniff reads the first HeadSize and last TailSize bytes of an image
@@ -51,6 +54,7 @@ func (h *importer) checkContent(ctx context.Context, o events.ObjectCreated, p p
 	content, err := h.sniff(ctx, o)
 	switch {
 	case errors.Is(err, objstore.ErrNotFound):
+		h.forgetSum(ctx, o) // what verify.go kept of it
 		rej := h.rejected(p, "sniff", events.ReasonObjectMissing, fmt.Sprintf("%s:%s is no longer in the bucket; upload it again", o.Bucket, o.Key), "", o.Metadata[MetaBatch])
 		return 0, &rej, nil
 	case err != nil:
