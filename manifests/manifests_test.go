@@ -474,25 +474,32 @@ func TestScaledObjects(t *testing.T) {
 				t.Errorf("ScaledObject %s: scaleTargetRef %s is no function's Deployment", name, ref.Name)
 				continue
 			}
-			stream, durable, ok := functions.Consumer(fc.function)
-			if !ok {
+			consumers := functions.Consumers(fc.function)
+			if len(consumers) == 0 {
 				t.Errorf("ScaledObject %s scales %s, which consumes no stream", name, fc.function)
 				continue
 			}
 			seen[fc.function] = true
-			if len(so.Spec.Triggers) != 1 || so.Spec.Triggers[0].Type != "nats-jetstream" {
-				t.Errorf("ScaledObject %s: triggers %+v, want one nats-jetstream", name, so.Spec.Triggers)
+			// One nats-jetstream trigger per consumer of the function, in
+			// its order: a function with two consumers must wake for either.
+			if len(so.Spec.Triggers) != len(consumers) {
+				t.Errorf("ScaledObject %s: %d triggers, want one per consumer of %s (%d)", name, len(so.Spec.Triggers), fc.function, len(consumers))
 				continue
 			}
-			md := so.Spec.Triggers[0].Metadata
-			for k := range md {
-				if !natsJetStreamMetadata[k] {
-					t.Errorf("ScaledObject %s: trigger metadata %q is not a key of KEDA's nats-jetstream scaler", name, k)
+			for i, tr := range so.Spec.Triggers {
+				if tr.Type != "nats-jetstream" {
+					t.Errorf("ScaledObject %s: trigger %d is %s, want nats-jetstream", name, i, tr.Type)
+				}
+				for k := range tr.Metadata {
+					if !natsJetStreamMetadata[k] {
+						t.Errorf("ScaledObject %s: trigger metadata %q is not a key of KEDA's nats-jetstream scaler", name, k)
+					}
+				}
+				if c := consumers[i]; tr.Metadata["stream"] != c.Stream || tr.Metadata["consumer"] != c.Config.Durable {
+					t.Errorf("ScaledObject %s: trigger %d: stream %q consumer %q, want %q and %q (the %s function's)", name, i, tr.Metadata["stream"], tr.Metadata["consumer"], c.Stream, c.Config.Durable, fc.function)
 				}
 			}
-			if md["stream"] != stream || md["consumer"] != durable {
-				t.Errorf("ScaledObject %s: stream %q consumer %q, want %q and %q (the %s function's)", name, md["stream"], md["consumer"], stream, durable, fc.function)
-			}
+			md := so.Spec.Triggers[0].Metadata
 			if md["natsServerMonitoringEndpoint"] != wantEndpoint {
 				t.Errorf("ScaledObject %s: endpoint %q, want the headless service %q (KEDA asks the consumer's leader)", name, md["natsServerMonitoringEndpoint"], wantEndpoint)
 			}

@@ -33,8 +33,8 @@ func newQueryChecker() *queryChecker {
 		q.known[n] = true
 	}
 	for _, fn := range functions.Names {
-		if stream, durable, ok := functions.Consumer(fn); ok {
-			q.consumers[durable], q.streams[stream] = true, true
+		for _, c := range functions.Consumers(fn) {
+			q.consumers[c.Config.Durable], q.streams[c.Stream] = true, true
 		}
 	}
 	return q

@@ -49,7 +49,7 @@ Usage:
   imsflow bucket init BUCKET...   create buckets (S3_*) and send MinIO's events to JetStream
   imsflow ims <command> [flags]   call the IMS API directly (see "imsflow ims -h")
   imsflow emulator [flags]        run the local IMS emulator (see "imsflow emulator -h")
-  imsflow run FUNCTION            run one function (import, export, poller, ingest) as this process
+  imsflow run FUNCTION            run one function (import, export, poller, distribute, ingest) as this process
   imsflow version                 the version and commit this binary was built from
   imsflow healthcheck URL...      exit 0 when every URL answers 2xx (the image's HEALTHCHECK)
   imsflow help [COMMAND]          this text, or a command's (as "imsflow COMMAND -h")

@@ -7,7 +7,7 @@ import (
 
 func TestRunUsage(t *testing.T) {
 	code, _, stderr := runCLI(t, nil, "run", "importer")
-	if code != exitUsage || !strings.Contains(stderr, `unknown function "importer"`) || !strings.Contains(stderr, "import, export, poller, ingest") {
+	if code != exitUsage || !strings.Contains(stderr, `unknown function "importer"`) || !strings.Contains(stderr, "import, export, poller, distribute, ingest") {
 		t.Errorf("imsflow run importer: exit %d, stderr %q; want %d naming the functions", code, stderr, exitUsage)
 	}
 	if code, _, _ := runCLI(t, nil, "run"); code != exitUsage {

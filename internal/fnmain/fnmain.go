@@ -44,7 +44,7 @@ type Service interface {
 }
 
 // Build makes a function that calls IMS from its configuration.
-type Build[C any] func(ctx context.Context, cfg C, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error)
+type Build[C any] func(ctx context.Context, cfg C, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (Service, error)
 
 // BuildService makes a function that needs NATS only.
 type BuildService[C any] func(ctx context.Context, cfg C, js jetstream.JetStream, log zerolog.Logger) (Service, error)

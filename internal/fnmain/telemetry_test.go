@@ -14,7 +14,6 @@ import (
 	"github.com/imsflow/imsflow/functions/import/importer"
 	"github.com/imsflow/imsflow/functions/ingest/ingest"
 	"github.com/imsflow/imsflow/internal/imsconfig"
-	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
@@ -71,7 +70,7 @@ func TestImportFunctionProbes(t *testing.T) {
 	imsCfg := imsconfig.Config{Endpoint: emu.URL, AccessKey: "AK", SecretKey: "SK", ProjectID: "p1", RateLimit: 100, RateBurst: 100, Timeout: 10 * time.Second}
 	tel := telemetry.New()
 	probe := listen(t, tel)
-	build := withIMS(importer.Function, imsCfg, imsconfig.RegionsConfig{}, cfg.Function, func(ctx context.Context, cfg importer.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
+	build := withIMS(importer.Function, imsCfg, imsconfig.RegionsConfig{}, cfg.Function, func(ctx context.Context, cfg importer.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (Service, error) {
 		return importer.New(ctx, cfg, ims, js, log)
 	}, tel, zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())

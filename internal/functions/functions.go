@@ -11,18 +11,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/imsflow/imsflow/functions/distribute/distributor"
 	"github.com/imsflow/imsflow/functions/export/exporter"
 	"github.com/imsflow/imsflow/functions/import/importer"
 	"github.com/imsflow/imsflow/functions/ingest/ingest"
 	"github.com/imsflow/imsflow/functions/poller/poller"
 	"github.com/imsflow/imsflow/internal/fnmain"
+	"github.com/imsflow/imsflow/internal/imsconfig"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
 
 // Names are the functions Run knows, in the order a deployment lists them.
-var Names = []string{importer.Function, exporter.Function, poller.Function, ingest.Function}
+var Names = []string{importer.Function, exporter.Function, poller.Function, distributor.Function, ingest.Function}
 
 // Known reports whether name is one of Names.
 func Known(name string) bool {
@@ -41,17 +43,21 @@ func Known(name string) bool {
 func Run(name string) bool {
 	switch name {
 	case importer.Function:
-		fnmain.Main(name, func(ctx context.Context, cfg importer.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
+		fnmain.Main(name, func(ctx context.Context, cfg importer.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (fnmain.Service, error) {
 			return importer.New(ctx, cfg, ims, js, log)
 		})
 	case exporter.Function:
-		fnmain.Main(name, func(ctx context.Context, cfg exporter.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
+		fnmain.Main(name, func(ctx context.Context, cfg exporter.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (fnmain.Service, error) {
 			return exporter.New(ctx, cfg, ims, js, log)
 		})
 	case poller.Function:
-		fnmain.Main(name, func(ctx context.Context, cfg poller.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (*runner.Runner, error) {
+		fnmain.Main(name, func(ctx context.Context, cfg poller.Config, ims *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (fnmain.Service, error) {
 			cfg.Reconcile = SleepingConsumers()
 			return poller.New(ctx, cfg, ims, js, log)
+		})
+	case distributor.Function:
+		fnmain.Main(name, func(ctx context.Context, cfg distributor.Config, _ *imsapi.Client, js jetstream.JetStream, log zerolog.Logger) (fnmain.Service, error) {
+			return distributor.New(ctx, cfg, distributor.RegionsOf(imsconfig.FromContext(ctx)), nil, js, log)
 		})
 	case ingest.Function:
 		fnmain.MainService(name, func(_ context.Context, cfg ingest.Config, js jetstream.JetStream, log zerolog.Logger) (fnmain.Service, error) {
@@ -85,6 +91,8 @@ func CheckEnv(name string, environ map[string]string) (stop time.Duration, err e
 		return runnerStop(environ, func(c exporter.Config) time.Duration { return c.AckWait })
 	case poller.Function:
 		return runnerStop(environ, func(c poller.Config) time.Duration { return c.AckWait })
+	case distributor.Function:
+		return runnerStop(environ, func(c distributor.Config) time.Duration { return c.AckWait })
 	case ingest.Function:
 		cfg, err := fnmain.ReadEnv[ingest.Config](environ, false)
 		if err == nil {
@@ -109,9 +117,23 @@ func runnerStop[C interface{ Check() error }](environ map[string]string, ackWait
 // (telemetry.MetricNames with the ingest's).
 func MetricNames() []string { return telemetry.MetricNames(ingest.Collectors()...) }
 
-// Consumer is the stream a function consumes and its durable consumer's
-// name, for autoscalers and monitoring that watch its lag; ok is false
-// for the ingest, which consumes nothing.
+// Consumers are the durable consumers of a function, for autoscalers and
+// monitoring that watch their lag: Consumer's first, and the distribute
+// function's retry requests; none for the ingest.
+func Consumers(name string) []runner.Consumer {
+	stream, durable, ok := Consumer(name)
+	if !ok {
+		return nil
+	}
+	out := []runner.Consumer{{Stream: stream, Config: jetstream.ConsumerConfig{Durable: durable}}}
+	if name == distributor.Function {
+		out = append(out, runner.Consumer{Stream: runner.StreamIn, Config: jetstream.ConsumerConfig{Durable: distributor.RetryFunction}})
+	}
+	return out
+}
+
+// Consumer is the stream a function consumes and its (main) durable
+// consumer's name; ok is false for the ingest, which consumes nothing.
 func Consumer(name string) (stream, durable string, ok bool) {
 	switch name {
 	case importer.Function:
@@ -120,16 +142,20 @@ func Consumer(name string) (stream, durable string, ok bool) {
 		return exporter.Stream, exporter.Function, true
 	case poller.Function:
 		return poller.Stream, poller.Function, true
+	case distributor.Function:
+		return runner.StreamOut, distributor.Function, true
 	}
 	return "", "", false
 }
 
 // SleepingConsumers are the consumers of the functions that may sleep at
-// zero replicas (import and export, scaled by KEDA), for the poller's
-// sweep to make when missing.
+// zero replicas (import, export and distribute, scaled by KEDA), for the
+// poller's sweep to make when missing.
 func SleepingConsumers() []runner.Consumer {
 	return []runner.Consumer{
 		runner.DefaultConsumer(importer.Function, importer.Stream, importer.Subjects...),
 		runner.DefaultConsumer(exporter.Function, exporter.Stream, exporter.Subjects...),
+		runner.DefaultConsumer(distributor.Function, runner.StreamOut, distributor.Subjects...),
+		runner.DefaultConsumer(distributor.RetryFunction, runner.StreamIn, distributor.RetrySubjects...),
 	}
 }

@@ -69,16 +69,21 @@ func with(base map[string]string, kv ...string) map[string]string {
 }
 
 // TestSleepingConsumers: the consumers the poller's sweep makes are those
-// of import and export, on their streams, each filtered to its subjects.
+// of import, export and distribute (its two), each on its stream,
+// filtered to its subjects, with unlimited deliveries.
 func TestSleepingConsumers(t *testing.T) {
 	cs := SleepingConsumers()
-	if len(cs) != 2 {
-		t.Fatalf("%d consumers, want import's and export's", len(cs))
-	}
+	var names []string
 	for _, c := range cs {
-		stream, durable, ok := Consumer(c.Config.Durable)
-		if !ok || c.Stream != stream || c.Config.Durable != durable || len(c.Config.FilterSubjects) == 0 || c.Config.MaxDeliver != -1 {
-			t.Errorf("%+v: want the %s function's durable on %s, filtered, unlimited deliveries", c, c.Config.Durable, stream)
+		names = append(names, c.Config.Durable)
+		if stream, durable, ok := Consumer(c.Config.Durable); ok && (c.Stream != stream || c.Config.Durable != durable) {
+			t.Errorf("%+v: want the %s function's durable on %s", c, c.Config.Durable, stream)
 		}
+		if c.Stream == "" || len(c.Config.FilterSubjects) == 0 || c.Config.MaxDeliver != -1 {
+			t.Errorf("%+v: want a stream, filter subjects and unlimited deliveries", c)
+		}
+	}
+	if strings.Join(names, ",") != "import,export,distribute,distribute-retry" {
+		t.Errorf("consumers %v", names)
 	}
 }

@@ -1,0 +1,143 @@
+package distributor
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imsflow/imsflow/internal/lifecycle"
+	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/pkg/events"
+	"github.com/imsflow/imsflow/pkg/imsapi"
+	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
+)
+
+// TestRefusalNamesTheRule: an encrypted import (the rule's cmk_id) is
+// neither shared nor copied across regions: those legs are refused at
+// once, naming the rule and saying what to declare, and the rest runs.
+func TestRefusalNamesTheRule(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, `{"rules":[{"name":"secret","bucket":"images","prefix":"sec/","cmk_id":"key-1","lifecycle":{
+		"share":{"projects":["p-team-home"]},
+		"regions":[{"region":"ap-southeast-3","agency_name":"ims_admin_agency"}],
+		"tags":{"channel":"beta"}}}]}`)
+	s.upload(t, "images", "sec/db.qcow2", "e1")
+	done := s.completed(t)
+	if done.Status != events.StatusFailed {
+		t.Fatalf("status %s, want failed", done.Status)
+	}
+	for _, l := range done.Legs {
+		switch l.Name {
+		case "share:" + home, "replicate:" + apse3:
+			if l.State != lifecycle.LegRefused || !strings.Contains(l.Reason, "rule secret") || !strings.Contains(l.Reason, `"plain": true`) {
+				t.Errorf("%s: %s %q, want refused naming rule secret and the plain copy", l.Name, l.State, l.Reason)
+			}
+		case "tag:" + home:
+			if l.State != lifecycle.LegSucceeded {
+				t.Errorf("%s: %s, want succeeded: a refusal stops only what needs it", l.Name, l.State)
+			}
+		}
+	}
+	for _, sub := range s.emu.Submissions() {
+		if sub.Operation == imsemu.OpCopyCrossRegion || sub.Operation == imsemu.OpAddMembers {
+			t.Errorf("IMS was asked %s for a refused leg", sub.Operation)
+		}
+	}
+}
+
+// TestRetentionKeepsTheNewestAndTheShared: with keep_last 2, the third
+// image of a family removes the first from every region; an image shared
+// with anyone is never removed, and the removal is announced.
+func TestRetentionKeepsTheNewestAndTheShared(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, `{"rules":[{"name":"db","bucket":"images","prefix":"db/","lifecycle":{
+		"family":"db","regions":[{"region":"ap-southeast-3","agency_name":"ims_admin_agency"}],"keep_last":2}}]}`)
+	// An older image of the family, shared with the team: kept whatever.
+	shared, err := s.emu.AddImageTo(home, imsapi.Image{Name: "db-shared", Tags: []string{lifecycle.FamilyTag + ".db"}, CreatedAt: "2026-01-01T00:00:00Z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.clients[home].BatchAddMembers(t.Context(), &imsapi.BatchAddMembersRequest{Images: []string{shared.ID}, Projects: []string{"p-team-home"}}); err != nil {
+		t.Fatal(err)
+	}
+	var ends []events.LifecycleCompleted
+	for i := range 3 {
+		s.upload(t, "images", fmt.Sprintf("db/v%d.qcow2", i), fmt.Sprint("e", i))
+		ends = append(ends, s.completed(t)) // each ends before the next upload
+	}
+	for i, e := range ends {
+		if e.Status != events.StatusSucceeded {
+			t.Fatalf("lifecycle %d: %s %+v", i, e.Status, e.Legs)
+		}
+	}
+	last := ends[2]
+	for _, region := range []string{home, apse3} {
+		removed := last.Removed[region]
+		if !slices.Equal(removed, []string{ends[0].Images[region]}) {
+			t.Errorf("%s: removed %v, want the first image %s", region, removed, ends[0].Images[region])
+		}
+		for _, im := range s.emu.RegionImages(region) {
+			if im.ID == ends[0].Images[region] && im.Status != imsapi.ImageDeleted {
+				t.Errorf("%s: the first image is %s, want deleted", region, im.Status)
+			}
+		}
+	}
+	if im, err := s.clients[home].Image(t.Context(), shared.ID); err != nil || im.Status != imsapi.ImageActive {
+		t.Errorf("the shared image: %+v %v, want kept", im, err)
+	}
+}
+
+// TestTakeoverFindsTheCopy: an attempt claimed a cross-region copy,
+// submitted it and died before recording the job. Once its claim expired,
+// the next look finds the copy by its name in the target region and
+// follows it by its image: IMS gets no second copy.
+func TestTakeoverFindsTheCopy(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, `{"rules":[]}`)
+	d, _, _, err := build(t.Context(), Config{ClaimTTL: time.Minute, SlotWait: time.Second, SlotTTL: time.Hour, AckWait: 30 * time.Second},
+		Regions{Home: home, Client: func(r string) (IMS, error) { return s.clients[r], nil }}, nil, s.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := s.emu.AddImageTo(home, imsapi.Image{Name: "app-1", MinDisk: 40})
+	rec := lifecycle.Plan(lifecycle.Start{ID: LifecycleID(src.ID), Rule: "app", SourceRegion: home, Image: lifecycle.Image{ID: src.ID, Name: src.Name, SizeGB: 40},
+		Declaration: lifecycle.Declaration{Regions: []lifecycle.Region{{Region: apse3, AgencyName: "a"}}}, At: time.Now()})
+	leg := rec.Leg("replicate:" + apse3)
+	leg.State, leg.ClaimedAt = lifecycle.LegRunning, time.Now().Add(-time.Hour)
+	if _, _, err := s.store.Create(t.Context(), rec); err != nil {
+		t.Fatal(err)
+	}
+	// The dead attempt's copy.
+	if _, err := s.clients[home].CopyImageCrossRegion(t.Context(), src.ID, &imsapi.CopyImageCrossRegionRequest{Name: src.Name, Region: apse3,
+		ProjectName: apse3, AgencyName: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.advance(t.Context(), runner.Msg{Delivery: 1}, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ho *events.JobSubmitted
+	for _, e := range out {
+		if h, ok := e.(events.JobSubmitted); ok && h.Leg != nil && h.Leg.Leg == "replicate:"+apse3 {
+			ho = &h
+		}
+	}
+	if ho == nil || ho.JobID != "" || ho.ImageID == "" || ho.Leg.Region != apse3 {
+		t.Fatalf("hand-off = %+v, want the found copy, followed by its image in %s", ho, apse3)
+	}
+	n := 0
+	for _, sub := range s.emu.Submissions() {
+		if sub.Operation == imsemu.OpCopyCrossRegion {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d cross-region copies submitted, want the dead attempt's 1", n)
+	}
+	got, _, _ := s.store.Load(t.Context(), rec.ID)
+	if l := got.Leg("replicate:" + apse3); l.JobID != "image:"+ho.ImageID || l.ImageID != ho.ImageID {
+		t.Errorf("leg = %+v, want it following image %s", l, ho.ImageID)
+	}
+}
