@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/imsflow/imsflow/internal/imsconfig"
@@ -44,6 +45,27 @@ type emulatorConfig struct {
 	S3AccessKey string        `env:"IMSEMU_S3_ACCESS_KEY"`
 	S3SecretKey string        `env:"IMSEMU_S3_SECRET_KEY"`
 	S3Secure    bool          `env:"IMSEMU_S3_SECURE"`
+	// Regions lists region[=project_id], the first the home region
+	// (its project -project); AccountsFile, other accounts (JSON).
+	Regions      string `env:"IMSEMU_REGIONS"`
+	AccountsFile string `env:"IMSEMU_ACCOUNTS"`
+}
+
+// emulatorRegions parses -regions: region[=project_id], comma-separated.
+func emulatorRegions(list, homeProject string) ([]imsemu.Region, error) {
+	var out []imsemu.Region
+	for part := range strings.SplitSeq(list, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, project, _ := strings.Cut(part, "=")
+		if len(out) == 0 && project == "" {
+			project = homeProject
+		}
+		out = append(out, imsemu.Region{Name: strings.TrimSpace(name), ProjectID: strings.TrimSpace(project)})
+	}
+	return out, nil
 }
 
 const emulatorUsage = `usage: imsflow emulator [flags]
@@ -82,6 +104,8 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 	fs.StringVar(&cfg.S3Endpoint, "s3-endpoint", cfg.S3Endpoint, "host:port of an S3 API (MinIO, OBS) to check imports against and write exports to (IMSEMU_S3_ENDPOINT)")
 	fs.StringVar(&cfg.S3AccessKey, "s3-access-key", cfg.S3AccessKey, "its access key (IMSEMU_S3_ACCESS_KEY)")
 	fs.BoolVar(&cfg.S3Secure, "s3-secure", cfg.S3Secure, "use HTTPS to it (IMSEMU_S3_SECURE)")
+	fs.StringVar(&cfg.Regions, "regions", cfg.Regions, "regions as region[=project_id],...; the first is IMS_ENDPOINT's, each served at /region/<name> (IMSEMU_REGIONS)")
+	fs.StringVar(&cfg.AccountsFile, "accounts", cfg.AccountsFile, "JSON file: other accounts [{domain_id,credentials,projects}] to share with (IMSEMU_ACCOUNTS)")
 	if code, ok := fs.parse(args, stdout, stderr); !ok {
 		return code
 	}
@@ -117,6 +141,8 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 	if cfg.Token != "" {
 		ecfg.Tokens = []imsapi.Secret{imsapi.Secret(cfg.Token)}
 	}
+	regions, _ := emulatorRegions(cfg.Regions, cfg.ProjectID)
+	ecfg.Regions = regions
 	if cfg.S3Endpoint != "" {
 		// The secret key comes from the environment only, never a flag,
 		// so it stays out of process listings.
@@ -132,7 +158,7 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 	for _, f := range []struct {
 		path string
 		into any
-	}{{cfg.ObjectsFile, &objects}, {cfg.RulesFile, &rules}} {
+	}{{cfg.ObjectsFile, &objects}, {cfg.RulesFile, &rules}, {cfg.AccountsFile, &ecfg.Accounts}} {
 		if f.path == "" {
 			continue
 		}
@@ -167,6 +193,14 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 	fmt.Fprintf(stdout, "IMS emulator listening on %s\n", s.URL)
 	fmt.Fprintf(stdout, "  export IMS_ENDPOINT=%s HUAWEICLOUD_SDK_AK=%s HUAWEICLOUD_SDK_SK=%s HUAWEICLOUD_SDK_PROJECT_ID=%s\n",
 		s.URL, cfg.AccessKey, sk, cfg.ProjectID)
+	if len(regions) > 1 {
+		var others []string
+		for _, r := range regions[1:] {
+			rc, _ := s.Region(r.Name)
+			others = append(others, rc.Name+"="+rc.ProjectID)
+		}
+		fmt.Fprintf(stdout, "  export IMS_REGION=%s IMS_REGIONS=%s IMS_REGION_ENDPOINT=%s\n", regions[0].Name, strings.Join(others, ","), s.RegionURL("{region}"))
+	}
 	fmt.Fprintf(stdout, "  controls: %s%s{stats,submissions,images,objects,faults,failures,fail-next}\n", s.URL, imsemu.AdminPrefix)
 	<-ctx.Done()
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -48,6 +48,42 @@ func TestEmulatorCommand(t *testing.T) {
 	}
 }
 
+// TestEmulatorCommandRegions: -regions serves each region at its own
+// path, the first also at the root, each with its own catalogue.
+func TestEmulatorCommandRegions(t *testing.T) {
+	t.Parallel()
+	endpoint, stop := startEmulatorCommand(t, "-regions", "cn-north-4,ap-southeast-3=p-apse3", "-time-scale", "1000")
+	ctx := t.Context()
+	creds := imsapi.AKSK{AccessKey: "IMSFLOWLOCALAK", SecretKey: devSecretKey}
+	there, err := imsapi.New(endpoint+"/region/ap-southeast-3", creds, imsapi.WithProjectID("p-apse3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, err := imsapi.New(endpoint, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*imsapi.Client{"ap-southeast-3": there, "home": home} {
+		if _, err := c.ListImages(ctx, nil); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	nowhere, err := imsapi.New(endpoint+"/region/eu-west-101", creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nowhere.ListImages(ctx, nil); err == nil {
+		t.Error("a region not given answered")
+	}
+	if code := stop(); code != exitOK {
+		t.Errorf("exit code %d", code)
+	}
+	got, _ := emulatorRegions(" cn-north-4 , ap-southeast-3=p3,", "p-home")
+	if len(got) != 2 || got[0].ProjectID != "p-home" || got[1].Name != "ap-southeast-3" || got[1].ProjectID != "p3" {
+		t.Errorf("regions = %+v", got)
+	}
+}
+
 // startEmulatorCommand runs "imsflow emulator" on a free port with args,
 // and returns its endpoint and the function that stops it and returns its
 // exit code.
