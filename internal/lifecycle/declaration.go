@@ -22,12 +22,14 @@
 package lifecycle
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/imsflow/imsflow/pkg/imsapi"
 )
 
 // Declaration is what a routing rule asks for once its import succeeded.
@@ -112,23 +114,18 @@ const (
 
 // IMS's limits that a declaration can break (ims-api.md section 10).
 const (
-	MaxTags          = 10  // tags per image
-	MaxTagKey        = 36  // characters
-	MaxTagValue      = 43  // characters
-	MaxMembers       = 256 // members per image (some pages say 128)
-	MaxReplications  = 5   // cross-region copies running at once per tenant
-	MaxCopyGB        = 128 // largest image a cross-region copy takes
-	reservedTagCount = 2   // imsflow's provenance and family tags on every image
+	MaxTags          = imsapi.MaxTags             // tags per image
+	MaxMembers       = imsapi.MaxImageMembers     // members per image (the strictest documented figure)
+	MaxReplications  = imsapi.MaxReplicationTasks // cross-region copies running at once per tenant
+	MaxCopyGB        = 128                        // largest image a cross-region copy takes
+	reservedTagCount = 2                          // imsflow's provenance and family tags on every image
 )
 
 // FamilyTag is the tag key that marks an image's family in every region,
 // for retention to find the family's images.
 const FamilyTag = "imsflow-family"
 
-var (
-	regionName = regexp.MustCompile(`^[a-z]{2,}(-[a-z0-9]+)+$`)
-	tagKey     = regexp.MustCompile(`^[\p{L}\p{N}_.-]+$`)
-)
+var regionName = regexp.MustCompile(`^[a-z]{2,}(-[a-z0-9]+)+$`)
 
 // Active reports whether the declaration asks for anything.
 func (d *Declaration) Active() bool {
@@ -154,9 +151,6 @@ func (d *Declaration) Check() error {
 	}
 	if d.Copy != nil && d.Copy.CMKID != "" && (len(d.Regions) > 0 || !d.Share.Empty()) {
 		bad("copy: a re-keyed copy is encrypted, and IMS neither shares nor copies across regions an encrypted image: drop cmk_id or the regions and shares")
-	}
-	if d.Family != "" && (utf8.RuneCountInString(d.Family) > MaxTagValue || !tagKey.MatchString(d.Family)) {
-		bad("family %q: at most %d letters, digits, '_', '.' or '-' (it is a tag value)", d.Family, MaxTagValue)
 	}
 	seen := map[string]bool{}
 	for i, r := range d.Regions {
@@ -187,14 +181,17 @@ func (d *Declaration) Check() error {
 	if n := len(d.Tags); n > MaxTags-reservedTagCount {
 		bad("tags: %d tags; IMS keeps at most %d per image and imsflow's provenance and family tags are two", n, MaxTags)
 	}
+	// The tags as the tag leg sets them, judged by the client's own rules
+	// (IMS's charset and lengths).
+	req := imsapi.BatchAddOrDeleteTagsRequest{Action: imsapi.TagActionCreate, Tags: []imsapi.ImageTag{{Key: FamilyTag, Value: cmp.Or(d.Family, "family")}}}
 	for _, k := range sortedKeys(d.Tags) {
-		v := d.Tags[k]
-		switch {
-		case utf8.RuneCountInString(k) > MaxTagKey || !tagKey.MatchString(k):
-			bad("tags: key %q: at most %d letters, digits, '_', '.' or '-'", k, MaxTagKey)
-		case utf8.RuneCountInString(v) > MaxTagValue:
-			bad("tags: value of %q is %d characters; IMS takes at most %d", k, utf8.RuneCountInString(v), MaxTagValue)
+		if k == FamilyTag {
+			bad("tags: %s is imsflow's own tag (set from family)", k)
 		}
+		req.Tags = append(req.Tags, imsapi.ImageTag{Key: k, Value: d.Tags[k]})
+	}
+	if err := req.Validate(); err != nil {
+		bad("tags: %v", err)
 	}
 	if d.KeepLast < 0 {
 		bad("keep_last %d is negative", d.KeepLast)

@@ -41,7 +41,9 @@ func TestCheck(t *testing.T) {
 		{"tag value", Declaration{Tags: map[string]string{"k": strings.Repeat("v", 44)}}, "44 characters"},
 		{"keep_last", Declaration{KeepLast: -1}, "negative"},
 		{"source", Declaration{SourceObject: "shred"}, `source_object "shred"`},
-		{"family", Declaration{Family: "a family"}, `family "a family"`},
+		{"family", Declaration{Family: "a family"}, `tag value "a family"`},
+		{"own tag", Declaration{Tags: map[string]string{FamilyTag: "x"}}, "imsflow's own tag"},
+		{"tag key dot", Declaration{Tags: map[string]string{"a.b": "v"}}, `tag key "a.b"`},
 	} {
 		err := c.d.Check()
 		if err == nil || !strings.Contains(err.Error(), c.want) {
