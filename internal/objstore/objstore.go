@@ -204,5 +204,34 @@ func (s *Store) NotifyMinIONATS(ctx context.Context, bucket, targetID string) er
 	}
 }
 
+// ErrReplaced is returned by RemoveVersion when the key holds another
+// object than the one named: it is left alone.
+var ErrReplaced = errors.New("objstore: the key holds another object now")
+
+// RemoveVersion deletes one object: the version versionID where the
+// bucket keeps versions, else the object under key if its ETag is still
+// etag (a newer upload under the same key is never deleted; between the
+// check and the delete there is a moment in which one could land). An
+// object already gone is no error.
+func (s *Store) RemoveVersion(ctx context.Context, bucket, key, versionID, etag string) error {
+	if versionID == "" {
+		o, err := s.Head(ctx, bucket, key)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil
+		case err != nil:
+			return err
+		case etag == "" || o.ETag != strings.Trim(etag, `"`):
+			return fmt.Errorf("remove %s:%s: %w (ETag %s, not %s)", bucket, key, ErrReplaced, o.ETag, etag)
+		}
+	}
+	if err := s.c.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{VersionID: versionID}); err != nil {
+		if err := wrap(err, "remove "+bucket+":"+key); !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
 // Client returns the underlying minio-go client.
 func (s *Store) Client() *minio.Client { return s.c }

@@ -24,6 +24,7 @@ import (
 	"github.com/imsflow/imsflow/functions/import/importer"
 	"github.com/imsflow/imsflow/internal/imsconfig"
 	"github.com/imsflow/imsflow/internal/lifecycle"
+	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/telemetry"
 	"github.com/imsflow/imsflow/pkg/events"
@@ -65,9 +66,11 @@ type Config struct {
 	SlotTTL  time.Duration `env:"DISTRIBUTE_SLOT_TTL" envDefault:"12h"`
 	// ThrottleWait is the wait after IMS throttles without Retry-After.
 	ThrottleWait time.Duration `env:"IMS_THROTTLE_WAIT" envDefault:"5s"`
-	Workers      int           `env:"DISTRIBUTE_WORKERS" envDefault:"4"`
-	AckWait      time.Duration `env:"DISTRIBUTE_ACK_WAIT" envDefault:"60s"`
-	MaxFailures  int           `env:"DISTRIBUTE_MAX_FAILURES" envDefault:"100"`
+	// Objects is the bucket access (S3_*) that source_object: delete needs.
+	Objects     objstore.Config
+	Workers     int           `env:"DISTRIBUTE_WORKERS" envDefault:"4"`
+	AckWait     time.Duration `env:"DISTRIBUTE_ACK_WAIT" envDefault:"60s"`
+	MaxFailures int           `env:"DISTRIBUTE_MAX_FAILURES" envDefault:"100"`
 }
 
 // Check validates the combinations of settings (New checks them too).
@@ -118,10 +121,11 @@ func RegionsOf(r *imsconfig.Regions) Regions {
 	}}
 }
 
-// Objects deletes uploaded objects (a lifecycle's source_object: delete);
-// nil without bucket access.
+// Objects deletes uploaded objects (a lifecycle's source_object: delete),
+// one version, never a newer upload under the same key
+// (objstore.ErrReplaced); *objstore.Store has it.
 type Objects interface {
-	Remove(ctx context.Context, bucket, key string) error
+	RemoveVersion(ctx context.Context, bucket, key, versionID, etag string) error
 }
 
 // Service is the function's work: its two runners.
@@ -144,8 +148,16 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // New returns the distribute function's service on js. The topology
-// (runner.Ensure) must exist.
+// (runner.Ensure) must exist. Without objects, the bucket access of
+// cfg.Objects is used, if configured.
 func New(ctx context.Context, cfg Config, regions Regions, objects Objects, js jetstream.JetStream, log zerolog.Logger) (*Service, error) {
+	if objects == nil && cfg.Objects.Enabled() {
+		store, err := objstore.New(cfg.Objects)
+		if err != nil {
+			return nil, err
+		}
+		objects = store
+	}
 	d, main, retry, err := build(ctx, cfg, regions, objects, js)
 	if err != nil {
 		return nil, err

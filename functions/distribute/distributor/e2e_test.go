@@ -46,7 +46,11 @@ type stack struct {
 	store   *lifecycle.Store
 }
 
-func newStack(t *testing.T, rules string) *stack {
+func newStack(t *testing.T, rules string) *stack { return newStackWith(t, rules, nil) }
+
+// newStackWith is newStack with the distribute function deleting source
+// objects through objects.
+func newStackWith(t *testing.T, rules string, objects Objects) *stack {
 	t.Helper()
 	emu, err := imsemu.New(imsemu.Config{Credentials: map[string]imsapi.Secret{"AK": "SK"}, AssumeObjects: true, TimeScale: 1e4,
 		ImageQuota: -1, MaxRunningJobs: -1, Seed: 3,
@@ -103,7 +107,7 @@ func newStack(t *testing.T, rules string) *stack {
 				return nil, fmt.Errorf("region %s is not configured", r)
 			}
 			return c, nil
-		}}, nil, s.js, zerolog.Nop())
+		}}, objects, s.js, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -249,7 +249,7 @@ func Completed(r *lifecycle.Record) events.LifecycleCompleted {
 				e.Removed[l.Region] = l.Removed
 			}
 		case lifecycle.KindSource:
-			e.SourceGone = true
+			e.SourceGone = l.Reason == "" // else left alone, saying why
 		}
 	}
 	return e

@@ -14,6 +14,7 @@ import (
 
 	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/lifecycle"
+	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
@@ -428,10 +429,17 @@ func (d *distributor) source(ctx context.Context, rec *lifecycle.Record, l lifec
 	if d.objects == nil || rec.Source == nil {
 		return nil, true, d.settle(ctx, rec, l, lifecycle.LegRefused, "", fmt.Sprintf("rule %s: source_object delete needs bucket access (S3_*), which this process lacks", rec.Rule), "")
 	}
-	if err := d.objects.Remove(ctx, rec.Source.Bucket, rec.Source.Key); err != nil {
+	src := rec.Source
+	switch err := d.objects.RemoveVersion(ctx, src.Bucket, src.Key, src.VersionID, src.ETag); {
+	case errors.Is(err, objstore.ErrReplaced):
+		// An unversioned bucket whose key holds a newer upload: the
+		// imported object is gone already, and the newer one is not ours.
+		return nil, true, d.settle(ctx, rec, l, lifecycle.LegSucceeded, "", "left alone: "+err.Error(), "")
+	case err != nil:
 		d.release(ctx, rec, l, ledger.Slot{})
-		return nil, true, fmt.Errorf("delete %s:%s: %w", rec.Source.Bucket, rec.Source.Key, err)
+		return nil, true, fmt.Errorf("delete %s:%s: %w", src.Bucket, src.Key, err)
 	}
+	zerolog.Ctx(ctx).Info().Str("bucket", src.Bucket).Str("key", src.Key).Msg("source object deleted")
 	return nil, true, d.settle(ctx, rec, l, lifecycle.LegSucceeded, "", "", "")
 }
 

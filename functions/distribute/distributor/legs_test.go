@@ -1,14 +1,19 @@
 package distributor
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
 	"github.com/imsflow/imsflow/internal/lifecycle"
+	"github.com/imsflow/imsflow/internal/objstore"
 	"github.com/imsflow/imsflow/internal/runner"
+	"github.com/imsflow/imsflow/internal/testenv"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 	"github.com/imsflow/imsflow/pkg/imsapi/imsemu"
@@ -139,5 +144,55 @@ func TestTakeoverFindsTheCopy(t *testing.T) {
 	got, _, _ := s.store.Load(t.Context(), rec.ID)
 	if l := got.Leg("replicate:" + apse3); l.JobID != "image:"+ho.ImageID || l.ImageID != ho.ImageID {
 		t.Errorf("leg = %+v, want it following image %s", l, ho.ImageID)
+	}
+}
+
+// TestSourceObjectDeleted: with source_object delete, the uploaded object
+// is deleted from the bucket (MinIO) once every leg succeeded; an object
+// whose key holds a newer upload by then is left alone, and the event
+// says so.
+func TestSourceObjectDeleted(t *testing.T) {
+	t.Parallel()
+	m := testenv.StartMinIO(t)
+	store, err := objstore.New(objstore.Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: imsapi.Secret(m.SecretKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	mc := store.Client()
+	if err := mc.MakeBucket(ctx, "images", minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	put := func(key, body string) string {
+		info, err := mc.PutObject(ctx, "images", key, strings.NewReader(body), int64(len(body)), minio.PutObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.ETag
+	}
+	s := newStackWith(t, `{"rules":[{"name":"rel","bucket":"images","prefix":"rel/","lifecycle":{"tags":{"channel":"stable"},"source_object":"delete"}}]}`, store)
+
+	s.upload(t, "images", "rel/app.qcow2", put("rel/app.qcow2", "an image"))
+	if e := s.completed(t); e.Status != events.StatusSucceeded || !e.SourceGone {
+		t.Fatalf("lifecycle: %s, source deleted %v; legs %+v", e.Status, e.SourceGone, e.Legs)
+	}
+	if _, err := store.Head(ctx, "images", "rel/app.qcow2"); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("the uploaded object is still there: %v", err)
+	}
+
+	old := put("rel/db.qcow2", "the first build")
+	put("rel/db.qcow2", "a newer build under the same key")
+	s.upload(t, "images", "rel/db.qcow2", old)
+	e := s.completed(t)
+	if e.Status != events.StatusSucceeded || e.SourceGone {
+		t.Fatalf("replaced object: %s, source deleted %v", e.Status, e.SourceGone)
+	}
+	if _, err := store.Head(ctx, "images", "rel/db.qcow2"); err != nil {
+		t.Errorf("the newer upload was deleted: %v", err)
+	}
+	for _, l := range e.Legs {
+		if l.Name == "source" && !strings.Contains(l.Reason, "left alone") {
+			t.Errorf("source leg: %+v, want it saying the object was left alone", l)
+		}
 	}
 }
