@@ -114,8 +114,10 @@ func runnerStop[C interface{ Check() error }](environ map[string]string, ackWait
 }
 
 // MetricNames is the name of every metric a function's process can export
-// (telemetry.MetricNames with the ingest's).
-func MetricNames() []string { return telemetry.MetricNames(ingest.Collectors()...) }
+// (telemetry.MetricNames with the ingest's and the import's own).
+func MetricNames() []string {
+	return telemetry.MetricNames(append(ingest.Collectors(), importer.Collectors()...)...)
+}
 
 // Consumers are the durable consumers of a function, for autoscalers and
 // monitoring that watch their lag: Consumer's first, and the distribute

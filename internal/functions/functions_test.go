@@ -13,7 +13,7 @@ import (
 func TestMetricNames(t *testing.T) {
 	names := MetricNames()
 	for _, want := range []string{"imsflow_messages_total", "imsflow_ims_request_duration_seconds", "imsflow_slots_in_flight",
-		"imsflow_ingest_requests_total", "imsflow_dead_letters_total", "go_goroutines", "process_resident_memory_bytes"} {
+		"imsflow_ingest_requests_total", "imsflow_import_bytes_hashed_total", "imsflow_dead_letters_total", "go_goroutines", "process_resident_memory_bytes"} {
 		if _, found := slices.BinarySearch(names, want); !found {
 			t.Errorf("MetricNames lacks %s", want)
 		}

@@ -14,7 +14,10 @@ import "github.com/imsflow/imsflow/pkg/events"
 //	                 mf.<hash>              a RAW file's bitmap was seen
 //	                 wait.<hash>            a RAW file waits for its bitmap (notification, first seen)
 //	imsflow_exports  r.<hash>               an export request's record (internal/ledger.Record)
+//	                 sum.<hash>             an object's checksum being read, then its digest (verify)
+//	                 sumwait.<hash>         an object waits for its checksum file (notification, first seen)
 //	imsflow_slots    slot.<NNNN>            an in-flight slot; its value is the owner's v.<hash>
+//	                 repl.<n>               a replication slot (5 per tenant); its value <lifecycle>/<leg>/<attempt>
 //	imsflow_jobs     j.<job ID>             a tracked job (the poller's state)
 //	                 i.<image ID>           an import known by its image (an earlier attempt's)
 //	                 x.<hash>               an export known by its target (an earlier attempt's)
@@ -37,6 +40,10 @@ import "github.com/imsflow/imsflow/pkg/events"
 //	ingest:<record>         a record the HTTP ingest received
 //	bulk:<...>              an input published by imsflow bulk
 //	dlq:<function>:<seq>    a dead letter
+//	lifecycle:<id>:<generation>:<status>
+//	                        a lifecycle's completion
+//	retry:<id>:<leg>:<attempt>
+//	                        a request to run a lifecycle leg again (imsflow lifecycle retry)
 const (
 	// StreamIn holds the inputs (imsflow.in.>) as a work queue: the import
 	// and export consumers take disjoint subjects, and a message is gone
@@ -55,8 +62,11 @@ const (
 	BucketImports = "imsflow_imports"
 	// BucketExports maps an export request ID to its state.
 	BucketExports = "imsflow_exports"
-	// BucketSlots holds one key per IMS image-creation job in flight.
+	// BucketSlots holds one key per IMS image-creation job in flight
+	// (SlotKeys) and one per cross-region copy running (repl.<n>).
 	BucketSlots = "imsflow_slots"
+	// SlotKeys filters the in-flight slots of image creation in BucketSlots.
+	SlotKeys = "slot.*"
 	// BucketJobs is the poller's state of every tracked job.
 	BucketJobs = "imsflow_jobs"
 	// BucketLifecycles holds each imported image's lifecycle and each

@@ -266,11 +266,12 @@ func (t *Telemetry) Slots(maxSlots int, count func(context.Context) (int, error)
 	return t.Register(&slotsCollector{max: maxSlots, count: count})
 }
 
-// KeyCount counts the keys of kv, for Slots (the in-flight slots: at
-// most IMS_MAX_INFLIGHT of them, so a cheap count at scrape time).
-func KeyCount(kv jetstream.KeyValue) func(context.Context) (int, error) {
+// KeyCount counts the keys of kv that match filter (a subject filter such
+// as "slot.*"), for Slots (the in-flight slots: at most IMS_MAX_INFLIGHT
+// of them, so a cheap count at scrape time).
+func KeyCount(kv jetstream.KeyValue, filter string) func(context.Context) (int, error) {
 	return func(ctx context.Context) (int, error) {
-		keys, err := kv.ListKeys(ctx)
+		keys, err := kv.ListKeysFiltered(ctx, filter)
 		if err != nil {
 			return 0, err
 		}

@@ -154,7 +154,7 @@ func build(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream) (*i
 		return nil, runner.Config{}, err
 	}
 	tel := telemetry.FromContext(ctx)
-	if err := tel.Slots(cfg.MaxInFlight, telemetry.KeyCount(slots)); err != nil {
+	if err := tel.Slots(cfg.MaxInFlight, telemetry.KeyCount(slots, runner.SlotKeys)); err != nil {
 		return nil, runner.Config{}, err
 	}
 	if h.hashed, err = hashedCounter(tel); err != nil {

@@ -184,7 +184,7 @@ func newPoller(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", runner.BucketSlots, err)
 	}
-	if err := telemetry.FromContext(ctx).Slots(cfg.MaxInFlight, telemetry.KeyCount(slots)); err != nil {
+	if err := telemetry.FromContext(ctx).Slots(cfg.MaxInFlight, telemetry.KeyCount(slots, runner.SlotKeys)); err != nil {
 		return nil, err
 	}
 	imports, err := js.KeyValue(ctx, runner.BucketImports)

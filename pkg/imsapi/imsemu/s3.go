@@ -57,6 +57,11 @@ func (st *S3Store) Stat(ctx context.Context, bucket, key string) (Object, bool, 
 		return Object{}, false, fmt.Errorf("imsemu: stat %s:%s: %w", bucket, key, err)
 	}
 	o := Object{Bucket: bucket, Key: key, Size: info.Size, StorageClass: info.StorageClass}
+	if o.StorageClass == "" {
+		// A HEAD's class is only in its headers: minio-go fills the field
+		// from listings alone.
+		o.StorageClass = info.Metadata.Get("X-Amz-Storage-Class")
+	}
 	for k, v := range info.UserMetadata {
 		if strings.EqualFold(k, MetaVirtualSize) {
 			o.VirtualSize, _ = strconv.ParseInt(v, 10, 64)
