@@ -130,12 +130,14 @@ func runBulkImport(ctx context.Context, args []string, environ map[string]string
 		route importer.Route
 	}
 	var items, companions []planned
-	skipped := 0
+	skipped, checksums := 0, 0
 	for _, o := range objs {
 		r := importer.Describe(objectCreated(o, *batch), rules, e.ImgAsRaw)
 		switch r.Action {
 		case "skip":
 			skipped++
+		case "checksum":
+			checksums++ // read from the bucket with its image
 		case "bitmap":
 			companions = append(companions, planned{o, r})
 		default:
@@ -158,7 +160,8 @@ func runBulkImport(ctx context.Context, args []string, environ map[string]string
 			}
 			fmt.Fprintf(stdout, "%s:%s  %d bytes  %s\n", bucket, p.obj.Key, p.obj.Size, what)
 		}
-		fmt.Fprintf(stdout, "%d objects: %d to import or reject, %d bitmaps, %d skipped (not images); nothing published\n", len(objs), len(items), len(companions), skipped)
+		fmt.Fprintf(stdout, "%d objects: %d to import or reject, %d bitmaps, %d checksum files (read with their images), %d skipped (not images); nothing published\n",
+			len(objs), len(items), len(companions), checksums, skipped)
 		return exitOK
 	}
 	nc, js, err := e.NATS.ConnectContext(ctx, "imsflow-bulk")

@@ -33,7 +33,7 @@ import "github.com/imsflow/imsflow/pkg/events"
 //	job:<ref>:submitted, job:<ref>:<status>, job:<ref>:stalled, job:<ref>:progress:<n>
 //	                        hand-offs and job events (ref: events.JobSubmitted.Ref)
 //	rejected:<hash>         a rejected input
-//	waiting:<hash>          an import waiting for its bitmap
+//	waiting:<hash>          an import waiting for a companion (its bitmap, its checksum file)
 //	batch:<id>:completed    a batch's totals
 //	split:<record>          one record of a notification that carried several
 //	rejoin:<key>:<rev>      a waiting RAW file's notification, replayed when its bitmap arrives

@@ -267,8 +267,11 @@ func (e Waiting) Type() string { return eventType(string(e.Kind), string(StatusW
 // Subject returns imsflow.out.<kind>.waiting.
 func (e Waiting) Subject() string { return OutSubject(e.Kind, StatusWaiting) }
 
-// ID is deterministic: one waiting event per object version.
-func (e Waiting) ID() string { return "waiting:" + Hash(e.Source.VersionKey(""), 32) }
+// ID is deterministic: one waiting event per object version and what it
+// waits for (a RAW file may wait for its checksum file, then its bitmap).
+func (e Waiting) ID() string {
+	return "waiting:" + Hash(e.Source.VersionKey("")+"\x00"+e.Missing, 32)
+}
 
 // Stalled warns that a job's progress has not moved for a while (subjects
 // imsflow.out.<kind>.stalled). The job stays tracked.

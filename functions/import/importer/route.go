@@ -350,10 +350,12 @@ func Describe(o events.ObjectCreated, rules Rules, imgAsRaw bool) Route {
 	p := route(o, routeConfig{Rules: rules, ImgAsRaw: imgAsRaw})
 	r := Route{ImageType: p.imageType, Format: p.format, ImageName: p.name, ReasonCode: p.reasonCode, Reason: p.reason, WaitsForBitmap: p.needsBitmap}
 	switch p.act {
-	case actSkip, actChecksum:
+	case actSkip:
+		r.Action = "skip"
+	case actChecksum:
 		// A checksum file is read from the bucket by its object's import;
 		// its own notification only wakes an object waiting for it.
-		r.Action = "skip"
+		r.Action = "checksum"
 	case actBitmap:
 		r.Action = "bitmap"
 	case actReject:

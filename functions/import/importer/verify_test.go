@@ -613,7 +613,7 @@ func TestVerifyRules(t *testing.T) {
 			t.Errorf("ParseRules(%s) = %v, want an error with %q", c.rules, err, c.want)
 		}
 	}
-	if got := Describe(obj("disks/web.zvhd2.sha256", 80), rs, false); got.Action != "skip" || !strings.Contains(got.Reason, "checksum file of disks/web.zvhd2") {
+	if got := Describe(obj("disks/web.zvhd2.sha256", 80), rs, false); got.Action != "checksum" || !strings.Contains(got.Reason, "checksum file of disks/web.zvhd2") {
 		t.Errorf("Describe(checksum file) = %+v, want skip", got)
 	}
 
