@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"strconv"
@@ -59,10 +60,14 @@ func (it *demoItem) id() string {
 }
 
 // demoRules are the demo's routing rules: linux/ holds system disks of
-// Ubuntu, bare-metal/ system disks whose OS version nobody gave.
-const demoRules = `{"rules": [
+// Ubuntu, bare-metal/ system disks whose OS version nobody gave, web/ the
+// builds of a golden image whose lifecycle (demo_lifecycle.go) takes each
+// to three regions.
+var demoRules = `{"rules": [
   {"bucket": "images", "prefix": "linux/", "image_type": "system", "os_version": "Ubuntu 22.04 server 64bit", "tags": {"team": "platform"}},
-  {"bucket": "images", "prefix": "bare-metal/", "image_type": "system", "system_type": "BMS"}
+  {"bucket": "images", "prefix": "bare-metal/", "image_type": "system", "system_type": "BMS"},
+  {"name": "` + demoLifecycleRule + `", "bucket": "images", "prefix": "web/", "image_type": "system", "os_version": "Ubuntu 22.04 server 64bit",
+   "lifecycle": ` + demoLifecycleJSON + `}
 ]}`
 
 // demoBatch is a realistic mixed batch: formats and sizes, RAW with its
@@ -139,12 +144,16 @@ func s3Event(bucket, key string, size int64, meta map[string]string) []byte {
 const demoUsage = `usage: imsflow demo [-v] [-timeout D]
 
 Runs the whole pipeline in this process (embedded NATS, the IMS emulator
-2000 times faster than IMS, the functions) on a realistic mixed batch of
-uploads and export requests, sent through JetStream as MinIO would send
-them; shows a progress bar, then a table of every item's route, outcome,
-status queries and reason, and the batch's totals. Exits 0 when every item
-ended as the demo expects it to. The output fits 120 columns; -v shows
-the rest.
+2000 times faster than IMS with three regions, the functions) on a
+realistic mixed batch of uploads and export requests, sent through
+JetStream as MinIO would send them; shows a progress bar, then a table of
+every item's route, outcome, status queries and reason, and the batch's
+totals. Beside the batch, one upload's image lifecycle reaches three
+regions and two projects with a tag; its copy to eu-west-101 is made to
+fail once and is retried alone, as "imsflow lifecycle retry" does; the
+demo shows the lifecycle's tree and each region's image. Exits 0 when
+every item and the lifecycle ended as the demo expects. The output fits
+120 columns; -v shows the rest.
 `
 
 func runDemo(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
@@ -166,15 +175,7 @@ func runDemo(ctx context.Context, args []string, environ map[string]string, stdo
 		return exitError
 	}
 	env := map[string]string{"POLL_FIRST": "1s", "POLL_MIN": "1s", "POLL_MAX": "2s", "POLL_MAX_AIMED": "2s", "POLL_TARGET_DELAY": "1s", "IMPORT_RULES_FILE": rules}
-	for k, v := range environ {
-		env[k] = v
-	}
-	if environ == nil {
-		for _, kv := range os.Environ() {
-			k, v, _ := strings.Cut(kv, "=")
-			env[k] = v
-		}
-	}
+	maps.Copy(env, environMap(environ))
 	logOut := io.Discard
 	if *verbose {
 		logOut = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}
@@ -192,6 +193,21 @@ func runDemo(ctx context.Context, args []string, environ map[string]string, stdo
 	runDone := make(chan error, 1)
 	go func() { runDone <- st.run(runCtx) }()
 	defer func() { stopRun(); <-runDone }()
+	deadlineAt := time.Now().Add(*timeout)
+
+	// The image lifecycle, followed from before its upload is sent to its
+	// second end, while the batch runs.
+	lc, err := newDemoLifecycle(ctx, st, demoRules)
+	if err != nil {
+		fmt.Fprintf(stderr, "imsflow demo: %v\n", err)
+		return exitError
+	}
+	defer lc.close()
+	var lcRun sync.WaitGroup
+	defer lcRun.Wait()
+	lcCtx, stopLifecycle := context.WithDeadline(ctx, deadlineAt)
+	defer stopLifecycle()
+	lcDone := make(chan *lifecycleRun, 1)
 
 	// The IMS side: images to export and a failure to script.
 	images, names := map[string]string{}, map[string]string{}
@@ -266,6 +282,11 @@ func runDemo(ctx context.Context, args []string, environ map[string]string, stdo
 		_, err := st.js.Publish(ctx, subject, body)
 		return err
 	}
+	if err := lc.send(ctx); err != nil {
+		fmt.Fprintf(stderr, "imsflow demo: %v\n", err)
+		return exitError
+	}
+	lcRun.Go(func() { lcDone <- lc.run(lcCtx) })
 	imports, exports := 0, 0
 	for _, k := range bitmapsFirst {
 		if err := publish(events.SubjectObjectsPrefix+"minio", s3Event("images", k, 1<<20, nil)); err != nil {
@@ -294,10 +315,15 @@ func runDemo(ctx context.Context, args []string, environ map[string]string, stdo
 	}
 	fmt.Fprintf(stdout, "imsflow demo: batch %s: %d uploads (and %d RAW bitmaps) and %d export requests sent to JetStream\n",
 		batch, imports, len(bitmapsFirst)+len(bitmapsAfter), exports)
+	intro := lc.intro()
+	if !*verbose {
+		intro = strings.Join(wrap(intro, terminalWidth), "\n")
+	}
+	fmt.Fprintln(stdout, intro)
 
 	// Progress bar until every item has its outcome.
 	total, finished := len(items), 0
-	deadline := time.After(*timeout)
+	deadline := time.After(time.Until(deadlineAt))
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	bar := newProgress(stdout, total)
@@ -325,13 +351,18 @@ wait:
 	case <-time.After(10 * time.Second):
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	code := summary(stdout, items, time.Since(start), *verbose)
+	mu.Unlock()
 	if totals == nil {
 		fmt.Fprintf(stdout, "no %s event for batch %s\n", events.SubjectBatchCompleted, batch)
-		return exitError
+		code = exitError
+	} else {
+		fmt.Fprintf(stdout, "%s: batch %s, %d items: %s\n", events.SubjectBatchCompleted, totals.BatchID, totals.Total, statusTotals(totals.ByStatus))
 	}
-	fmt.Fprintf(stdout, "%s: batch %s, %d items: %s\n", events.SubjectBatchCompleted, totals.BatchID, totals.Total, statusTotals(totals.ByStatus))
+	// The lifecycle's run ends by itself, or when the time is up.
+	if lcCode := lc.report(stdout, <-lcDone, *verbose); code == exitOK {
+		code = lcCode
+	}
 	return code
 }
 

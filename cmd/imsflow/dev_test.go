@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/imsflow/imsflow/functions/import/importer"
 	"github.com/imsflow/imsflow/internal/testenv"
+	"github.com/imsflow/imsflow/pkg/events"
 )
 
 // TestDevAndWatch runs "imsflow dev" on free ports, sends an upload
@@ -91,9 +95,104 @@ func TestDevAndWatch(t *testing.T) {
 		t.Errorf("watch printed %q; want two imports succeeded", lines2)
 	}
 	checkDevTelemetry(t, ingestURL)
+	checkDevLifecycle(t, nc, natsURL)
 	cancel()
 	if code := testenv.Await(t, done, "imsflow dev to stop"); code != exitOK {
 		t.Errorf("dev exited %d", code)
+	}
+}
+
+// checkDevLifecycle sends the upload under golden/ that dev's banner
+// offers: dev's own rules give it a lifecycle, which ends succeeded with
+// the image in the emulator's three regions, shared with the other
+// account's project in two, tagged, the family's latest; "imsflow
+// lifecycle" lists it, shows its tree and the family's latest images.
+func checkDevLifecycle(t *testing.T, nc *nats.Conn, natsURL string) {
+	t.Helper()
+	ends := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe(events.SubjectLifecyclePrefix+"*", ends)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	body := `{"Records":[{"eventVersion":"2.0","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"images"},"object":{"key":"golden/web-base-1.zvhd2","size":5368709120,"eTag":"g1"}}}]}`
+	if _, err := nc.Request("imsflow.in.objects.test", []byte(body), 5e9); err != nil {
+		t.Fatal(err)
+	}
+	end := testenv.Receive[events.LifecycleCompleted](t, ends, 1)[0]
+	if end.Status != events.StatusSucceeded || end.Rule != "golden" || end.Family != "golden" || !end.Latest || end.Source == nil || end.Source.Key != "golden/web-base-1.zvhd2" {
+		t.Fatalf("lifecycle ended %s, rule %s, family %s, latest %v, source %+v; legs %+v", end.Status, end.Rule, end.Family, end.Latest, end.Source, end.Legs)
+	}
+	for _, r := range devRegions {
+		if end.Images[r.Name] == "" {
+			t.Errorf("no image in %s: %v", r.Name, end.Images)
+		}
+	}
+	wantShared := map[string][]string{devHome: {devTeamProjects[devHome]}, "ap-southeast-3": {devTeamProjects["ap-southeast-3"]}}
+	if fmt.Sprint(end.SharedWith) != fmt.Sprint(wantShared) || end.Tags["channel"] != "stable" {
+		t.Errorf("shared with %v, tags %v; want %v and channel=stable", end.SharedWith, end.Tags, wantShared)
+	}
+	env := map[string]string{"NATS_URL": natsURL}
+	code, out, errOut := runCLI(t, env, "lifecycle")
+	if code != exitOK || !strings.Contains(out, end.Lifecycle) || !strings.Contains(out, "golden") || !strings.Contains(out, "[11 succeeded]") {
+		t.Errorf("imsflow lifecycle: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, env, "lifecycle", "show", end.Lifecycle)
+	if code != exitOK || strings.Count(out, " succeeded") != 12 { // the lifecycle and its 11 legs
+		t.Errorf("imsflow lifecycle show: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+	for _, leg := range []string{"├─ replicate:ap-southeast-3", "│  ├─ share:ap-southeast-3", "├─ replicate:eu-west-101", "└─ latest", "└─ retain:eu-west-101"} {
+		if !strings.Contains(out, leg) {
+			t.Errorf("imsflow lifecycle show lacks %q:\n%s", leg, out)
+		}
+	}
+	code, out, errOut = runCLI(t, env, "lifecycle", "latest", "golden")
+	for _, r := range devRegions {
+		if code != exitOK || !strings.Contains(out, r.Name) || !strings.Contains(out, end.Images[r.Name]) {
+			t.Errorf("imsflow lifecycle latest golden: exit %d, stderr %q; stdout lacks %s's image %s:\n%s", code, errOut, r.Name, end.Images[r.Name], out)
+		}
+	}
+}
+
+// TestDevRules: dev's own rules load, and their lifecycle copies to the
+// emulator's other regions and shares with projects the other account
+// has there.
+func TestDevRules(t *testing.T) {
+	t.Parallel()
+	rules, err := importer.ParseRules([]byte(devRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rules.Rules) != 1 || rules.Rules[0].Prefix != "golden/" || !rules.Rules[0].Lifecycle.Active() {
+		t.Fatalf("dev's rules: %+v; want one rule, golden/, with a lifecycle", rules.Rules)
+	}
+	d := rules.Rules[0].Lifecycle
+	var regions []string
+	for _, r := range d.Regions {
+		regions = append(regions, r.Region)
+		for _, p := range r.Share.Projects {
+			if devTeamProjects[r.Region] != p {
+				t.Errorf("%s: shared with %s, which is not the other account's project there", r.Region, p)
+			}
+		}
+	}
+	if want := []string{devRegions[1].Name, devRegions[2].Name}; !slices.Equal(regions, want) {
+		t.Errorf("copied to %v, want the emulator's other regions %v", regions, want)
+	}
+	if !slices.Equal(d.Share.Projects, []string{devTeamProjects[devHome]}) {
+		t.Errorf("shared in %s with %v", devHome, d.Share.Projects)
+	}
+}
+
+// TestDevHelpNamesTheFunctions: "imsflow dev -h" lists the functions it
+// runs, the distribute function among them, and its rules.
+func TestDevHelpNamesTheFunctions(t *testing.T) {
+	t.Parallel()
+	code, out, _ := runCLI(t, helpEnv(t), "dev", "-h")
+	for _, want := range []string{"import, export, poller and distribute functions", "HTTP ingest", "IMPORT_RULES_FILE", "golden/", "eu-west-101"} {
+		if code != exitOK || !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+			t.Errorf("imsflow dev -h: exit %d, lacks %q:\n%s", code, want, out)
+		}
 	}
 }
 
@@ -177,6 +276,57 @@ func TestDemo(t *testing.T) {
 			t.Errorf("the summary lacks %q", want)
 		}
 	}
+	checkDemoLifecycle(t, out.String())
+}
+
+// checkDemoLifecycle: the demo's lifecycle failed on the copy made to
+// fail and on it alone, was retried alone as "imsflow lifecycle retry"
+// does, ended succeeded in its second generation, and the demo shows its
+// tree and each region's image, shared and tagged as declared.
+func checkDemoLifecycle(t *testing.T, out string) {
+	t.Helper()
+	_, part, ok := strings.Cut(out, "\nlifecycle of images:"+demoLifecycleKey+" (rule web):\n")
+	if !ok {
+		t.Fatalf("the demo shows no lifecycle:\n%s", out)
+	}
+	flat := strings.Join(strings.Fields(part), " ") // the lines as wrapped
+	id := regexp.MustCompile(`imsflow lifecycle retry ([0-9a-f]{32}) replicate:eu-west-101`).FindStringSubmatch(flat)
+	if id == nil {
+		t.Fatalf("the demo retried no leg:\n%s", part)
+	}
+	for _, want := range []string{
+		"ended failed: replicate:eu-west-101 failed with IMS.0999: IMS's job failed: " + demoFailReason + "; legs: 5 succeeded, 5 blocked",
+		"leg replicate:eu-west-101 of lifecycle " + id[1] + " (attempt 1 failed: ",
+		"will run again as attempt 2",
+		"ended succeeded (generation 1); legs: 11 succeeded",
+		"lifecycle " + id[1] + " rule web family web-base succeeded (generation 1)",
+		"the lifecycle ended as expected",
+	} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("the demo's lifecycle lacks %q:\n%s", want, part)
+		}
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^  ├─ replicate:eu-west-101 +succeeded  attempt 2; image [0-9a-f-]{36}$`),
+		regexp.MustCompile(`(?m)^  ├─ replicate:ap-southeast-3 +succeeded  image [0-9a-f-]{36}$`),
+		regexp.MustCompile(`(?m)^  └─ latest +succeeded$`),
+		regexp.MustCompile(`(?m)^cn-north-4 +[0-9a-f-]{36}  ` + devTeamProjects[devHome] + `  channel=stable$`),
+		regexp.MustCompile(`(?m)^ap-southeast-3 +[0-9a-f-]{36}  ` + devTeamProjects["ap-southeast-3"] + `  channel=stable$`),
+		regexp.MustCompile(`(?m)^eu-west-101 +[0-9a-f-]{36}  - +channel=stable$`),
+	} {
+		if !want.MatchString(part) {
+			t.Errorf("the demo's lifecycle has no line matching %s:\n%s", want, part)
+		}
+	}
+	var again []string // the tree's legs run more than once
+	for _, line := range strings.Split(part, "\n") {
+		if strings.Contains(line, "─ ") && strings.Contains(line, "attempt") {
+			again = append(again, strings.Fields(strings.Trim(line, " │├└─"))[0])
+		}
+	}
+	if !slices.Equal(again, []string{demoFailLeg}) {
+		t.Errorf("legs run more than once: %v, want %s alone:\n%s", again, demoFailLeg, part)
+	}
 }
 
 // TestDevNamesABadSetting: the functions' wrong settings stop dev before
@@ -184,10 +334,10 @@ func TestDemo(t *testing.T) {
 func TestDevNamesABadSetting(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"IMSFLOW_DATA": t.TempDir(), "IMSFLOW_NATS_PORT": "0", "IMSEMU_ADDR": "127.0.0.1:0", "IMSFLOW_INGEST_ADDR": "127.0.0.1:0",
-		"IMPORT_BITMAP_WAIT": "x", "INGEST_RATE_BURST": "many", "S3_SECURE": "maybe"}
+		"IMPORT_BITMAP_WAIT": "x", "INGEST_RATE_BURST": "many", "S3_SECURE": "maybe", "DISTRIBUTE_WORKERS": "four"}
 	code, out, errOut := runCLI(t, env, "dev")
 	want := `imsflow dev: IMPORT_BITMAP_WAIT: time: invalid duration "x"; S3_SECURE: "maybe" is not true or false; ` +
-		`INGEST_RATE_BURST: "many" is not a whole number` + "\n"
+		`DISTRIBUTE_WORKERS: "four" is not a whole number; INGEST_RATE_BURST: "many" is not a whole number` + "\n"
 	if code != exitUsage || out != "" || errOut != want {
 		t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", code, out, errOut, exitUsage, want)
 	}
