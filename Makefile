@@ -88,7 +88,7 @@ image:
 run: build
 	./$(BIN)/imsflow dev
 
-## demo: a realistic mixed batch through the local pipeline, a summary, exit 0 when all is as expected
+## demo: a realistic mixed batch and one image lifecycle through the local pipeline, a summary, exit 0 when all is as expected
 demo: build
 	./$(BIN)/imsflow demo
 

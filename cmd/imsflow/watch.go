@@ -173,9 +173,27 @@ func describeAt(subject string, data []byte, at, now time.Time) string {
 		var b events.BatchCompleted
 		_ = json.Unmarshal(data, &b)
 		return fmt.Sprintf("%s batch  completed  %s  %d items: %s", stamp, b.BatchID, b.Total, statusTotals(b.ByStatus))
+	case strings.HasPrefix(subject, events.SubjectLifecyclePrefix):
+		var l events.LifecycleCompleted
+		_ = json.Unmarshal(data, &l)
+		regions := make([]string, 0, len(l.Images))
+		for r := range l.Images {
+			regions = append(regions, r)
+		}
+		slices.Sort(regions)
+		line := fmt.Sprintf("%s lifecycle %-9s %s  rule %s  family %s  generation %d  images in %s", stamp, l.Status, l.Lifecycle, l.Rule, l.Family, l.Generation, strings.Join(regions, ", "))
+		for _, leg := range l.Legs {
+			if leg.State != "succeeded" {
+				line += fmt.Sprintf("  %s %s", leg.Name, leg.State)
+			}
+		}
+		return line
 	case json.Unmarshal(data, &f) == nil && f.JobID != "":
 		what := f.BucketURL
-		if f.Source != nil {
+		if f.Leg != nil {
+			what = f.Leg.Leg + " of lifecycle " + f.Leg.Lifecycle
+		}
+		if f.Source != nil && f.Leg == nil {
 			what = f.Source.Bucket + ":" + f.Source.Key
 		}
 		line := fmt.Sprintf("%s %-6s %-10s %s  image %s (%s)  %s  %s  %d polls", stamp, f.Kind, f.Status, what, f.ImageName, f.ImageID, f.Method, seconds(f.DurationSeconds), f.Polls)

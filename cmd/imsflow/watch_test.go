@@ -212,3 +212,24 @@ func TestWatchShowsWaiting(t *testing.T) {
 		t.Errorf("line\n%q, want\n%q", got, want)
 	}
 }
+
+// TestWatchShowsLifecycles: a lifecycle's end names its regions and the
+// legs that did not succeed; a leg's job names its leg, not the upload.
+func TestWatchShowsLifecycles(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.Local)
+	l := events.LifecycleCompleted{Lifecycle: "l1", Status: events.StatusFailed, Rule: "web", Family: "web-base",
+		Images: map[string]string{"cn-north-4": "i1", "ap-southeast-3": "i2"},
+		Legs:   []events.LifecycleLeg{{Name: "tag:cn-north-4", State: "succeeded"}, {Name: "replicate:eu-west-101", State: "failed"}}}
+	data, _ := json.Marshal(l)
+	got := describeAt(l.Subject(), data, now, now)
+	want := "12:00:00 lifecycle failed    l1  rule web  family web-base  generation 0  images in ap-southeast-3, cn-north-4  replicate:eu-west-101 failed"
+	if got != want {
+		t.Errorf("line\n%q, want\n%q", got, want)
+	}
+	f := events.JobFinished{JobID: "j1", Kind: events.KindDistribute, Status: events.StatusSucceeded, ImageName: "web-1", ImageID: "i1",
+		Source: &events.Source{Bucket: "images", Key: "web/1.qcow2"}, Leg: &events.LegRef{Lifecycle: "l1", Leg: "share:cn-north-4", Attempt: 1}}
+	data, _ = json.Marshal(f)
+	if got := describeAt(f.Subject(), data, now, now); !strings.Contains(got, "distribute succeeded  share:cn-north-4 of lifecycle l1") {
+		t.Errorf("leg line %q", got)
+	}
+}
