@@ -191,17 +191,36 @@ func (d *distributor) advance(ctx context.Context, m runner.Msg, id string) ([]e
 		return out, err
 	}
 	if m.Delivery > 1 {
+		sent := map[string]bool{}
+		for _, e := range out {
+			if h, ok := e.(events.JobSubmitted); ok {
+				sent[h.ID()] = true
+			}
+		}
 		for _, l := range rec.Legs {
-			if l.State == lifecycle.LegRunning && l.JobID != "" {
-				out = append(out, d.handoff(rec, l))
+			if h := d.handoff(rec, l); l.State == lifecycle.LegRunning && l.JobID != "" && !sent[h.ID()] {
+				out = append(out, h)
 			}
 		}
 	}
 	if rec.State != lifecycle.Running {
 		out = append(out, Completed(rec))
 	}
+	// A leg claimed and not yet submitted or settled: another attempt runs
+	// it now, or died doing so. This message comes back to see it done, or
+	// to take it over once the claim expires: nothing else would wake the
+	// lifecycle then.
+	for _, l := range rec.Legs {
+		if l.State == lifecycle.LegRunning && l.JobID == "" {
+			left := d.cfg.ClaimTTL - d.now().Sub(l.ClaimedAt)
+			return out, waitFor(max(min(left, recheck), time.Second), fmt.Sprintf("leg %s is being run by another attempt", l.Name))
+		}
+	}
 	return out, nil
 }
+
+// recheck is how soon a message looks again at a leg another attempt runs.
+const recheck = 2 * time.Second
 
 // transient turns IMS throttling into a wait and passes other errors on.
 func (d *distributor) transient(err error, what string) error {

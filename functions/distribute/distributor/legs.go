@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -139,11 +140,20 @@ func (d *distributor) handoff(rec *lifecycle.Record, l lifecycle.Leg) events.Job
 	if l.Kind == lifecycle.KindReplicate {
 		region = "" // a cross-region copy's job is the source region's
 	}
-	return events.JobSubmitted{JobID: l.JobID, JobType: jobType, Kind: events.KindDistribute, Method: events.MethodNormal,
-		ImageID: sourceImage(rec, l), ImageName: rec.ImageName, SubmittedAt: l.ClaimedAt, BatchID: rec.BatchID,
+	jobID, image := l.JobID, sourceImage(rec, l)
+	if id, found := strings.CutPrefix(l.JobID, imageRefPrefix); found {
+		// An earlier attempt's copy, found by its name: followed by its
+		// image, in the region it is in (JobSubmitted.Ref is image:<id>).
+		jobID, image, region = "", id, l.Region
+	}
+	return events.JobSubmitted{JobID: jobID, JobType: jobType, Kind: events.KindDistribute, Method: events.MethodNormal,
+		ImageID: image, ImageName: rec.ImageName, SubmittedAt: l.ClaimedAt, BatchID: rec.BatchID,
 		Slot: l.Slot, SlotRev: l.SlotRev, Rule: rec.Rule,
 		Leg: &events.LegRef{Lifecycle: rec.ID, Leg: l.Name, Attempt: l.Attempt, Region: regionOr(region, rec.SourceRegion)}}
 }
+
+// imageRefPrefix marks a leg's JobID that is an image found, not a job.
+const imageRefPrefix = "image:"
 
 // sourceImage is the image a leg acts on: the import (in-region copy),
 // the source region's image (cross-region copy), or the region's image.
@@ -211,21 +221,18 @@ func (d *distributor) copy(ctx context.Context, rec *lifecycle.Record, l lifecyc
 		if im != nil {
 			// The dead attempt's copy: follow it by its image (no job ID).
 			zerolog.Ctx(ctx).Info().Str("image_id", im.ID).Msg("found the copy of an earlier attempt")
-			l.Slot, l.SlotRev = slot.Name, slot.Rev
-			ho := d.handoff(rec, l)
-			ho.JobID, ho.ImageID = "", im.ID
-			ho.Leg.Region = regionOr(l.Region, rec.SourceRegion)
+			l.JobID, l.ImageID, l.Slot, l.SlotRev = imageRefPrefix+im.ID, im.ID, slot.Name, slot.Rev
 			if _, err := d.store.Change(ctx, rec.ID, func(r *lifecycle.Record) (bool, error) {
 				x := r.Leg(l.Name)
 				if x == nil || x.State != lifecycle.LegRunning || !x.ClaimedAt.Equal(l.ClaimedAt) {
 					return false, nil
 				}
-				x.JobID, x.ImageID, x.Slot, x.SlotRev = ho.Ref(), im.ID, slot.Name, slot.Rev
+				x.JobID, x.ImageID, x.Slot, x.SlotRev = l.JobID, l.ImageID, l.Slot, l.SlotRev
 				return true, nil
 			}); err != nil {
 				return nil, true, err
 			}
-			return []events.Event{ho}, true, nil
+			return []events.Event{d.handoff(rec, l)}, true, nil
 		}
 	}
 	home, err := d.ims("")

@@ -196,3 +196,44 @@ func TestSourceObjectDeleted(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimedLegKeepsItsMessage: a leg claimed by an attempt that has not
+// recorded its job keeps the message that looks at it coming back (a
+// wait), until the claim expires and the leg is taken over: a lifecycle
+// is never left with nothing to wake it.
+func TestClaimedLegKeepsItsMessage(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, `{"rules":[]}`)
+	d, _, _, err := build(t.Context(), Config{ClaimTTL: time.Minute, SlotWait: time.Second, SlotTTL: time.Hour, AckWait: 30 * time.Second},
+		Regions{Home: home, Client: func(r string) (IMS, error) { return s.clients[r], nil }}, nil, s.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := s.emu.AddImageTo(home, imsapi.Image{Name: "app-2", MinDisk: 40})
+	rec := lifecycle.Plan(lifecycle.Start{ID: LifecycleID(src.ID), Rule: "app", SourceRegion: home, Image: lifecycle.Image{ID: src.ID, Name: src.Name, SizeGB: 40},
+		Declaration: lifecycle.Declaration{Regions: []lifecycle.Region{{Region: apse3, AgencyName: "a"}}}, At: time.Now()})
+	leg := rec.Leg("replicate:" + apse3)
+	leg.State, leg.ClaimedAt = lifecycle.LegRunning, time.Now()
+	if _, _, err := s.store.Create(t.Context(), rec); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.advance(t.Context(), runner.Msg{Delivery: 2}, rec.ID)
+	if w, ok := runner.IsDelay(err); !ok || w > 2*time.Second {
+		t.Fatalf("advance with a live claim: %v, want a wait of at most 2s", err)
+	}
+	// The claim expires: the next look takes the leg over and submits.
+	d.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	out, err := d.advance(t.Context(), runner.Msg{Delivery: 3}, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handoffs int
+	for _, e := range out {
+		if h, ok := e.(events.JobSubmitted); ok && h.Leg != nil && h.Leg.Leg == "replicate:"+apse3 && h.JobID != "" {
+			handoffs++
+		}
+	}
+	if handoffs != 1 {
+		t.Errorf("after the claim expired: %d hand-offs of the copy, want 1 (events %v)", handoffs, out)
+	}
+}
