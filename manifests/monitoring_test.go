@@ -119,7 +119,7 @@ func keys(m map[string]bool) []string {
 func TestAlerts(t *testing.T) {
 	b := render(t, "prod", "nats/values-prod.yaml")
 	q := newQueryChecker()
-	want := []string{"ImsflowDeadLetters", "ImsflowJobsStalled", "ImsflowIMSThrottled", "ImsflowNoCompletions", "ImsflowConsumerLagGrowing"}
+	want := []string{"ImsflowDeadLetters", "ImsflowJobsStalled", "ImsflowLifecycleFailed", "ImsflowIMSThrottled", "ImsflowNoCompletions", "ImsflowConsumerLagGrowing"}
 	var have []string
 	for _, r := range b.rules {
 		for _, g := range r.Spec.Groups {

@@ -30,6 +30,7 @@ type metrics struct {
 	rejections  *prometheus.CounterVec   // kind, reason
 	completions *prometheus.CounterVec   // kind, status
 	stalls      *prometheus.CounterVec   // kind
+	lifecycles  *prometheus.CounterVec   // status
 	queries     *prometheus.HistogramVec // kind
 	detection   *prometheus.HistogramVec // kind
 	jobDuration *prometheus.HistogramVec // kind
@@ -76,6 +77,10 @@ func newMetrics() *metrics {
 			Name: "imsflow_jobs_stalled_total",
 			Help: "Stalled warnings published: a job's progress has not moved for STALL_AFTER (the job stays tracked).",
 		}, []string{"kind"}),
+		lifecycles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imsflow_lifecycles_total",
+			Help: "Image lifecycles that ended (docs/lifecycle.md), by status: succeeded, or failed (a leg failed or was refused; imsflow lifecycle retry runs it again).",
+		}, []string{"status"}),
 		queries: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "imsflow_job_status_queries",
 			Help:    "Status queries the poller spent on a job, observed when the job ended, by kind.",
@@ -129,12 +134,15 @@ func newMetrics() *metrics {
 // so that a process's first completion or stall is an increase that
 // increase() and rate() can see (a series born at 1 shows none).
 func (m *metrics) initialized() *metrics {
-	for _, k := range []events.Kind{events.KindImport, events.KindExport} {
+	for _, k := range []events.Kind{events.KindImport, events.KindExport, events.KindDistribute} {
 		for _, st := range []events.Status{events.StatusSucceeded, events.StatusFailed, events.StatusTimedOut} {
 			m.completions.WithLabelValues(string(k), string(st))
 		}
 		m.stalls.WithLabelValues(string(k))
 		m.deferred.WithLabelValues(string(k))
+	}
+	for _, st := range []events.Status{events.StatusSucceeded, events.StatusFailed} {
+		m.lifecycles.WithLabelValues(string(st))
 	}
 	return m
 }
@@ -142,7 +150,7 @@ func (m *metrics) initialized() *metrics {
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.messages, m.messageDuration, m.deadLetters,
-		m.submissions, m.rejections, m.completions, m.stalls, m.queries, m.detection, m.jobDuration,
+		m.submissions, m.rejections, m.completions, m.stalls, m.lifecycles, m.queries, m.detection, m.jobDuration,
 		m.imsRequests, m.imsDuration, m.imsThrottled, m.imsWait,
 		m.jobsInFlight, m.lastSweep, m.deferred,
 	}
@@ -179,6 +187,8 @@ func (m *metrics) event(e events.Event, now time.Time) {
 		}
 	case events.Stalled:
 		m.stalls.WithLabelValues(string(v.Kind)).Inc()
+	case events.LifecycleCompleted:
+		m.lifecycles.WithLabelValues(string(v.Status)).Inc()
 	}
 }
 
