@@ -75,7 +75,7 @@ func lifecycleStore(ctx context.Context, js jetstream.JetStream, c natsconn.Conf
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", runner.BucketLifecycles, noImsflow(err, c))
 	}
-	return &lifecycle.Store{KV: kv, Now: time.Now}, nil
+	return &lifecycle.Store{KV: kv, JS: js, Now: time.Now}, nil
 }
 
 func showLifecycle(ctx context.Context, store *lifecycle.Store, id string, stdout, stderr io.Writer) int {

@@ -18,6 +18,24 @@ import (
 type Store struct {
 	KV  jetstream.KeyValue
 	Now func() time.Time
+	// JS, when set, makes every read ask the bucket's stream leader
+	// (ledger.LeaderGet): a KV get is answered by any replica, and one
+	// that lags hands back a record older than the write just made, after
+	// which nothing would run the legs that write made ready.
+	JS jetstream.JetStream
+}
+
+// get reads key's last revision: from the stream's leader when JS is set.
+func (s *Store) get(ctx context.Context, key string) ([]byte, uint64, error) {
+	if s.JS != nil {
+		e, err := ledger.LeaderGet(ctx, s.JS, s.KV.Bucket(), key)
+		return e.Value, e.Revision, err
+	}
+	e, err := s.KV.Get(ctx, key)
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.Value(), e.Revision(), nil
 }
 
 // ErrNotFound: no lifecycle has that ID.
@@ -49,7 +67,7 @@ func (s *Store) Create(ctx context.Context, r *Record) (*Record, bool, error) {
 
 // Load reads a lifecycle and the revision it was read at.
 func (s *Store) Load(ctx context.Context, id string) (*Record, uint64, error) {
-	e, err := s.KV.Get(ctx, Key(id))
+	b, rev, err := s.get(ctx, Key(id))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, id)
@@ -57,10 +75,10 @@ func (s *Store) Load(ctx context.Context, id string) (*Record, uint64, error) {
 		return nil, 0, fmt.Errorf("read lifecycle %s: %w", id, err)
 	}
 	var r Record
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
+	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, 0, fmt.Errorf("lifecycle %s is not JSON: %w", id, err)
 	}
-	return &r, e.Revision(), nil
+	return &r, rev, nil
 }
 
 // Change reads a lifecycle, lets f change it, and writes it back at the
@@ -108,7 +126,7 @@ func PointerKey(family string) string { return "latest." + family }
 
 // Latest reads a family's pointer (nil when it has none).
 func (s *Store) Latest(ctx context.Context, family string) (*Pointer, uint64, error) {
-	e, err := s.KV.Get(ctx, PointerKey(family))
+	b, rev, err := s.get(ctx, PointerKey(family))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return nil, 0, nil
@@ -116,10 +134,10 @@ func (s *Store) Latest(ctx context.Context, family string) (*Pointer, uint64, er
 		return nil, 0, fmt.Errorf("read the latest of %s: %w", family, err)
 	}
 	var p Pointer
-	if err := json.Unmarshal(e.Value(), &p); err != nil {
+	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, 0, fmt.Errorf("the latest of %s is not JSON: %w", family, err)
 	}
-	return &p, e.Revision(), nil
+	return &p, rev, nil
 }
 
 // SetLatest points the family at p unless it names an image imported

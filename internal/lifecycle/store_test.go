@@ -21,7 +21,7 @@ func newStore(t *testing.T) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Store{KV: kv, Now: time.Now}
+	return &Store{KV: kv, JS: js, Now: time.Now}
 }
 
 // TestStoreConcurrentLegs: legs settled at once by many replicas all

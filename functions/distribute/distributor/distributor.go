@@ -195,8 +195,8 @@ func build(ctx context.Context, cfg Config, regions Regions, objects Objects, js
 	if err != nil {
 		return nil, runner.Config{}, runner.Config{}, fmt.Errorf("bucket %s: %w", runner.BucketSlots, err)
 	}
-	d := &distributor{cfg: cfg, rules: rules, regions: regions, objects: objects, slots: slots, now: time.Now}
-	d.store = &lifecycle.Store{KV: kv, Now: func() time.Time { return d.now() }}
+	d := &distributor{cfg: cfg, rules: rules, regions: regions, objects: objects, js: js, slots: slots, now: time.Now}
+	d.store = &lifecycle.Store{KV: kv, JS: js, Now: func() time.Time { return d.now() }}
 	tel := telemetry.FromContext(ctx)
 	main := runner.Config{Function: Function, Stream: runner.StreamOut, Subjects: Subjects,
 		AckWait: cfg.AckWait, MaxFailures: cfg.MaxFailures, Workers: cfg.Workers, Observer: tel.Runner(Function)}
@@ -211,6 +211,7 @@ type distributor struct {
 	regions Regions
 	objects Objects
 	store   *lifecycle.Store
+	js      jetstream.JetStream
 	slots   jetstream.KeyValue // BucketSlots: repl.<n>, the tenant's cross-region copies running
 	now     func() time.Time
 }

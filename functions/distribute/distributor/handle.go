@@ -44,8 +44,11 @@ func (d *distributor) handleRetry(ctx context.Context, m runner.Msg) ([]events.E
 		return d.reject(m, "decode", why)
 	}
 	_, err := d.store.Change(ctx, req.Lifecycle, func(r *lifecycle.Record) (bool, error) {
-		if l := r.Leg(req.Leg); l != nil && l.State == lifecycle.LegPending && l.Attempt > 1 && m.Delivery > 1 {
-			return false, nil // this request's own earlier delivery retried it
+		l := r.Leg(req.Leg)
+		if l != nil && m.Delivery > 1 && l.Attempt > 1 && l.State != lifecycle.LegFailed && l.State != lifecycle.LegRefused {
+			// This request's own earlier delivery retried it (and then
+			// waited): the leg runs or ran again; drive it on.
+			return false, nil
 		}
 		return true, r.Retry(req.Leg, d.now())
 	})

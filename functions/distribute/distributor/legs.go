@@ -204,7 +204,7 @@ func (d *distributor) copy(ctx context.Context, rec *lifecycle.Record, l lifecyc
 	var slot ledger.Slot
 	if l.Kind == lifecycle.KindReplicate {
 		var err error
-		if slot, err = d.replicationSlot(ctx, rec, l); err != nil {
+		if slot, err = d.replicationSlot(ctx, rec, l, takeover); err != nil {
 			d.release(ctx, rec, l, slot)
 			return nil, true, err
 		}
@@ -451,9 +451,23 @@ func (d *distributor) source(ctx context.Context, rec *lifecycle.Record, l lifec
 }
 
 // replicationSlot takes one of the tenant's MaxReplications slots for the
-// leg's run (none: the zero Slot), or finds the one it took already.
-func (d *distributor) replicationSlot(ctx context.Context, rec *lifecycle.Record, l lifecycle.Leg) (ledger.Slot, error) {
+// leg's run (none: the zero Slot), or finds the one it took already. A
+// takeover looks for the dead attempt's slot first, on the bucket's
+// leader: taking a free one before reaching it would leave it held.
+func (d *distributor) replicationSlot(ctx context.Context, rec *lifecycle.Record, l lifecycle.Leg, takeover bool) (ledger.Slot, error) {
 	owner := rec.ID + "/" + l.Name + "/" + strconv.Itoa(l.Attempt)
+	if takeover {
+		for i := range lifecycle.MaxReplications {
+			name := fmt.Sprintf("repl.%d", i)
+			e, err := ledger.LeaderGet(ctx, d.js, d.slots.Bucket(), name)
+			switch {
+			case err == nil && string(e.Value) == owner:
+				return ledger.Slot{Name: name, Rev: e.Revision}, nil
+			case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound):
+				return ledger.Slot{}, fmt.Errorf("look for the replication slot of %s: %w", l.Name, err)
+			}
+		}
+	}
 	for i := range lifecycle.MaxReplications {
 		name := fmt.Sprintf("repl.%d", i)
 		rev, err := d.slots.Create(ctx, name, []byte(owner), jetstream.KeyTTL(d.cfg.SlotTTL))

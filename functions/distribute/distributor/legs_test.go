@@ -221,6 +221,15 @@ func TestClaimedLegKeepsItsMessage(t *testing.T) {
 	if w, ok := runner.IsDelay(err); !ok || w > 2*time.Second {
 		t.Fatalf("advance with a live claim: %v, want a wait of at most 2s", err)
 	}
+	// The claiming attempt took a replication slot (not the first) before
+	// it died: the takeover must reuse it, not take a free one.
+	slots, err := s.js.KeyValue(t.Context(), runner.BucketSlots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := slots.Create(t.Context(), "repl.3", []byte(rec.ID+"/replicate:"+apse3+"/1")); err != nil {
+		t.Fatal(err)
+	}
 	// The claim expires: the next look takes the leg over and submits.
 	d.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
 	out, err := d.advance(t.Context(), runner.Msg{Delivery: 3}, rec.ID)
@@ -235,5 +244,36 @@ func TestClaimedLegKeepsItsMessage(t *testing.T) {
 	}
 	if handoffs != 1 {
 		t.Errorf("after the claim expired: %d hand-offs of the copy, want 1 (events %v)", handoffs, out)
+	}
+	for _, e := range out {
+		if h, ok := e.(events.JobSubmitted); ok && h.Slot != "repl.3" {
+			t.Errorf("the takeover's hand-off holds slot %q, want the dead attempt's repl.3", h.Slot)
+		}
+	}
+	if _, err := slots.Get(t.Context(), "repl.0"); err == nil {
+		t.Error("the takeover took a second replication slot (repl.0)")
+	}
+
+	// A retry request delivered again after its first delivery took
+	// effect (and waited) drives the leg on: it is not refused.
+	if _, err := s.store.Change(t.Context(), rec.ID, func(r *lifecycle.Record) (bool, error) {
+		x := r.Leg("replicate:" + apse3)
+		x.State, x.Attempt, x.JobID, x.ClaimedAt = lifecycle.LegRunning, 2, "job-2", time.Now()
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"lifecycle":"` + rec.ID + `","leg":"replicate:` + apse3 + `"}`)
+	evs, err := d.handleRetry(t.Context(), runner.Msg{Delivery: 2, Data: body})
+	if err != nil {
+		t.Errorf("a redelivered retry of a leg already running again: %v", err)
+	}
+	for _, e := range evs {
+		if _, ok := e.(events.Rejected); ok {
+			t.Errorf("a redelivered retry was refused: %+v", e)
+		}
+	}
+	if _, err := d.handleRetry(t.Context(), runner.Msg{Delivery: 1, Data: body}); err == nil {
+		t.Error("a first request to retry a running leg was taken")
 	}
 }
