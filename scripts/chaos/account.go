@@ -87,6 +87,17 @@ func decodeOutcome(subject string, data []byte) (o outcome, ok bool, err error) 
 	return o, true, nil
 }
 
+// notFinalKey names an event of IMSFLOW_OUT that ends no input: by its
+// status (waiting, stalled, progress, ...), the lifecycles' and their legs'
+// by kind and status (lifecycle.succeeded, distribute.failed, ...).
+func notFinalKey(subject string) string {
+	parts := strings.Split(subject, ".")
+	if len(parts) == 4 && (parts[2] == "lifecycle" || parts[2] == string(events.KindDistribute)) {
+		return parts[2] + "." + parts[3]
+	}
+	return parts[len(parts)-1]
+}
+
 // itemIndex finds an input by what an event or a submission says of it.
 type itemIndex struct {
 	byIdentity map[string]int
@@ -149,7 +160,7 @@ func (t *tally) add(subject string, data []byte, msgID string, stored time.Time,
 	defer t.mu.Unlock()
 	t.lastSeq = max(t.lastSeq, seq)
 	if !final {
-		t.notFinal[subject[strings.LastIndexByte(subject, '.')+1:]]++
+		t.notFinal[notFinalKey(subject)]++
 		return
 	}
 	if err != nil {
@@ -256,6 +267,12 @@ type submission struct {
 	JobID     string    `json:"job_id"`
 	ImageID   string    `json:"image_id"`
 	URL       string    `json:"url"`
+	// Lifecycle legs: the region the job was sent to, the new image's
+	// name (a copy) and the request's body (a copy's target region, a
+	// member job's images).
+	Region string          `json:"region,omitempty"`
+	Name   string          `json:"name,omitempty"`
+	Body   json.RawMessage `json:"body,omitempty"`
 }
 
 // emuStats is the part of GET /_emulator/stats the table shows.
@@ -330,9 +347,31 @@ type deadLetter struct {
 
 // attributeDead finds the input of a dead letter from the message it
 // carries: a notification, an export request, a hand-off or a poll timer
-// (whose job the emulator's submissions name).
-func attributeDead(d events.DeadLetter, x *itemIndex, jobURL map[string]string) int {
+// (whose job the emulator's submissions name), an event the distribute
+// function took, or a lifecycle retry (lcItem: lifecycle ID → input).
+func attributeDead(d events.DeadLetter, x *itemIndex, jobURL map[string]string, lcItem map[string]int) int {
 	switch {
+	case strings.HasPrefix(d.Subject, "imsflow.out."):
+		var f events.JobFinished
+		if json.Unmarshal(d.Data, &f) == nil {
+			if f.Leg != nil {
+				if i, ok := lcItem[f.Leg.Lifecycle]; ok {
+					return i
+				}
+			}
+			if f.Source != nil {
+				if i, ok := x.byIdentity[objIdentity(f.Source.Bucket, f.Source.Key, f.Source.ETag)]; ok {
+					return i
+				}
+			}
+		}
+	case d.Subject == events.SubjectLifecycleRetry:
+		var r events.LifecycleRetry
+		if json.Unmarshal(d.Data, &r) == nil {
+			if i, ok := lcItem[r.Lifecycle]; ok {
+				return i
+			}
+		}
 	case strings.HasPrefix(d.Subject, events.SubjectObjectsPrefix):
 		created, _, err := events.DecodeObjectEvents(d.Data)
 		if err == nil && len(created) > 0 {
@@ -357,6 +396,11 @@ func attributeDead(d events.DeadLetter, x *itemIndex, jobURL map[string]string) 
 	case d.Subject == events.SubjectJobSubmitted:
 		var h events.JobSubmitted
 		if json.Unmarshal(d.Data, &h) == nil {
+			if h.Leg != nil {
+				if i, ok := lcItem[h.Leg.Lifecycle]; ok {
+					return i
+				}
+			}
 			if h.Source != nil {
 				if i, ok := x.byIdentity[objIdentity(h.Source.Bucket, h.Source.Key, h.Source.ETag)]; ok {
 					return i

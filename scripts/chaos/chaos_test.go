@@ -83,7 +83,7 @@ func TestWorkloadIsDeterministicAndWellFormed(t *testing.T) {
 func TestBodiesDecodeAndRouteAsExpected(t *testing.T) {
 	w := newWorkload(600, time.Minute, 3)
 	now := time.Now()
-	want := map[kind]string{kindNormal: "normal", kindZVHD2: "quick", kindRAW: "quick", kindFail: "normal",
+	want := map[kind]string{kindNormal: "normal", kindLifecycle: "normal", kindZVHD2: "quick", kindRAW: "quick", kindFail: "normal",
 		kindEmpty: "reject", kindTooLarge: "reject", kindNeedsConv: "reject", kindSkipped: "skip"}
 	for _, p := range w.Pubs {
 		it := w.Items[p.Item]
@@ -239,15 +239,15 @@ func TestAttributeDead(t *testing.T) {
 			continue
 		}
 		d := events.DeadLetter{Subject: p.Subject, Data: w.body(p, now)}
-		if got := attributeDead(d, x, nil); got != p.Item {
+		if got := attributeDead(d, x, nil, nil); got != p.Item {
 			t.Errorf("%s (%s): attributed to %d, want %d", p.MsgID, p.Role, got, p.Item)
 		}
 	}
 	jobURL := map[string]string{"abc": w.Items[exp].imsURL()}
-	if got := attributeDead(events.DeadLetter{Subject: "imsflow.jobs.poll.j.abc"}, x, jobURL); got != exp {
+	if got := attributeDead(events.DeadLetter{Subject: "imsflow.jobs.poll.j.abc"}, x, jobURL, nil); got != exp {
 		t.Errorf("poll timer attributed to %d, want %d", got, exp)
 	}
-	if got := attributeDead(events.DeadLetter{Subject: "imsflow.jobs.poll.j.zzz"}, x, jobURL); got != -1 {
+	if got := attributeDead(events.DeadLetter{Subject: "imsflow.jobs.poll.j.zzz"}, x, jobURL, nil); got != -1 {
 		t.Errorf("unknown job attributed to %d", got)
 	}
 }
@@ -444,7 +444,8 @@ func TestComposeEnvFile(t *testing.T) {
 	env := composeHarness(t).composeEnvFile()
 	for _, want := range []string{"\nIMS_ENDPOINT=http://emulator:8089\n", "\nHUAWEICLOUD_SDK_AK=IMSFLOWLOCALAK\n",
 		"\nHUAWEICLOUD_SDK_SK=imsflow-local-secret-key\n", "\nHUAWEICLOUD_SDK_PROJECT_ID=0000000000000000000000000000f10c\n",
-		"\nIMPORT_CLAIM_TTL=15s\n", "\nPOLL_MAX=5s\n"} {
+		"\nIMPORT_CLAIM_TTL=15s\n", "\nPOLL_MAX=5s\n", "\nIMS_REGION=cn-north-4\n", "\nIMS_REGIONS=" + imsRegions() + "\n",
+		"\nIMS_REGION_ENDPOINT=http://emulator:8089/region/{region}\n", "\nDISTRIBUTE_CLAIM_TTL=15s\n"} {
 		if !strings.Contains(env, want) {
 			t.Errorf("env file lacks %q:\n%s", strings.TrimSpace(want), env)
 		}
@@ -461,7 +462,8 @@ func TestComposeOverride(t *testing.T) {
 	ov := composeHarness(t).composeOverride()
 	for _, want := range []string{"  emulator:\n    environment:\n", `IMSEMU_S3_ENDPOINT: ""`, `IMSEMU_ERROR_RATE: "0.2"`,
 		`IMSEMU_DROP_RATE: "0.05"`, `IMSEMU_ACCEPT_BEFORE_DROP: "true"`, `IMSEMU_RATE_LIMIT: "30"`, `IMSEMU_MAX_JOBS: "40"`,
-		`IMSEMU_QUOTA: "-1"`, `IMSEMU_TIME_SCALE: "30"`, `IMSEMU_SEED: "1"`,
+		`IMSEMU_QUOTA: "-1"`, `IMSEMU_TIME_SCALE: "30"`, `IMSEMU_SEED: "1"`, `IMSEMU_REGIONS: "` + emulatorRegions() + `"`,
+		`IMSEMU_ACCOUNTS: "/etc/imsemu/accounts.json"`,
 		"  nats-1:\n    ports: [\"127.0.0.1:18222:8222\"]\n", "  nats-3:\n    ports: [\"127.0.0.1:18224:8222\"]\n"} {
 		if !strings.Contains(ov, want) {
 			t.Errorf("override lacks %q:\n%s", want, ov)
@@ -490,7 +492,10 @@ func TestComposeFileHasWhatTheHarnessUses(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"${IMSFLOW_ENV_FILE", "${IMSFLOW_EMULATOR_PORT:-8089}:8089", `IMSEMU_ADDR: ":8089"`} {
+	for _, want := range []string{"${IMSFLOW_ENV_FILE", "${IMSFLOW_EMULATOR_PORT:-8089}:8089", `IMSEMU_ADDR: ":8089"`,
+		`"${IMSFLOW_RULES_FILE:-./rules.json}:/etc/imsflow/rules.json:ro"`, "IMPORT_RULES_FILE: /etc/imsflow/rules.json",
+		`"${IMSFLOW_EMULATOR_ACCOUNTS:-./emulator-accounts.json}:/etc/imsemu/accounts.json:ro"`, "IMSEMU_ACCOUNTS: /etc/imsemu/accounts.json",
+		`command: ["run", "distribute"]`, "environment: *rules-env\n    volumes: *rules\n"} {
 		if !strings.Contains(y, want) {
 			t.Errorf("compose.yaml lacks %s", want)
 		}

@@ -23,12 +23,12 @@ import (
 	"time"
 )
 
-// The services a run starts: the compose file's own three NATS nodes, six
-// function replicas and the emulator; not MinIO, its bucket set-up or the
-// ingest, which the workload does not use.
+// The services a run starts: the compose file's own three NATS nodes, two
+// replicas of each function and the emulator; not MinIO, its bucket set-up
+// or the ingest, which the workload does not use.
 var (
 	natsServices     = []string{"nats-1", "nats-2", "nats-3"}
-	functionServices = []string{"import-1", "import-2", "export-1", "export-2", "poller-1", "poller-2"}
+	functionServices = []string{"import-1", "import-2", "export-1", "export-2", "poller-1", "poller-2", "distribute-1", "distribute-2"}
 	emulatorService  = "emulator"
 )
 
@@ -242,7 +242,13 @@ func (c *composeRun) writeFiles(h *harness) error {
 	if err := os.WriteFile(c.override, []byte(h.composeOverride()), 0o644); err != nil {
 		return err
 	}
-	c.env = append(os.Environ(), "IMSFLOW_ENV_FILE="+c.envFile)
+	// The rules file of import and distribute, and the emulator's other
+	// account, mounted by compose.yaml from these paths.
+	rules, accounts, err := h.lifecycleFiles()
+	if err != nil {
+		return err
+	}
+	c.env = append(os.Environ(), "IMSFLOW_ENV_FILE="+c.envFile, "IMSFLOW_RULES_FILE="+rules, "IMSFLOW_EMULATOR_ACCOUNTS="+accounts)
 	keys := make([]string, 0, len(c.ports))
 	for k := range c.ports {
 		keys = append(keys, k)
@@ -255,26 +261,28 @@ func (c *composeRun) writeFiles(h *harness) error {
 	}
 	// For a deployment kept with -keep, or left by a harness that was
 	// killed: the commands that reach it.
-	script := fmt.Sprintf("#!/bin/sh\n# The compose project of a make test-cluster run: %s\n# ./compose.sh ps | logs import-1 | down -v --remove-orphans\nexport IMSFLOW_ENV_FILE=%s %s\nexec %s \"$@\"\n",
-		c.project, c.envFile, strings.Join(exports, " "), strings.Join(c.command(), " "))
+	script := fmt.Sprintf("#!/bin/sh\n# The compose project of a make test-cluster run: %s\n# ./compose.sh ps | logs import-1 | down -v --remove-orphans\nexport IMSFLOW_ENV_FILE=%s IMSFLOW_RULES_FILE=%s IMSFLOW_EMULATOR_ACCOUNTS=%s %s\nexec %s \"$@\"\n",
+		c.project, c.envFile, rules, accounts, strings.Join(exports, " "), strings.Join(c.command(), " "))
 	return os.WriteFile(filepath.Join(c.runDir, "compose.sh"), []byte(script), 0o755)
 }
 
 // composeEnvFile is $IMSFLOW_ENV_FILE of the run: the emulator inside the
-// project, its keys, no S3_* (the import function takes the notifications'
-// sizes instead of looking in MinIO), and the process backend's settings
-// (functionSettings); compose.yaml's own environment (NATS_URL,
-// NATS_REPLICAS, ADMIN_ADDR, LOG_LEVEL) comes on top.
+// project and its regions, its keys, no S3_* (the import function takes
+// the notifications' sizes instead of looking in MinIO), and the process
+// backend's settings (functionSettings); compose.yaml's own environment
+// (NATS_URL, NATS_REPLICAS, ADMIN_ADDR, LOG_LEVEL, IMPORT_RULES_FILE)
+// comes on top.
 func (h *harness) composeEnvFile() string {
 	lines := []string{"# written by scripts/chaos for the compose project " + h.cr.project,
-		"IMS_ENDPOINT=http://" + emulatorService + ":8089"}
+		"IMS_ENDPOINT=http://" + emulatorService + ":8089", "IMS_REGION_ENDPOINT=http://" + emulatorService + ":8089/region/{region}"}
 	lines = append(lines, h.functionSettings()...)
 	return strings.Join(lines, "\n") + "\n"
 }
 
-// composeOverride is the run's override file: the emulator's faults and
-// pace (IMSEMU_*, as the process backend's flags), without MinIO, and the
-// NATS nodes' monitoring ports published on loopback for /healthz.
+// composeOverride is the run's override file: the emulator's faults, pace
+// and regions (IMSEMU_*, as the process backend's flags; its accounts file
+// is IMSFLOW_EMULATOR_ACCOUNTS, mounted by compose.yaml), without MinIO,
+// and the NATS nodes' monitoring ports published on loopback for /healthz.
 func (h *harness) composeOverride() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# written by scripts/chaos for the compose project %s\nservices:\n  %s:\n    environment:\n", h.cr.project, emulatorService)
@@ -289,6 +297,8 @@ func (h *harness) composeOverride() string {
 		{"IMSEMU_QUOTA", "-1"},
 		{"IMSEMU_TIME_SCALE", fmt.Sprint(h.o.timeScale)},
 		{"IMSEMU_SEED", fmt.Sprint(h.o.seed)},
+		{"IMSEMU_REGIONS", emulatorRegions()},
+		{"IMSEMU_ACCOUNTS", "/etc/imsemu/accounts.json"},
 	} {
 		fmt.Fprintf(&b, "      %s: %q\n", kv[0], kv[1])
 	}

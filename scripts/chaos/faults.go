@@ -8,7 +8,7 @@ import (
 )
 
 // functions are the function kinds the harness runs, two replicas each.
-var functions = []string{"import", "export", "poller"}
+var functions = []string{"import", "export", "poller", "distribute"}
 
 const replicas = 2
 

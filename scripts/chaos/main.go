@@ -279,6 +279,10 @@ type harness struct {
 	scen  []*scenario
 	index *itemIndex
 	live  *tally
+	// lc follows the lifecycle completions; a failed one gets its legs
+	// retried (lifecycle.go).
+	lc      *lcTally
+	retryWG sync.WaitGroup
 
 	mu          sync.Mutex
 	feedStart   time.Time
@@ -291,6 +295,12 @@ type harness struct {
 	faultLog    []string
 	down        map[string]bool
 	phase       map[string]time.Duration
+	retried     map[string]bool // lifecycle:generation whose failed legs were retried
+	retrying    int             // retries being published
+	counting    bool            // the count began: no more retries
+	lcStuck     string          // why the drain stopped before its bound: the open lifecycles cannot move
+	retries     []retrySent
+	lcFaults    []string // the faults that hit running lifecycles
 }
 
 func (h *harness) say(format string, args ...any) {
@@ -300,7 +310,7 @@ func (h *harness) say(format string, args ...any) {
 func (h *harness) run(ctx context.Context) (code int) {
 	h.start = time.Now()
 	h.phase = map[string]time.Duration{}
-	h.published, h.seqs, h.down = map[int]bool{}, map[int][]uint64{}, map[string]bool{}
+	h.published, h.seqs, h.down, h.retried = map[int]bool{}, map[int][]uint64{}, map[string]bool{}, map[string]bool{}
 	if err := h.prepareDir(); err != nil {
 		fmt.Fprintln(h.errw, "chaos:", err)
 		return 2
@@ -349,6 +359,7 @@ func (h *harness) run(ctx context.Context) (code int) {
 	}
 	h.index = newItemIndex(h.w.Items)
 	h.live = newTally(h.index)
+	h.lc = newLCTally(h.index)
 	if err := h.writePlan(); err != nil {
 		fmt.Fprintln(h.errw, "chaos:", err)
 		return 2
@@ -414,10 +425,17 @@ func (h *harness) run(ctx context.Context) (code int) {
 		drainStart = h.lastFault
 	}
 	h.mu.Unlock()
-	want := h.expected()
-	h.say("faults over; waiting up to %s for %d outcomes", p.Drain, len(want))
+	want, wantLC := h.expected(), h.lifecycleWant()
+	h.say("faults over; waiting up to %s for %d outcomes and %d lifecycles", p.Drain, len(want), len(wantLC))
 	deadline := drainStart.Add(p.Drain)
-	for len(h.live.pending(want)) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+	var watch stuckWatch
+	for (len(h.live.pending(want)) > 0 || len(h.lc.pending(wantLC)) > 0) && time.Now().Before(deadline) && ctx.Err() == nil {
+		// Lifecycles that can never move are not waited for to the bound.
+		if open := len(h.lc.pending(wantLC)); open > 0 && h.lifecyclesStuck(ctx, &watch, wantLC, len(h.live.pending(want))) {
+			h.lcStuck = fmt.Sprintf("%d lifecycles cannot move (%s)", open, watch.reason)
+			h.say("not waiting to the bound: %s", h.lcStuck)
+			break
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(500 * time.Millisecond):
@@ -557,7 +575,7 @@ func (h *harness) prepareDir() error {
 }
 
 // build compiles nats-server (from its module, a dependency of imsflow),
-// the three functions and the imsflow command into the run directory.
+// the functions and the imsflow command into the run directory.
 func (h *harness) build(ctx context.Context) error {
 	src, err := filepath.Abs(h.o.src)
 	if err != nil {
@@ -577,7 +595,7 @@ func (h *harness) build(ctx context.Context) error {
 			return err
 		}
 		h.source = "prebuilt binaries in " + h.binDir
-		for _, b := range []string{"nats-server", "import", "export", "poller", "imsflow"} {
+		for _, b := range append([]string{"nats-server", "imsflow"}, functions...) {
 			if _, err := os.Stat(filepath.Join(h.binDir, b)); err != nil {
 				return fmt.Errorf("-bin: %w", err)
 			}
@@ -590,9 +608,12 @@ func (h *harness) build(ctx context.Context) error {
 		}
 	}
 	h.binDir = filepath.Join(h.dir, "bin")
-	h.say("building nats-server, import, export, poller and imsflow from %s", h.source)
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", h.binDir+string(filepath.Separator),
-		"github.com/nats-io/nats-server/v2", "./functions/import", "./functions/export", "./functions/poller", "./cmd/imsflow")
+	h.say("building nats-server, %s and imsflow from %s", strings.Join(functions, ", "), h.source)
+	args := []string{"build", "-o", h.binDir + string(filepath.Separator), "github.com/nats-io/nats-server/v2", "./cmd/imsflow"}
+	for _, fn := range functions {
+		args = append(args, "./functions/"+fn)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = src
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -695,7 +716,8 @@ func (h *harness) functionEnv() []string {
 	for _, n := range h.nodes {
 		urls = append(urls, n.url())
 	}
-	env := append(baseEnv(), "NATS_URL="+strings.Join(urls, ","), "NATS_REPLICAS=3", "LOG_LEVEL=info", "IMS_ENDPOINT="+h.emuURL)
+	env := append(baseEnv(), "NATS_URL="+strings.Join(urls, ","), "NATS_REPLICAS=3", "LOG_LEVEL=info", "IMS_ENDPOINT="+h.emuURL,
+		"IMS_REGION_ENDPOINT="+h.emuURL+"/region/{region}", "IMPORT_RULES_FILE="+filepath.Join(h.dir, "rules.json"))
 	return append(env, h.functionSettings()...)
 }
 
@@ -716,6 +738,7 @@ func (h *harness) functionSettings() []string {
 		// poller
 		"POLL_FIRST=1s", "POLL_MIN=1s", "POLL_MAX=5s", "POLL_MAX_AIMED=15s", "POLL_TARGET_DELAY=2s", "POLLER_ACK_WAIT=10s",
 	}
+	env = append(env, regionSettings()...)
 	return append(env, h.o.env...)
 }
 
@@ -792,16 +815,23 @@ func (h *harness) connect() error {
 }
 
 // emulatorFiles writes the emulator's catalogue (every object the
-// notifications name) and its failure rule into the run directory.
+// notifications name) and its failure rules (the imports of chaos/fail-*,
+// the scripted copy failures) into the run directory, with the rules file
+// of the functions and the emulator's other account (lifecycle.go).
 func (h *harness) emulatorFiles() (objFile, failFile string, err error) {
 	objects, _ := json.Marshal(h.w.catalogue())
 	objFile = filepath.Join(h.dir, "objects.json")
 	failFile = filepath.Join(h.dir, "failures.json")
-	failures := fmt.Sprintf(`[{"key_pattern":%q,"error_code":"IMG.1075","fail_reason":"registering the image file failed (scripted by chaos)","at_percent":0.5}]`, failPrefix+"*")
+	rules := append([]map[string]any{{"key_pattern": failPrefix + "*", "error_code": "IMG.1075",
+		"fail_reason": "registering the image file failed (scripted by chaos)", "at_percent": 0.5}}, h.w.copyFailures()...)
+	failures, _ := json.MarshalIndent(rules, "", " ")
+	if _, _, err := h.lifecycleFiles(); err != nil {
+		return "", "", err
+	}
 	if err := os.WriteFile(objFile, objects, 0o644); err != nil {
 		return "", "", err
 	}
-	return objFile, failFile, os.WriteFile(failFile, []byte(failures), 0o644)
+	return objFile, failFile, os.WriteFile(failFile, failures, 0o644)
 }
 
 func (h *harness) startEmulator(ctx context.Context, port int) error {
@@ -815,7 +845,7 @@ func (h *harness) startEmulator(ctx context.Context, port int) error {
 		"-error-rate", fmt.Sprint(h.o.errorRate), "-drop-rate", fmt.Sprint(h.o.dropRate),
 		"-rate-limit", fmt.Sprint(h.o.rateLimit), "-rate-burst", fmt.Sprint(h.o.rateBurst),
 		"-max-jobs", fmt.Sprint(h.o.maxJobs), "-quota", "-1", "-time-scale", fmt.Sprint(h.o.timeScale),
-		"-seed", fmt.Sprint(h.o.seed)}
+		"-seed", fmt.Sprint(h.o.seed), "-regions", emulatorRegions(), "-accounts", filepath.Join(h.dir, "accounts.json")}
 	if h.o.acceptBeforeDrop {
 		args = append(args, "-accept-before-drop")
 	}
@@ -918,12 +948,13 @@ func (h *harness) missingTopology(ctx context.Context) string {
 			return "stream " + s
 		}
 	}
-	for _, c := range []struct{ stream, name string }{{streamIn, "import"}, {streamIn, "export"}, {streamJobs, "poller"}} {
+	for _, c := range []struct{ stream, name string }{{streamIn, "import"}, {streamIn, "export"}, {streamJobs, "poller"},
+		{streamOut, "distribute"}, {streamIn, "distribute-retry"}} {
 		if _, err := h.js.Consumer(ctx, c.stream, c.name); err != nil {
 			return "consumer " + c.name
 		}
 	}
-	for _, b := range []string{bucketSlots, bucketJobs} {
+	for _, b := range []string{bucketSlots, bucketJobs, bucketLifecycles} {
 		if _, err := h.js.KeyValue(ctx, b); err != nil {
 			return "bucket " + b
 		}
@@ -932,13 +963,17 @@ func (h *harness) missingTopology(ctx context.Context) string {
 }
 
 // collect follows IMSFLOW_OUT while the run goes on, to know when it has
-// drained; the table is counted from a fresh read at the end.
+// drained and to retry the failed legs of lifecycles; the table is
+// counted from a fresh read at the end.
 func (h *harness) collect(ctx context.Context) (func(), error) {
 	cons, err := h.js.OrderedConsumer(ctx, streamOut, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", streamOut, err)
 	}
-	cc, err := cons.Consume(h.live.addMsg, jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		h.live.addMsg(m)
+		h.onLifecycleMsg(ctx, m)
+	}, jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", streamOut, err)
 	}
@@ -1089,7 +1124,7 @@ func (h *harness) killReplica(ctx context.Context, f fault, restarts *sync.WaitG
 		return
 	}
 	h.setDown(name, true)
-	h.logFault("kill -9 %s (pid %d); restart in %s", name, pid, f.Down.Round(100*time.Millisecond))
+	h.logFault("kill -9 %s (pid %d); restart in %s%s", name, pid, f.Down.Round(100*time.Millisecond), h.lcHit("kill -9 "+name))
 	restarts.Go(func() {
 		select {
 		case <-ctx.Done():
@@ -1140,7 +1175,8 @@ func (h *harness) killLeader(ctx context.Context, i int, f fault, restarts *sync
 		return
 	}
 	h.setDown("nats-"+victim.name, true)
-	h.logFault("kill -9 NATS node %s (pid %d), leader of %s (leaders: %s); restart in %s", victim.name, pid, streamJobs, before, f.Down.Round(100*time.Millisecond))
+	h.logFault("kill -9 NATS node %s (pid %d), leader of %s (leaders: %s); restart in %s%s", victim.name, pid, streamJobs, before, f.Down.Round(100*time.Millisecond),
+		h.lcHit("kill -9 NATS "+victim.name))
 	restarts.Go(func() {
 		select {
 		case <-ctx.Done():
@@ -1189,8 +1225,9 @@ func (h *harness) progress(ctx context.Context, done chan struct{}) {
 		if len(down) > 0 {
 			ds = strings.Join(down, ",")
 		}
-		h.say("inputs published %d/%d · with an outcome %d/%d · faults %d/%d · down: %s",
-			pub, len(h.w.Items), h.live.finals(), want, fd, h.planned(), ds)
+		wantLC := h.lifecycleWant()
+		h.say("inputs published %d/%d · with an outcome %d/%d · lifecycles ended %d/%d · faults %d/%d · down: %s",
+			pub, len(h.w.Items), h.live.finals(), want, len(wantLC)-len(h.lc.pending(wantLC)), len(wantLC), fd, h.planned(), ds)
 	}
 }
 

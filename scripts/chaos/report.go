@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -61,11 +62,16 @@ type report struct {
 	name      string
 	scenarios []*scenario
 	elapsed   time.Duration
+	// lc is what became of the lifecycles (nil: the run had none);
+	// stuck says why the drain stopped before its bound (lifecycles that
+	// could not move).
+	lc    *lcReport
+	stuck string
 }
 
 func (r *report) pass() bool {
 	return len(r.lost) == 0 && len(r.dupJobs) == 0 && len(r.dupDone) == 0 && r.dlqMsgs == 0 && len(r.slots) == 0 &&
-		r.drained && len(r.pubFailed) == 0 && !r.emuCrashed && r.recovered() == len(r.scenarios)
+		r.drained && len(r.pubFailed) == 0 && !r.emuCrashed && r.recovered() == len(r.scenarios) && r.lc.ok()
 }
 
 // recovered is the number of scenarios whose checks passed.
@@ -111,9 +117,14 @@ func (h *harness) account(ctx context.Context, drainStart time.Time, want []int)
 		}
 	}
 
-	// Outcomes: a fresh read of the whole stream.
-	t := newTally(h.index)
-	n, err := readStream(ctx, h.js, streamOut, t.addMsg)
+	// Outcomes: a fresh read of the whole stream. The lifecycle retries
+	// under way are published first (each within its bound).
+	h.waitRetries()
+	t, lt := newTally(h.index), newLCTally(h.index)
+	n, err := readStream(ctx, h.js, streamOut, func(m jetstream.Msg) {
+		t.addMsg(m)
+		lt.addMsg(m)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +157,22 @@ func (h *harness) account(ctx context.Context, drainStart time.Time, want []int)
 		}
 	}
 	sort.Ints(r.unexpected)
-	r.drained = len(r.lost) == 0 && !lastFirst.After(drainStart.Add(r.bound))
+	// A lifecycle's end (its terminal completion) counts in the drain too.
+	lcUnended := 0
+	for _, i := range h.lifecycleWant() {
+		e, ok := last(lt.byItem[i])
+		if !ok || !terminal(e) {
+			lcUnended++
+			continue
+		}
+		if e.stored.After(lastFirst) {
+			lastFirst = e.stored
+		}
+	}
+	r.drained = len(r.lost) == 0 && lcUnended == 0 && !lastFirst.After(drainStart.Add(r.bound))
+	h.mu.Lock()
+	r.stuck = h.lcStuck
+	h.mu.Unlock()
 	r.drain = max(lastFirst.Sub(drainStart), 0)
 	if lastFault.After(lastPublish) {
 		r.drainFrom = "the end of the last fault"
@@ -154,15 +180,30 @@ func (h *harness) account(ctx context.Context, drainStart time.Time, want []int)
 		r.drainFrom = "the last input published"
 	}
 
-	// IMS jobs: every submission the emulator accepted, by object or target.
+	// IMS jobs: every submission the emulator accepted, by object or
+	// target; those of lifecycle legs are the lifecycles'.
 	var subs []submission
+	var lcSubs map[int]bool
 	if err := getJSON(ctx, h.emuURL+"/_emulator/submissions", &subs); err != nil {
 		return nil, fmt.Errorf("emulator submissions: %w", err)
 	}
+	// Slots still held (repl.*: the lifecycles').
+	slots, err := kvEntries(ctx, h.js, bucketSlots)
+	if err != nil {
+		return nil, err
+	}
+	// Lifecycles: their completions, records, pointers, copies and shares.
+	r.lc, lcSubs, err = h.accountLifecycles(ctx, lt, subs, slots)
+	if err != nil {
+		return nil, err
+	}
 	byItem := map[int][]submission{}
 	jobURL := map[string]string{}
-	for _, s := range subs {
+	for n, s := range subs {
 		jobURL[s.JobID] = s.URL
+		if lcSubs[n] {
+			continue
+		}
 		i, ok := h.index.byURL[s.URL]
 		if !ok {
 			r.stray = append(r.stray, s)
@@ -191,18 +232,18 @@ func (h *harness) account(ctx context.Context, drainStart time.Time, want []int)
 			return
 		}
 		r.dlq = append(r.dlq, deadLetter{function: d.Function, subject: d.Subject, reason: d.Reason, deliveries: d.Deliveries,
-			item: attributeDead(d, h.index, jobURL)})
+			item: attributeDead(d, h.index, jobURL, r.lc.lifecycles())})
 	})
 	if err != nil {
 		return nil, err
 	}
 
-	// Slots still held, and jobs the poller still tracks.
-	slots, err := kvEntries(ctx, h.js, bucketSlots)
-	if err != nil {
-		return nil, err
-	}
+	// Slots still held (the replication slots are the lifecycles'), and
+	// jobs the poller still tracks.
 	for k, v := range slots {
+		if strings.HasPrefix(k, "repl.") {
+			continue
+		}
 		i, ok := h.index.bySlot[string(v)]
 		if !ok {
 			i = -1
@@ -233,7 +274,7 @@ func (h *harness) account(ctx context.Context, drainStart time.Time, want []int)
 	}
 	r.crashes = h.crashes()
 	r.logs = summarizeLogs(h.logDir)
-	if err := r.writeArtifacts(h, subs, byItem); err != nil {
+	if err := errors.Join(r.writeArtifacts(h, subs, byItem), r.lc.writeArtifacts(h)); err != nil {
 		fmt.Fprintln(h.errw, "chaos: writing the run's records:", err)
 	}
 	return r, nil
@@ -347,9 +388,10 @@ func (r *report) print(h *harness, out io.Writer) {
 	if h.cr != nil {
 		fmt.Fprintf(out, "%s as compose project %s (%s), in containers: ", filepath.Join(filepath.Base(filepath.Dir(h.cr.dir)), filepath.Base(h.cr.dir)), h.cr.project, h.cr.version)
 	}
-	fmt.Fprintf(out, "3 NATS nodes (R3), 2× import, export and poller; IMS emulator: %.0f%% 5xx, %.0f%% dropped connections%s, %g req/s (burst %d), %d running imports, time ×%g\n\n",
+	fmt.Fprintf(out, "3 NATS nodes (R3), 2× %s and %s; IMS emulator: %.0f%% 5xx, %.0f%% dropped connections%s, %g req/s (burst %d), %d running imports, time ×%g, regions %s\n\n",
+		strings.Join(functions[:len(functions)-1], ", "), functions[len(functions)-1],
 		h.o.errorRate*100, h.o.dropRate*100, map[bool]string{true: " (submissions take effect first)"}[h.o.acceptBeforeDrop],
-		h.o.rateLimit, h.o.rateBurst, h.o.maxJobs, h.o.timeScale)
+		h.o.rateLimit, h.o.rateBurst, h.o.maxJobs, h.o.timeScale, strings.Join(lcRegions, ", "))
 
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "goal\tmeasured\ttarget\tresult\t")
@@ -359,11 +401,8 @@ func (r *report) print(h *harness, out io.Writer) {
 	row("duplicate completions (inputs)", len(r.dupDone), len(r.dupDone) == 0)
 	row("dead letters (IMSFLOW_DLQ)", r.dlqMsgs, r.dlqMsgs == 0)
 	row("slots held at the end", len(r.slots), len(r.slots) == 0)
-	drain := fmt.Sprintf("%ds", int(r.drain.Seconds()))
-	if !r.drained {
-		drain = fmt.Sprintf(">%ds", int(r.bound.Seconds()))
-	}
-	fmt.Fprintf(tw, "time to drain after the last fault\t%s\t≤%ds\t%s\t\n", drain, int(r.bound.Seconds()), verdict(r.drained))
+	r.lc.rows(row)
+	fmt.Fprintf(tw, "time to drain after the last fault\t%s\t≤%ds\t%s\t\n", r.drainText(), int(r.bound.Seconds()), verdict(r.drained))
 	if len(r.pubFailed) > 0 {
 		fmt.Fprintf(tw, "messages the harness could not publish\t%d\t0\t%s\t\n", len(r.pubFailed), verdict(false))
 	}
@@ -380,10 +419,10 @@ func (r *report) print(h *harness, out io.Writer) {
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	c := h.w.counts()
-	imports := c[kindNormal] + c[kindZVHD2] + c[kindRAW] + c[kindFail]
+	imports := c[kindNormal] + c[kindLifecycle] + c[kindZVHD2] + c[kindRAW] + c[kindFail]
 	invalid := c[kindEmpty] + c[kindTooLarge] + c[kindNeedsConv]
-	fmt.Fprintf(tw, "inputs\t%d\t%d imports (%d normal, %d ZVHD2, %d RAW+bitmap, %d failed by IMS), %d exports (+%d of missing images), %d invalid, %d skipped by design; %d sent twice, %d bitmaps\t\n",
-		r.inputs, imports, c[kindNormal], c[kindZVHD2], c[kindRAW], c[kindFail], c[kindExport], c[kindExportNF], invalid, r.skipped, r.dupsSent, r.bitmaps)
+	fmt.Fprintf(tw, "inputs\t%d\t%d imports (%d normal, %d with a lifecycle, %d ZVHD2, %d RAW+bitmap, %d failed by IMS), %d exports (+%d of missing images), %d invalid, %d skipped by design; %d sent twice, %d bitmaps\t\n",
+		r.inputs, imports, c[kindNormal], c[kindLifecycle], c[kindZVHD2], c[kindRAW], c[kindFail], c[kindExport], c[kindExportNF], invalid, r.skipped, r.dupsSent, r.bitmaps)
 	var st []string
 	for _, k := range []string{"succeeded", "failed", "timed_out", "rejected"} {
 		st = append(st, fmt.Sprintf("%s %d", k, r.byStatus[k]))
@@ -422,8 +461,12 @@ func (r *report) print(h *harness, out io.Writer) {
 		}
 		fmt.Fprintf(tw, "faults\t%d\tscenarios %s (above)\t\n", len(names), strings.Join(names, ", "))
 	} else {
-		fmt.Fprintf(tw, "faults\t%d\tkill -9 of replicas: import %d, export %d, poller %d; of the %s leader: %d\t\n",
-			fns["import"]+fns["export"]+fns["poller"]+nats, fns["import"], fns["export"], fns["poller"], streamJobs, nats)
+		total, by := nats, []string{}
+		for _, f := range functions {
+			total += fns[f]
+			by = append(by, fmt.Sprintf("%s %d", f, fns[f]))
+		}
+		fmt.Fprintf(tw, "faults\t%d\tkill -9 of replicas: %s; of the %s leader: %d\t\n", total, strings.Join(by, ", "), streamJobs, nats)
 	}
 	ncrash := 0
 	var names []string
@@ -441,6 +484,7 @@ func (r *report) print(h *harness, out io.Writer) {
 		r.stats.total(), r.stats.Injected, r.stats.Dropped, r.stats.Throttled, r.stats.Capped)
 	fmt.Fprintf(tw, "IMS jobs\t%d\t%d succeeded, %d failed, at most %d imports running; %d for no input of the run\t\n",
 		r.stats.JobsSubmitted, r.stats.JobsSucceeded, r.stats.JobsFailed, r.stats.MaxRunning, len(r.stray))
+	r.lc.info(tw)
 	fmt.Fprintf(tw, "jobs still tracked by the poller\t%d\t(not a goal)\t\n", len(r.tracked))
 	swept, by := 0, []string{}
 	for _, k := range sortedKeysByValue(r.logs.swept) {
@@ -471,21 +515,32 @@ func (r *report) print(h *harness, out io.Writer) {
 	fmt.Fprintln(out, r.summary())
 }
 
+// drainText is the time to drain: ">bound" when some outcome never came,
+// "stuck" when the harness stopped waiting for lifecycles that could not
+// move any more.
+func (r *report) drainText() string {
+	switch {
+	case r.drained:
+		return fmt.Sprintf("%ds", int(r.drain.Seconds()))
+	case r.stuck != "":
+		return "stuck"
+	}
+	return fmt.Sprintf(">%ds", int(r.bound.Seconds()))
+}
+
 // summary is the last line of a run.
 func (r *report) summary() string {
 	res := "PASS"
 	if !r.pass() {
 		res = "FAIL"
 	}
-	drain := fmt.Sprintf("%ds", int(r.drain.Seconds()))
-	if !r.drained {
-		drain = fmt.Sprintf(">%ds", int(r.bound.Seconds()))
-	}
+	drain := r.drainText()
 	s := fmt.Sprintf("%s: %s inputs=%d lost=%d dup_jobs=%d dup_completions=%d dlq=%d slots=%d drain=%s",
 		cmp.Or(r.name, "chaos"), res, r.inputs, len(r.lost), len(r.dupJobs), len(r.dupDone), r.dlqMsgs, len(r.slots), drain)
 	if len(r.scenarios) > 0 {
 		s += fmt.Sprintf(" scenarios=%d/%d", r.recovered(), len(r.scenarios))
 	}
+	s += r.lc.summary()
 	if r.elapsed > 0 {
 		s += " elapsed=" + r.elapsed.Round(time.Second).String()
 	}
@@ -500,6 +555,7 @@ func (r *report) summary() string {
 			missed = append(missed, g.name)
 		}
 	}
+	missed = append(missed, r.lc.missed()...)
 	if len(missed) > 0 {
 		s += " missed=" + strings.Join(missed, ",")
 	}
@@ -663,6 +719,7 @@ func (r *report) evidence(h *harness, out io.Writer) {
 			fmt.Fprintf(out, "  e.g. %s\n", describe(i))
 		}
 	}
+	r.lc.evidence(h, r, out)
 	if len(r.pubFailed) > 0 {
 		section("NOT PUBLISHED (the cluster refused them for two minutes):")
 		for _, p := range r.pubFailed[:min(len(r.pubFailed), examples)] {

@@ -64,7 +64,7 @@ func (s *scenario) describe() string {
 	case "partition":
 		return fmt.Sprintf("docker network disconnect the NATS node leading %s for %s, then connect it again", streamJobs, s.Down)
 	case "restart-all":
-		return "docker stop (SIGTERM: each function drains) all six function containers at once, then docker start them"
+		return fmt.Sprintf("docker stop (SIGTERM: each function drains) all %d function containers at once, then docker start them", len(functionServices))
 	}
 	return s.Name
 }
@@ -179,7 +179,7 @@ func (h *harness) runScenario(ctx context.Context, s *scenario) {
 			return
 		}
 		h.setDown(node, true)
-		h.logFault("docker kill %s (SIGKILL), leader of %s (leaders: %s); %d IMS jobs running; start in %s", node, streamJobs, before, s.InFlight, s.Down)
+		h.logFault("docker kill %s (SIGKILL), leader of %s (leaders: %s); %d IMS jobs running; start in %s%s", node, streamJobs, before, s.InFlight, s.Down, h.lcHit(s.Name))
 		hold(ctx, s.Down)
 		if out, err := c.docker(ctx, time.Minute, "start", c.ids[node]); err != nil {
 			fail("docker start %s: %v: %s", node, err, out)
@@ -199,7 +199,7 @@ func (h *harness) runScenario(ctx context.Context, s *scenario) {
 		for _, v := range s.Victims {
 			h.setDown(v, true)
 		}
-		h.logFault("docker kill -s KILL %s; %d IMS jobs running; start in %s", strings.Join(s.Victims, " "), s.InFlight, s.Down)
+		h.logFault("docker kill -s KILL %s; %d IMS jobs running; start in %s%s", strings.Join(s.Victims, " "), s.InFlight, s.Down, h.lcHit(s.Name))
 		hold(ctx, s.Down)
 		if out, err := c.docker(ctx, time.Minute, append([]string{"start"}, ids...)...); err != nil {
 			fail("docker start: %v: %s", err, out)
@@ -228,7 +228,7 @@ func (h *harness) runScenario(ctx context.Context, s *scenario) {
 			return
 		}
 		h.setDown(node, true)
-		h.logFault("docker network disconnect %s %s, leader of %s (leaders: %s); %d IMS jobs running; connect in %s", c.network, node, streamJobs, before, s.InFlight, s.Down)
+		h.logFault("docker network disconnect %s %s, leader of %s (leaders: %s); %d IMS jobs running; connect in %s%s", c.network, node, streamJobs, before, s.InFlight, s.Down, h.lcHit(s.Name))
 		hold(ctx, s.Down)
 		// Who leads now, as the rest of the cluster says (the harness's
 		// connection has failed over to it).
@@ -256,18 +256,18 @@ func (h *harness) runScenario(ctx context.Context, s *scenario) {
 		}
 	case "restart-all":
 		s.Victims = functionServices
-		s.What = "docker stop (SIGTERM) + docker start of all six function containers"
+		s.What = fmt.Sprintf("docker stop (SIGTERM) + docker start of all %d function containers", len(functionServices))
 		ids := c.idsOf(functionServices)
 		c.expectDeath(ids...)
 		for _, v := range s.Victims {
 			h.setDown(v, true)
 		}
-		h.logFault("docker stop -t 45 of all six functions (SIGTERM: they drain); %d IMS jobs running", s.InFlight)
+		h.logFault("docker stop -t 45 of all %d functions (SIGTERM: they drain); %d IMS jobs running%s", len(functionServices), s.InFlight, h.lcHit(s.Name))
 		began := time.Now()
 		if out, err := c.docker(ctx, 2*time.Minute, append([]string{"stop", "-t", "45"}, ids...)...); err != nil {
 			fail("docker stop: %v: %s", err, out)
 		}
-		s.Notes = append(s.Notes, fmt.Sprintf("the six stopped (drained) in %.1fs", time.Since(began).Seconds()))
+		s.Notes = append(s.Notes, fmt.Sprintf("the %d stopped (drained) in %.1fs", len(functionServices), time.Since(began).Seconds()))
 		if s.InFlight == 0 {
 			s.Notes = append(s.Notes, "no IMS job was running when they stopped")
 		}

@@ -33,6 +33,7 @@ const (
 	kindSkipped   kind = "unsupported" // not an image extension: skipped by design, no event
 	kindExport    kind = "export"      // an export of a seeded image
 	kindExportNF  kind = "export-nf"   // an export of an image that does not exist
+	kindLifecycle kind = "lifecycle"   // a normal import under a rule with a lifecycle (lifecycle.go)
 	failPrefix         = "chaos/fail-" // the keys the emulator's failure rule matches
 )
 
@@ -41,7 +42,7 @@ var mix = []struct {
 	k     kind
 	share int
 }{
-	{kindNormal, 40}, {kindZVHD2, 18}, {kindRAW, 12}, {kindFail, 2},
+	{kindNormal, 30}, {kindLifecycle, 10}, {kindZVHD2, 18}, {kindRAW, 12}, {kindFail, 2},
 	{kindExport, 17}, {kindExportNF, 1},
 	{kindEmpty, 2}, {kindTooLarge, 2}, {kindNeedsConv, 2}, {kindSkipped, 4},
 }
@@ -67,6 +68,12 @@ type item struct {
 	// Canary: not in the feed; published after a fault of make
 	// test-cluster (compose.go), to see the pipeline end new work again.
 	Canary bool `json:",omitempty"`
+	// Lifecycles (kindLifecycle): the family of the rule the key falls
+	// under, and the region whose first cross-region copy the emulator
+	// fails (a failure rule with times 1; "" none), for the harness to
+	// retry that leg alone.
+	Family     string `json:",omitempty"`
+	FailCopyTo string `json:",omitempty"`
 }
 
 func (it *item) isExport() bool { return it.Kind == kindExport || it.Kind == kindExportNF }
@@ -145,6 +152,16 @@ func newWorkload(n int, feed time.Duration, seed uint64) *workload {
 			ext := []string{"qcow2", "vhd", "vmdk"}[r.IntN(3)]
 			it.Key, it.Size = "chaos/"+it.ID+"."+ext, imageSize(r, 128*gib)
 			it.Expect = []string{"succeeded"}
+		case kindLifecycle:
+			// Small (1-4 GB): IMS copies across regions at most 128 GB, and
+			// the tenant's five cross-region copies at a time are the
+			// lifecycles' bottleneck.
+			it.Family = lcFamilies[r.IntN(len(lcFamilies))]
+			it.Key, it.Size = lcPrefix+it.Family+"/"+it.ID+".qcow2", (1+r.Int64N(4))*gib-r.Int64N(gib/2)
+			it.Expect = []string{"succeeded"}
+			if r.IntN(100) < copyFailShare {
+				it.FailCopyTo = copyFailRegion
+			}
 		case kindZVHD2:
 			it.Key, it.Size = "chaos/"+it.ID+".zvhd2", imageSize(r, 300*gib)
 			it.Expect = []string{"succeeded"}
