@@ -25,6 +25,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -183,13 +184,10 @@ func (d *Declaration) Check() error {
 	}
 	// The tags as the tag leg sets them, judged by the client's own rules
 	// (IMS's charset and lengths).
-	req := imsapi.BatchAddOrDeleteTagsRequest{Action: imsapi.TagActionCreate, Tags: []imsapi.ImageTag{{Key: FamilyTag, Value: cmp.Or(d.Family, "family")}}}
-	for _, k := range sortedKeys(d.Tags) {
-		if k == FamilyTag {
-			bad("tags: %s is imsflow's own tag (set from family)", k)
-		}
-		req.Tags = append(req.Tags, imsapi.ImageTag{Key: k, Value: d.Tags[k]})
+	if _, own := d.Tags[FamilyTag]; own {
+		bad("tags: %s is imsflow's own tag (set from family)", FamilyTag)
 	}
+	req := imsapi.BatchAddOrDeleteTagsRequest{Action: imsapi.TagActionCreate, Tags: d.ImageTags(cmp.Or(d.Family, "family"))}
 	if err := req.Validate(); err != nil {
 		bad("tags: %v", err)
 	}
@@ -243,11 +241,14 @@ func fallback(d *Declaration, r Region) string {
 	return FallbackNone
 }
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// ImageTags are the tags the lifecycle sets on its image in every region:
+// the family's, then the declared ones by key.
+func (d Declaration) ImageTags(family string) []imsapi.ImageTag {
+	tags := []imsapi.ImageTag{{Key: FamilyTag, Value: family}}
+	for _, k := range slices.Sorted(maps.Keys(d.Tags)) {
+		if k != FamilyTag {
+			tags = append(tags, imsapi.ImageTag{Key: k, Value: d.Tags[k]})
+		}
 	}
-	slices.Sort(keys)
-	return keys
+	return tags
 }

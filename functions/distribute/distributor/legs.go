@@ -318,10 +318,7 @@ func (d *distributor) tag(ctx context.Context, rec *lifecycle.Record, l lifecycl
 	if err != nil {
 		return nil, true, d.settle(ctx, rec, l, lifecycle.LegFailed, "", fmt.Sprintf("rule %s: %v", rec.Rule, err), "")
 	}
-	tags := []imsapi.ImageTag{{Key: lifecycle.FamilyTag, Value: rec.Family}}
-	for _, k := range sortedKeys(rec.Declaration.Tags) {
-		tags = append(tags, imsapi.ImageTag{Key: k, Value: rec.Declaration.Tags[k]})
-	}
+	tags := rec.Declaration.ImageTags(rec.Family)
 	image := sourceImage(rec, l)
 	err = ims.BatchAddOrDeleteTags(ctx, image, &imsapi.BatchAddOrDeleteTagsRequest{Action: imsapi.TagActionCreate, Tags: tags})
 	return d.synchronous(ctx, rec, l, image, err)
@@ -492,13 +489,4 @@ func (d *distributor) freeSlot(ctx context.Context, slot ledger.Slot) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_ = d.slots.Delete(ctx, slot.Name, jetstream.LastRevision(slot.Rev))
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
