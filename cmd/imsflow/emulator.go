@@ -52,7 +52,7 @@ type emulatorConfig struct {
 }
 
 // emulatorRegions parses -regions: region[=project_id], comma-separated.
-func emulatorRegions(list, homeProject string) ([]imsemu.Region, error) {
+func emulatorRegions(list, homeProject string) []imsemu.Region {
 	var out []imsemu.Region
 	for part := range strings.SplitSeq(list, ",") {
 		part = strings.TrimSpace(part)
@@ -65,7 +65,7 @@ func emulatorRegions(list, homeProject string) ([]imsemu.Region, error) {
 		}
 		out = append(out, imsemu.Region{Name: strings.TrimSpace(name), ProjectID: strings.TrimSpace(project)})
 	}
-	return out, nil
+	return out
 }
 
 const emulatorUsage = `usage: imsflow emulator [flags]
@@ -141,7 +141,7 @@ func runEmulator(ctx context.Context, args []string, environ map[string]string, 
 	if cfg.Token != "" {
 		ecfg.Tokens = []imsapi.Secret{imsapi.Secret(cfg.Token)}
 	}
-	regions, _ := emulatorRegions(cfg.Regions, cfg.ProjectID)
+	regions := emulatorRegions(cfg.Regions, cfg.ProjectID)
 	ecfg.Regions = regions
 	if cfg.S3Endpoint != "" {
 		// The secret key comes from the environment only, never a flag,

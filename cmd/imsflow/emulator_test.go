@@ -78,7 +78,7 @@ func TestEmulatorCommandRegions(t *testing.T) {
 	if code := stop(); code != exitOK {
 		t.Errorf("exit code %d", code)
 	}
-	got, _ := emulatorRegions(" cn-north-4 , ap-southeast-3=p3,", "p-home")
+	got := emulatorRegions(" cn-north-4 , ap-southeast-3=p3,", "p-home")
 	if len(got) != 2 || got[0].ProjectID != "p-home" || got[1].Name != "ap-southeast-3" || got[1].ProjectID != "p3" {
 		t.Errorf("regions = %+v", got)
 	}

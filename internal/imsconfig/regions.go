@@ -3,7 +3,6 @@ package imsconfig
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/imsflow/imsflow/pkg/imsapi"
@@ -73,18 +72,6 @@ func (r *Regions) Client(region string) (*imsapi.Client, error) {
 	return nil, fmt.Errorf("region %s is not configured: add %s=<project id> to IMS_REGIONS", region, region)
 }
 
-// Names are the configured regions, the home region first.
-func (r *Regions) Names() []string {
-	var out []string
-	for name := range r.clients {
-		if name != r.Home {
-			out = append(out, name)
-		}
-	}
-	slices.Sort(out)
-	return append([]string{r.Home}, out...)
-}
-
 // NewRegions returns the region clients of c: home as the home region's
 // and, for each of rc's regions, a client like home's (credentials, rate
 // limiter, observer: extra) at that region's endpoint with its project ID.
@@ -107,12 +94,6 @@ func NewRegions(c Config, rc RegionsConfig, home *imsapi.Client, extra ...imsapi
 		r.clients[region] = client
 	}
 	return r, nil
-}
-
-// SingleRegion is the Regions of a process that knows only its home
-// region's client.
-func SingleRegion(home string, client *imsapi.Client) *Regions {
-	return &Regions{Home: home, clients: map[string]*imsapi.Client{home: client}}
 }
 
 // RegionsFor builds Regions from given clients (tests, the emulator).

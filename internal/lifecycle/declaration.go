@@ -104,6 +104,9 @@ func (m Members) Empty() bool { return len(m.Projects)+len(m.Domains)+len(m.Orga
 
 func (m Members) count() int { return len(m.Projects) + len(m.Domains) + len(m.Organizations) }
 
+// All are the members' IDs: projects, accounts, then organisations.
+func (m Members) All() []string { return slices.Concat(m.Projects, m.Domains, m.Organizations) }
+
 // Values of Declaration.SourceObject and Fallback.
 const (
 	SourceKeep   = "keep"

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -198,6 +199,10 @@ func (r *Record) propagate() {
 	}
 }
 
+// ErrNotRetryable is Retry's error for a leg that does not exist or did
+// not fail: a request a person must correct, not a fault to retry.
+var ErrNotRetryable = errors.New("not a leg to retry")
+
 // Retry runs a leg that failed or was refused again, alone: the leg is
 // pending once more, with its attempt counted, and the legs it blocked
 // wait for it again. A lifecycle that had ended starts a new generation.
@@ -205,9 +210,9 @@ func (r *Record) Retry(name string, now time.Time) error {
 	l := r.Leg(name)
 	switch {
 	case l == nil:
-		return fmt.Errorf("lifecycle %s has no leg %q (legs: %s)", r.ID, name, strings.Join(r.legNames(), ", "))
+		return fmt.Errorf("%w: lifecycle %s has no leg %q (legs: %s)", ErrNotRetryable, r.ID, name, strings.Join(r.legNames(), ", "))
 	case l.State != LegFailed && l.State != LegRefused:
-		return fmt.Errorf("leg %s of lifecycle %s is %s: only a failed or refused leg is retried", name, r.ID, l.State)
+		return fmt.Errorf("%w: leg %s of lifecycle %s is %s: only a failed or refused leg is retried", ErrNotRetryable, name, r.ID, l.State)
 	}
 	l.State, l.Reason, l.ErrorCode, l.JobID, l.ClaimedAt, l.FinishedAt = LegPending, "", "", "", time.Time{}, time.Time{}
 	l.Slot, l.SlotRev = "", 0

@@ -191,6 +191,19 @@ func RetryAfter(err error) (time.Duration, bool) {
 	return 0, false
 }
 
+// ThrottleDelay reports whether err asks the caller to slow down
+// ([ErrThrottled]) and how long to wait: the Retry-After IMS sent, else
+// fallback.
+func ThrottleDelay(err error, fallback time.Duration) (time.Duration, bool) {
+	if !errors.Is(err, ErrThrottled) {
+		return 0, false
+	}
+	if d, ok := RetryAfter(err); ok {
+		return d, true
+	}
+	return fallback, true
+}
+
 // newAPIError builds the error for a non-2xx response, reading at most 1 MiB
 // of its body. Both IMS's {"error":{"code","message"}} and the gateway's
 // {"error_code","error_msg","request_id"} bodies are understood, and so are

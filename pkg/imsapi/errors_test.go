@@ -343,3 +343,25 @@ func TestMaybeApplied(t *testing.T) {
 		}
 	}
 }
+
+func TestThrottleDelay(t *testing.T) {
+	throttled := &APIError{StatusCode: 429, Code: "APIGW.0308"}
+	if !errors.Is(throttled, ErrThrottled) {
+		t.Fatal("a 429 is not ErrThrottled; the test's premise is wrong")
+	}
+	withAfter := &APIError{StatusCode: 429, Code: "APIGW.0308", RetryAfter: 3 * time.Second}
+	for _, c := range []struct {
+		err  error
+		want time.Duration
+		ok   bool
+	}{
+		{throttled, 7 * time.Second, true},
+		{fmt.Errorf("wrapped: %w", withAfter), 3 * time.Second, true},
+		{&APIError{StatusCode: 400, Code: "IMG.0001"}, 0, false},
+		{errors.New("other"), 0, false},
+	} {
+		if d, ok := ThrottleDelay(c.err, 7*time.Second); d != c.want || ok != c.ok {
+			t.Errorf("ThrottleDelay(%v) = %s %v, want %s %v", c.err, d, ok, c.want, c.ok)
+		}
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -53,9 +52,7 @@ func (d *distributor) handleRetry(ctx context.Context, m runner.Msg) ([]events.E
 		return true, r.Retry(req.Leg, d.now())
 	})
 	switch {
-	case errors.Is(err, lifecycle.ErrNotFound):
-		return d.reject(m, "retry", err.Error())
-	case err != nil && strings.Contains(err.Error(), "only a failed or refused leg"), err != nil && strings.Contains(err.Error(), "has no leg"):
+	case errors.Is(err, lifecycle.ErrNotFound), errors.Is(err, lifecycle.ErrNotRetryable):
 		return d.reject(m, "retry", err.Error())
 	case err != nil:
 		return nil, err
@@ -216,7 +213,7 @@ func (d *distributor) advance(ctx context.Context, m runner.Msg, id string) ([]e
 	for _, l := range rec.Legs {
 		if l.State == lifecycle.LegRunning && l.JobID == "" {
 			left := d.cfg.ClaimTTL - d.now().Sub(l.ClaimedAt)
-			return out, waitFor(max(min(left, recheck), time.Second), fmt.Sprintf("leg %s is being run by another attempt", l.Name))
+			return out, runner.Delay(max(min(left, recheck), time.Second), fmt.Sprintf("leg %s is being run by another attempt", l.Name))
 		}
 	}
 	return out, nil
@@ -227,11 +224,7 @@ const recheck = 2 * time.Second
 
 // transient turns IMS throttling into a wait and passes other errors on.
 func (d *distributor) transient(err error, what string) error {
-	if errors.Is(err, imsapi.ErrThrottled) {
-		w, ok := imsapi.RetryAfter(err)
-		if !ok {
-			w = d.cfg.ThrottleWait
-		}
+	if w, ok := imsapi.ThrottleDelay(err, d.cfg.ThrottleWait); ok {
 		return runner.Delay(w, "IMS throttles: "+err.Error())
 	}
 	return fmt.Errorf("%s: %w", what, err)
@@ -260,7 +253,7 @@ func Completed(r *lifecycle.Record) events.LifecycleCompleted {
 			if e.SharedWith == nil {
 				e.SharedWith = map[string][]string{}
 			}
-			e.SharedWith[l.Region] = members(r, l.Region).all()
+			e.SharedWith[l.Region] = members(r, l.Region).All()
 		case lifecycle.KindLatest:
 			e.Latest = l.Reason == ""
 		case lifecycle.KindRetain:
@@ -283,6 +276,3 @@ func regionOr(region, home string) string {
 	}
 	return region
 }
-
-// waitFor is a planned wait of d.
-func waitFor(d time.Duration, why string) error { return runner.Delay(d, why) }

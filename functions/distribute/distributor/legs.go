@@ -16,6 +16,7 @@ import (
 	"github.com/imsflow/imsflow/internal/ledger"
 	"github.com/imsflow/imsflow/internal/lifecycle"
 	"github.com/imsflow/imsflow/internal/objstore"
+	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
 	"github.com/imsflow/imsflow/pkg/imsapi"
 )
@@ -210,7 +211,7 @@ func (d *distributor) copy(ctx context.Context, rec *lifecycle.Record, l lifecyc
 		}
 		if slot.Name == "" {
 			d.release(ctx, rec, l, slot)
-			return nil, true, waitFor(d.cfg.SlotWait, fmt.Sprintf("the tenant's %d cross-region copies are running", lifecycle.MaxReplications))
+			return nil, true, runner.Delay(d.cfg.SlotWait, fmt.Sprintf("the tenant's %d cross-region copies are running", lifecycle.MaxReplications))
 		}
 	}
 	if takeover {
@@ -246,15 +247,15 @@ func (d *distributor) copy(ctx context.Context, rec *lifecycle.Record, l lifecyc
 		ref, err = home.CopyImageInRegion(ctx, src, &imsapi.CopyImageInRegionRequest{Name: copyName(rec, l), CMKID: c.CMKID,
 			Description: "imsflow lifecycle " + rec.ID})
 	} else {
-		reg := region(rec, l.Region)
+		reg := declaredRegion(rec, l.Region)
 		ref, err = home.CopyImageCrossRegion(ctx, src, &imsapi.CopyImageCrossRegionRequest{Name: copyName(rec, l), Region: reg.Region,
 			ProjectName: cmp.Or(reg.ProjectName, reg.Region), AgencyName: reg.AgencyName, Description: "imsflow lifecycle " + rec.ID})
 	}
 	return d.submitted(ctx, rec, l, ref, err, slot)
 }
 
-// region is the declaration's target region name.
-func region(rec *lifecycle.Record, name string) lifecycle.Region {
+// declaredRegion is the declaration's target region name.
+func declaredRegion(rec *lifecycle.Record, name string) lifecycle.Region {
 	for _, r := range rec.Declaration.Regions {
 		if r.Region == name {
 			return r
@@ -263,23 +264,12 @@ func region(rec *lifecycle.Record, name string) lifecycle.Region {
 	return lifecycle.Region{Region: name}
 }
 
-// memberList is who a share leg shares with.
-type memberList lifecycle.Members
-
-func (m memberList) all() []string {
-	return slices.Concat(m.Projects, m.Domains, m.Organizations)
-}
-
-func members(rec *lifecycle.Record, region string) memberList {
+// members is who a share leg in region shares with.
+func members(rec *lifecycle.Record, region string) lifecycle.Members {
 	if region == rec.SourceRegion || region == "" {
-		return memberList(rec.Declaration.Share)
+		return rec.Declaration.Share
 	}
-	for _, r := range rec.Declaration.Regions {
-		if r.Region == region {
-			return memberList(r.Share)
-		}
-	}
-	return memberList{}
+	return declaredRegion(rec, region).Share
 }
 
 // share shares the region's image with its members.
@@ -295,7 +285,7 @@ func (d *distributor) share(ctx context.Context, rec *lifecycle.Record, l lifecy
 		if err != nil {
 			return nil, true, d.transient(err, "list the members of "+image)
 		}
-		missing := slices.DeleteFunc(want.all(), func(id string) bool { _, ok := have.Member(id); return ok })
+		missing := slices.DeleteFunc(want.All(), func(id string) bool { _, ok := have.Member(id); return ok })
 		if len(missing) == 0 {
 			return nil, true, d.settle(ctx, rec, l, lifecycle.LegSucceeded, image, "", "")
 		}

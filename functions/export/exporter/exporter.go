@@ -202,11 +202,7 @@ func (h *handler) handle(ctx context.Context, m runner.Msg) ([]events.Event, err
 
 // transient turns IMS throttling into a wait and passes other errors on.
 func (h *handler) transient(err error, what string) error {
-	if errors.Is(err, imsapi.ErrThrottled) {
-		d, ok := imsapi.RetryAfter(err)
-		if !ok {
-			d = h.cfg.ThrottleWait
-		}
+	if d, ok := imsapi.ThrottleDelay(err, h.cfg.ThrottleWait); ok {
 		return runner.Delay(d, "IMS throttles: "+err.Error())
 	}
 	return fmt.Errorf("%s: %w", what, err)

@@ -327,11 +327,7 @@ func (h *importer) submitClaimed(ctx context.Context, p plan, e ledger.Entry, ba
 	case imsapi.IsRetryable(err):
 		h.ledger.Abandon(ctx, e)
 		h.releaseSlot(ctx, slot)
-		if errors.Is(err, imsapi.ErrThrottled) {
-			d, ok := imsapi.RetryAfter(err)
-			if !ok {
-				d = h.cfg.ThrottleWait
-			}
+		if d, ok := imsapi.ThrottleDelay(err, h.cfg.ThrottleWait); ok {
 			return nil, runner.Delay(d, "IMS throttles: "+err.Error())
 		}
 		return nil, fmt.Errorf("submit %s: %w", p.name, err)
