@@ -25,6 +25,7 @@ import (
 	"github.com/imsflow/imsflow/internal/batches"
 	"github.com/imsflow/imsflow/internal/imsconfig"
 	"github.com/imsflow/imsflow/internal/ledger"
+	"github.com/imsflow/imsflow/internal/lifecycle"
 	"github.com/imsflow/imsflow/internal/rateshare"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/telemetry"
@@ -129,10 +130,12 @@ type poller struct {
 	jobs    jetstream.KeyValue
 	slots   jetstream.KeyValue
 	imports jetstream.KeyValue
-	batches *batches.Counter
-	tel     *telemetry.Telemetry // nil: none
-	meter   *rateshare.Meter     // the process's queue for the IMS rate; nil: none
-	now     func() time.Time
+	// lifecycles reads the legs that hold replication slots (the sweep).
+	lifecycles *lifecycle.Store
+	batches    *batches.Counter
+	tel        *telemetry.Telemetry // nil: none
+	meter      *rateshare.Meter     // the process's queue for the IMS rate; nil: none
+	now        func() time.Time
 }
 
 // New returns the poller's runner. The topology (runner.Ensure) must
@@ -191,6 +194,10 @@ func newPoller(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", runner.BucketImports, err)
 	}
+	lkv, err := js.KeyValue(ctx, runner.BucketLifecycles)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", runner.BucketLifecycles, err)
+	}
 	counter, err := batches.New(ctx, js, Function)
 	if err != nil {
 		return nil, err
@@ -199,7 +206,8 @@ func newPoller(ctx context.Context, cfg Config, ims IMS, js jetstream.JetStream)
 		return nil, err
 	}
 	p := &poller{cfg: cfg, pol: cfg.policy(), ims: ims, js: js, jobs: jobs, slots: slots, imports: imports, batches: counter,
-		tel: telemetry.FromContext(ctx), meter: rateshare.FromContext(ctx), now: time.Now}
+		lifecycles: &lifecycle.Store{KV: lkv, JS: js, Now: time.Now},
+		tel:        telemetry.FromContext(ctx), meter: rateshare.FromContext(ctx), now: time.Now}
 	if r := imsconfig.FromContext(ctx); r != nil {
 		p.regions = func(region string) (IMS, error) {
 			c, err := r.Client(region)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/imsflow/imsflow/internal/ledger"
+	"github.com/imsflow/imsflow/internal/lifecycle"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/pkg/events"
 )
@@ -143,10 +145,19 @@ func (p *poller) sweepSlots(ctx context.Context, r *sweepReport) error {
 	return each(ctx, p.slots, func(e jetstream.KeyValueEntry) error {
 		r.Slots++
 		owner := string(e.Value())
-		if !strings.HasPrefix(owner, "v.") || now.Sub(e.Created()) < sweepGrace {
-			return nil // an older kind of slot (its TTL frees it), or one being claimed
+		if now.Sub(e.Created()) < sweepGrace {
+			return nil // one being claimed
 		}
-		held, err := p.slotHeld(ctx, imports, ledger.Slot{Name: e.Key(), Rev: e.Revision()}, owner, r)
+		var held bool
+		var err error
+		switch {
+		case strings.HasPrefix(e.Key(), "repl."):
+			held, err = p.replicationHeld(ctx, ledger.Slot{Name: e.Key(), Rev: e.Revision()}, owner)
+		case strings.HasPrefix(owner, "v."):
+			held, err = p.slotHeld(ctx, imports, ledger.Slot{Name: e.Key(), Rev: e.Revision()}, owner, r)
+		default:
+			return nil // an older kind of slot: its TTL frees it
+		}
 		if err != nil || held {
 			return err
 		}
@@ -156,6 +167,30 @@ func (p *poller) sweepSlots(ctx context.Context, r *sweepReport) error {
 		}
 		return nil
 	})
+}
+
+// replicationHeld reports whether a replication slot's owner, a
+// lifecycle leg's run (<lifecycle>/<leg>/<attempt>), still holds it: the
+// leg runs that attempt and names this slot, or names none yet (claimed,
+// its job not recorded: a takeover reuses the slot). A release that failed
+// in a NATS fault would otherwise hold the slot for DISTRIBUTE_SLOT_TTL.
+func (p *poller) replicationHeld(ctx context.Context, slot ledger.Slot, owner string) (bool, error) {
+	id, rest, ok := strings.Cut(owner, "/")
+	i := strings.LastIndex(rest, "/")
+	if !ok || i < 0 {
+		return true, nil // not ours to judge: its TTL frees it
+	}
+	leg, attempt := rest[:i], rest[i+1:]
+	rec, _, err := p.lifecycles.Load(ctx, id)
+	switch {
+	case errors.Is(err, lifecycle.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return true, err
+	}
+	l := rec.Leg(leg)
+	return l != nil && strconv.Itoa(l.Attempt) == attempt && l.State == lifecycle.LegRunning &&
+		(l.Slot == "" || l.Slot == slot.Name), nil
 }
 
 // slotHeld reports whether owner's record still holds slot: a claim that

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imsflow/imsflow/internal/ledger"
+	"github.com/imsflow/imsflow/internal/lifecycle"
 	"github.com/imsflow/imsflow/internal/rateshare"
 	"github.com/imsflow/imsflow/internal/runner"
 	"github.com/imsflow/imsflow/internal/testenv"
@@ -437,5 +438,49 @@ func TestBacklogPutsOffWhatMattersLess(t *testing.T) {
 	}
 	if st, _, _ := b.p.load(ctx, "j.calm"); st.Polls != 3 {
 		t.Errorf("no backlog: polls %d, want the query made", st.Polls)
+	}
+}
+
+// TestSweepFreesLeakedReplicationSlots: a replication slot whose leg's
+// run no longer holds it (the leg ran again, or ended, and the release
+// was lost) is freed after the grace; one its running leg names, or
+// claimed before its job is recorded, stays.
+func TestSweepFreesLeakedReplicationSlots(t *testing.T) {
+	t.Parallel()
+	b := newBare(t)
+	ctx := t.Context()
+	d := lifecycle.Declaration{Regions: []lifecycle.Region{{Region: "ap-southeast-3", AgencyName: "a"}, {Region: "eu-west-101", AgencyName: "a"}, {Region: "af-south-1", AgencyName: "a"}}}
+	rec := lifecycle.Plan(lifecycle.Start{ID: "lc1", Rule: "r", Declaration: d, SourceRegion: "cn-north-4", Image: lifecycle.Image{ID: "img"}, At: b.now})
+	set := func(leg, state string, attempt int, slot string) {
+		l := rec.Leg(leg)
+		l.State, l.Attempt, l.Slot = state, attempt, slot
+	}
+	set("replicate:ap-southeast-3", lifecycle.LegRunning, 2, "repl.1") // runs again: attempt 1's slot leaked
+	set("replicate:eu-west-101", lifecycle.LegRunning, 1, "")          // claimed, job not yet recorded
+	set("replicate:af-south-1", lifecycle.LegSucceeded, 1, "repl.3")   // ended; its release was lost
+	if _, _, err := b.p.lifecycles.Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	for name, owner := range map[string]string{"repl.0": "lc1/replicate:ap-southeast-3/1", "repl.1": "lc1/replicate:ap-southeast-3/2",
+		"repl.2": "lc1/replicate:eu-west-101/1", "repl.3": "lc1/replicate:af-south-1/1", "repl.4": "gone/replicate:x-y/1"} {
+		if _, err := b.p.slots.Put(ctx, name, []byte(owner)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.p.sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := countKeys(t, b.p.slots); n != 5 {
+		t.Fatalf("%d replication slots after a sweep within the grace, want all 5", n)
+	}
+	b.now = b.now.Add(2 * sweepGrace)
+	if err := b.p.sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, held := range map[string]bool{"repl.0": false, "repl.1": true, "repl.2": true, "repl.3": false, "repl.4": false} {
+		_, err := b.p.slots.Get(ctx, name)
+		if got := err == nil; got != held {
+			t.Errorf("%s held = %v after the sweep, want %v (%v)", name, got, held, err)
+		}
 	}
 }
